@@ -1,0 +1,348 @@
+"""The ``wheelcache`` command line (click).  Thin: parse, build values, call, render.
+
+A :class:`~wheelcache.errors.WheelcacheError` becomes one line on stderr and exit code 1
+(traceback only with ``-v``); usage errors are click's own (exit 2).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shlex
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import __version__
+from .cache import Cache
+from .config import (
+    config_file_path,
+    default_cache_dir,
+    host_platform,
+    host_python,
+    load_config_file,
+    pip_index_urls,
+)
+from .errors import WheelcacheError
+from .fetch import DEFAULT_REQUIREMENTS, FetchRequest, FetchResult, fetch
+from .target import make_target
+from .variants import DEFAULT_TORCH_INDEX, parse_cuda, parse_variant
+
+__all__ = ["main"]
+
+log = logging.getLogger("wheelcache")
+
+
+class _Group(click.Group):
+    """Turns our errors into one line and exit 1; -v shows the traceback too."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except WheelcacheError as exc:
+            if (ctx.obj or {}).get("verbose"):
+                import traceback
+
+                traceback.print_exc()
+            click.echo(f"wheelcache: error: {exc}", err=True)
+            ctx.exit(1)
+        except KeyboardInterrupt:
+            click.echo(
+                "wheelcache: interrupted; partial downloads are kept and resume on the next run",
+                err=True,
+            )
+            ctx.exit(1)
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("wheelcache: %(levelname)s: %(message)s"))
+    root = logging.getLogger("wheelcache")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+def _default_map() -> dict[str, Any]:
+    try:
+        data = load_config_file(config_file_path())
+    except WheelcacheError as exc:
+        click.echo(f"wheelcache: warning: {exc}", err=True)
+        return {}
+    common = data.pop("*", {})
+    return {
+        **{k: v for k, v in data.items()},
+        **({"fetch": common} if "fetch" not in data and common else {}),
+    }
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", count=True, help="More output (-vv for debug); tracebacks.")
+@click.version_option(__version__, prog_name="wheelcache")
+@click.pass_context
+def main(ctx: click.Context, verbose: int) -> None:
+    """Fetch PyTorch wheels and their whole dependency closure for a target machine, keep them
+    in a verified cache, and hand them over for offline installs."""
+    ctx.obj = {"verbose": verbose}
+    ctx.default_map = _default_map()
+    _setup_logging(verbose)
+
+
+def _variant(cuda: str | None, cpu: bool, variant: str | None) -> str:
+    given = [x for x in (cuda and "--cuda", cpu and "--cpu", variant and "--variant") if x]
+    if len(given) > 1:
+        raise click.UsageError(f"{' and '.join(given)} both choose the variant; give one")
+    if cuda:
+        return parse_cuda(cuda)
+    if variant:
+        return parse_variant(variant)
+    return "cpu"
+
+
+def _human_size(n: int | None) -> str:
+    if n is None:
+        return "?"
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} GB"
+
+
+def _command_line(args: list[str]) -> str:
+    if os.name == "nt":
+        return subprocess.list2cmdline(args)
+    return shlex.join(args)
+
+
+def _render(result: FetchResult) -> None:
+    out = click.echo
+    files = result.files
+    total = sum(f.size or 0 for f in files)
+    out(f"Target: {result.target.describe()}")
+    if result.dry_run:
+        unknown = sum(1 for f in files if f.size is None)
+        note = f" ({unknown} of unknown size)" if unknown else ""
+        planned = [f for f in files if f.source == "planned"]
+        out(
+            f"Would fetch {len(planned)} of {len(files)} wheels, about {_human_size(total)}"
+            f"{note}; nothing was downloaded (--dry-run)."
+        )
+    else:
+        fresh = [f for f in files if f.source == "network"]
+        out(
+            f"{len(files)} wheels, {_human_size(total)}: {len(fresh)} downloaded "
+            f"({_human_size(result.downloaded_bytes)} transferred), "
+            f"{len(files) - len(fresh)} already in the cache."
+        )
+    width = max((len(f.filename) for f in files), default=0)
+    for f in files:
+        out(f"  {f.filename:<{width}}  {_human_size(f.size):>9}  {f.source}")
+    if result.dry_run:
+        return
+    out(f"\nHash-pinned requirements: {result.requirements_file}")
+    out("\nInstall on the target with either:")
+    out("  " + _command_line(result.install_files_command))
+    out("  " + _command_line(result.install_find_links_command))
+
+
+class _TqdmReporter:
+    """Per-file bars plus a total, only when stderr is a terminal (tqdm lives here only)."""
+
+    def __init__(self) -> None:
+        from tqdm import tqdm
+
+        self._tqdm = tqdm
+        self._bars: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._total = tqdm(total=0, unit="B", unit_scale=True, desc="total", position=0)
+
+    def file_started(self, filename: str, total: int | None, initial: int) -> None:
+        with self._lock:
+            bar = self._tqdm(
+                total=total,
+                initial=initial,
+                unit="B",
+                unit_scale=True,
+                leave=False,
+                desc=filename[:40],
+                position=len(self._bars) + 1,
+            )
+            self._bars[filename] = bar
+            self._total.total = (self._total.total or 0) + (total or 0)
+            self._total.update(initial)
+
+    def file_advanced(self, filename: str, nbytes: int) -> None:
+        with self._lock:
+            bar = self._bars.get(filename)
+            if bar is not None:
+                bar.update(nbytes)
+            self._total.update(nbytes)
+
+    def file_restarted(self, filename: str) -> None:
+        with self._lock:
+            bar = self._bars.get(filename)
+            if bar is not None:
+                self._total.update(-bar.n)
+                bar.reset()
+
+    def file_finished(self, filename: str) -> None:
+        with self._lock:
+            bar = self._bars.pop(filename, None)
+            if bar is not None:
+                bar.close()
+
+    def close(self) -> None:
+        self._total.close()
+
+
+@main.command("fetch")
+@click.argument("requirements", nargs=-1)
+@click.option("--cuda", metavar="VER", help="CUDA variant: 118, 11.8 or cu118.")
+@click.option("--cpu", is_flag=True, help="The CPU-only variant.")
+@click.option("--variant", metavar="NAME", help="Any PyTorch variant: cu118, cpu, rocm6.1, xpu …")
+@click.option(
+    "--py",
+    "python",
+    metavar="VER",
+    help="Target Python: 39, 3.9 or cp39 (default: this interpreter).",
+)
+@click.option(
+    "--platform",
+    "platform_tag",
+    metavar="TAG",
+    help="Target platform: win_amd64, linux_x86_64, manylinux_2_28_x86_64, "
+    "linux_aarch64, macosx_11_0_arm64 … (default: this machine).",
+)
+@click.option("--glibc", metavar="X.Y", help="glibc of a Linux target (default 2.28).")
+@click.option("--torch", "torch_version", metavar="VERSION", help="Pin torch; companions follow.")
+@click.option(
+    "--torch-index",
+    metavar="URL",
+    default=DEFAULT_TORCH_INDEX,
+    show_default=True,
+    envvar="WHEELCACHE_TORCH_INDEX",
+    help='PyTorch index; "{variant}" in it is replaced.',
+)
+@click.option(
+    "--index-url",
+    metavar="URL",
+    envvar="WHEELCACHE_INDEX_URL",
+    help="Index for everything else (default: pip's configuration).",
+)
+@click.option(
+    "--extra-index-url",
+    metavar="URL",
+    multiple=True,
+    help="More indexes, tried in order after --index-url.",
+)
+@click.option("--pre", is_flag=True, help="Allow pre-releases.")
+@click.option("--no-deps", is_flag=True, help="Only the requested projects.")
+@click.option(
+    "--jobs",
+    type=click.IntRange(1, 64),
+    default=4,
+    show_default=True,
+    envvar="WHEELCACHE_JOBS",
+    help="Files downloaded at once.",
+)
+@click.option("--offline", is_flag=True, help="Resolve from the cache alone; no network at all.")
+@click.option("--dry-run", is_flag=True, help="Show what would be fetched; fetch nothing.")
+@click.option(
+    "--dest",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Also place the wheels (and requirements.txt) in DIR.",
+)
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="WHEELCACHE_CACHE_DIR",
+    help="Cache location (default: platformdirs).",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout, nothing else.")
+@click.pass_context
+def fetch_command(
+    ctx: click.Context,
+    requirements: tuple[str, ...],
+    cuda: str | None,
+    cpu: bool,
+    variant: str | None,
+    python: str | None,
+    platform_tag: str | None,
+    glibc: str | None,
+    torch_version: str | None,
+    torch_index: str,
+    index_url: str | None,
+    extra_index_url: tuple[str, ...],
+    pre: bool,
+    no_deps: bool,
+    jobs: int,
+    offline: bool,
+    dry_run: bool,
+    dest: Path | None,
+    cache_dir: Path | None,
+    as_json: bool,
+) -> None:
+    """Resolve and download wheels for a target (default: torch torchvision torchaudio)."""
+    chosen_variant = _variant(cuda, cpu, variant)
+    host_plat, host_glibc = host_platform()
+    if platform_tag is None:
+        platform_tag = host_plat
+        glibc = glibc or host_glibc
+    target = make_target(
+        python=python or host_python(),
+        platform=platform_tag,
+        variant=chosen_variant,
+        glibc=glibc,
+    )
+    if index_url:
+        indexes = (index_url, *extra_index_url)
+    elif offline and not extra_index_url:
+        indexes = tuple(_quiet_pip_indexes())
+    else:
+        indexes = (*pip_index_urls()[0], *extra_index_url)
+    request = FetchRequest(
+        target=target,
+        requirements=requirements or DEFAULT_REQUIREMENTS,
+        torch_version=torch_version,
+        torch_index=torch_index,
+        index_urls=indexes,
+        allow_prereleases=pre,
+        no_deps=no_deps,
+        offline=offline,
+        dry_run=dry_run,
+        dest=dest,
+        jobs=jobs,
+    )
+    cache = Cache(cache_dir or default_cache_dir())
+    show_bars = not as_json and sys.stderr.isatty() and not dry_run
+    reporter = _TqdmReporter() if show_bars else None
+    try:
+        if reporter is not None:
+            from tqdm.contrib.logging import logging_redirect_tqdm
+
+            with logging_redirect_tqdm(loggers=[log]):
+                result = fetch(request, cache, reporter)
+        else:
+            result = fetch(request, cache)
+    finally:
+        if reporter is not None:
+            reporter.close()
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        _render(result)
+
+
+def _quiet_pip_indexes() -> list[str]:
+    try:
+        return pip_index_urls()[0]
+    except WheelcacheError:
+        return []

@@ -1,0 +1,174 @@
+"""Settings from the world outside the library: this machine, pip's configuration, our config file.
+
+Only this module and :mod:`wheelcache.cli` read the environment.  Precedence is the usual one:
+command-line option > ``WHEELCACHE_*`` environment variable > config file > default; click does
+the first two and the config file arrives as click's ``default_map``.
+"""
+
+from __future__ import annotations
+
+import configparser
+import logging
+import os
+import platform
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from .errors import WheelcacheError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+__all__ = [
+    "config_file_path",
+    "default_cache_dir",
+    "host_platform",
+    "host_python",
+    "load_config_file",
+    "pip_index_urls",
+]
+
+log = logging.getLogger(__name__)
+
+APP = "wheelcache"
+
+
+def default_cache_dir() -> Path:
+    return Path(platformdirs.user_cache_dir(APP, appauthor=False))
+
+
+def config_file_path(environ: Mapping[str, str] = os.environ) -> Path:
+    override = environ.get("WHEELCACHE_CONFIG")
+    if override:
+        return Path(override)
+    return Path(platformdirs.user_config_dir(APP, appauthor=False)) / "config.toml"
+
+
+def load_config_file(path: Path) -> dict[str, dict[str, Any]]:
+    """Read the TOML config file into a click ``default_map``.
+
+    Top-level keys apply to every command; ``[fetch]``-style tables to one command.  Keys use
+    the option names (``cache-dir``, ``jobs``); dashes become underscores for click.
+    """
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise WheelcacheError(f"config file {path}: {exc}") from exc
+    common = {k.replace("-", "_"): v for k, v in data.items() if not isinstance(v, dict)}
+    out: dict[str, dict[str, Any]] = {"*": common}
+    for section, values in data.items():
+        if isinstance(values, dict):
+            out[section] = {**common, **{k.replace("-", "_"): v for k, v in values.items()}}
+    return out
+
+
+def _pip_config_files(environ: Mapping[str, str]) -> list[Path]:
+    """pip's configuration files in pip's load order (global, user, site, PIP_CONFIG_FILE)."""
+    env_file = environ.get("PIP_CONFIG_FILE")
+    if env_file == os.devnull:
+        return []  # pip's documented way to switch every config file off
+    files: list[Path] = []
+    if sys.platform == "win32":
+        program_data = environ.get("PROGRAMDATA", r"C:\ProgramData")
+        files.append(Path(program_data) / "pip" / "pip.ini")
+        appdata = environ.get("APPDATA")
+        if appdata:
+            files.append(Path(appdata) / "pip" / "pip.ini")
+        files.append(Path.home() / "pip" / "pip.ini")
+        name = "pip.ini"
+    else:
+        xdg_dirs = environ.get("XDG_CONFIG_DIRS", "/etc/xdg").split(os.pathsep)
+        files += [Path(d) / "pip" / "pip.conf" for d in xdg_dirs if d]
+        files.append(Path("/etc/pip.conf"))
+        if sys.platform == "darwin":
+            files.append(Path.home() / "Library" / "Application Support" / "pip" / "pip.conf")
+        files.append(Path.home() / ".pip" / "pip.conf")
+        xdg_home = environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+        files.append(Path(xdg_home) / "pip" / "pip.conf")
+        name = "pip.conf"
+    files.append(Path(sys.prefix) / name)
+    if env_file:
+        files.append(Path(env_file))
+    return files
+
+
+def _pip_default_index() -> str | None:
+    """pip's built-in default index, read from the installed pip (not written down here)."""
+    try:
+        from pip._internal.models.index import PyPI
+
+        return str(PyPI.simple_url)
+    except Exception:  # pip missing or its internals moved
+        return None
+
+
+def pip_index_urls(environ: Mapping[str, str] = os.environ) -> tuple[list[str], str]:
+    """The index URLs pip on this machine would use, and where they came from.
+
+    Reads ``index-url``/``extra-index-url`` from pip's config files (``[global]`` then
+    ``[install]``), then ``PIP_INDEX_URL``/``PIP_EXTRA_INDEX_URL``.  Non-HTTP indexes
+    (``file://``) are skipped: wheelcache fetches over HTTP.
+    """
+    index: str | None = None
+    extra: list[str] = []
+    origin = "pip's default"
+    parser = configparser.RawConfigParser()
+    for path in _pip_config_files(environ):
+        try:
+            parser.read(path, encoding="utf-8")
+        except (OSError, configparser.Error) as exc:
+            log.warning("ignoring unreadable pip config %s: %s", path, exc)
+            continue
+        for section in ("global", "install"):
+            if parser.has_option(section, "index-url"):
+                index, origin = parser.get(section, "index-url").strip(), f"pip config {path}"
+            if parser.has_option(section, "extra-index-url"):
+                extra = parser.get(section, "extra-index-url").split()
+                origin = f"pip config {path}"
+    if environ.get("PIP_INDEX_URL"):
+        index, origin = environ["PIP_INDEX_URL"].strip(), "PIP_INDEX_URL"
+    if environ.get("PIP_EXTRA_INDEX_URL"):
+        extra, origin = environ["PIP_EXTRA_INDEX_URL"].split(), "PIP_EXTRA_INDEX_URL"
+    if index is None:
+        index = _pip_default_index()
+    urls = [u for u in [index, *extra] if u]
+    usable = [u for u in urls if u.startswith(("http://", "https://"))]
+    for u in urls:
+        if u not in usable:
+            log.info("skipping non-HTTP index %s from %s", u, origin)
+    if not usable:
+        raise WheelcacheError(
+            "no HTTP package index is configured for pip on this machine; pass --index-url URL"
+        )
+    return usable, origin
+
+
+def host_python() -> str:
+    return f"{sys.version_info[0]}.{sys.version_info[1]}"
+
+
+def host_platform() -> tuple[str, str | None]:
+    """This machine as ``(--platform tag, glibc version or None)``."""
+    machine = platform.machine().lower()
+    if sys.platform == "win32":
+        return {"arm64": "win_arm64", "x86": "win32", "i386": "win32"}.get(
+            machine, "win_amd64"
+        ), None
+    if sys.platform == "darwin":
+        major = int(platform.mac_ver()[0].split(".")[0] or 11)
+        minor = 0 if major >= 11 else int(platform.mac_ver()[0].split(".")[1])
+        arch = "arm64" if machine in ("arm64", "aarch64") else "x86_64"
+        return f"macosx_{major}_{minor}_{arch}", None
+    arch = {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
+    libc, version = platform.libc_ver()
+    if libc == "glibc" and version:
+        return f"linux_{arch}", ".".join(version.split(".")[:2])
+    return f"linux_{arch}", None

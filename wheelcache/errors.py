@@ -1,0 +1,152 @@
+"""The one exception tree of wheelcache.
+
+Every error a user can see is a :class:`WheelcacheError`; its ``str()`` is one line that says
+what was wrong and what to do.  Third-party errors (httpx, sqlite3, OSError) are translated at
+the edge with ``raise ... from exc`` and never reach the user as they are::
+
+    WheelcacheError
+    ├── TargetError               bad --cuda/--py/--platform/--target input
+    ├── RequirementError          a requirement string that does not parse
+    ├── IndexPageError            an index page that cannot be fetched or parsed
+    │   └── IndexUnreachableError     connection refused, DNS, timeout, HTTP 5xx …
+    ├── NoMatchingWheelError      a project has no file for the target (carries every rejection)
+    ├── ResolutionError           the requirements conflict (says what with what)
+    ├── MetadataError             a wheel's METADATA cannot be obtained or parsed
+    ├── DownloadError             a file could not be downloaded
+    │   ├── HashMismatchError         bytes do not match the index's sha256
+    │   └── IncompleteDownloadError   size differs from what was announced
+    ├── CacheError                the cache cannot be read or written (full disk, permissions)
+    └── BundleError               bundles (export/import/verify)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = [
+    "BundleError",
+    "CacheError",
+    "DownloadError",
+    "HashMismatchError",
+    "IncompleteDownloadError",
+    "IndexPageError",
+    "IndexUnreachableError",
+    "MetadataError",
+    "NoMatchingWheelError",
+    "RequirementError",
+    "ResolutionError",
+    "TargetError",
+    "WheelcacheError",
+]
+
+
+class WheelcacheError(Exception):
+    """Root of every error wheelcache reports to a user."""
+
+
+class TargetError(WheelcacheError, ValueError):
+    """A target flag or target file that does not describe a usable target."""
+
+
+class RequirementError(WheelcacheError, ValueError):
+    """A requirement argument that is not valid PEP 508."""
+
+
+class IndexPageError(WheelcacheError):
+    """An index page could not be fetched or parsed."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(url, reason)
+        self.url = url
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"index page {self.url}: {self.reason}"
+
+
+class IndexUnreachableError(IndexPageError):
+    """The index did not answer at all (network error, timeout or server error)."""
+
+    def __str__(self) -> str:
+        return (
+            f"cannot reach {self.url}: {self.reason} "
+            "(check the URL and the network, or use --offline to work from the cache)"
+        )
+
+
+class NoMatchingWheelError(WheelcacheError):
+    """A project exists but none of its files fits the target.
+
+    ``rejections`` holds ``(filename, reason)`` pairs so the CLI can explain with ``-v``.
+    """
+
+    def __init__(
+        self,
+        project: str,
+        message: str,
+        rejections: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        super().__init__(project, message)
+        self.project = project
+        self.message = message
+        self.rejections = tuple(rejections)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ResolutionError(WheelcacheError):
+    """The requirements cannot be satisfied together on the target."""
+
+
+class MetadataError(WheelcacheError):
+    """A wheel's core metadata could not be obtained or parsed."""
+
+    def __init__(self, filename: str, reason: str) -> None:
+        super().__init__(filename, reason)
+        self.filename = filename
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"metadata of {self.filename}: {self.reason}"
+
+
+class DownloadError(WheelcacheError):
+    """A file could not be downloaded; names the URL and the reason."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(url, reason)
+        self.url = url
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"download of {self.url} failed: {self.reason}"
+
+
+class HashMismatchError(DownloadError):
+    """Downloaded bytes do not match the digest the index announced."""
+
+    def __init__(self, url: str, filename: str, expected: str, actual: str) -> None:
+        super().__init__(url, f"sha256 mismatch for {filename}")
+        self.filename = filename
+        self.expected = expected
+        self.actual = actual
+
+    def __str__(self) -> str:
+        return (
+            f"hash mismatch for {self.filename} from {self.url}: expected sha256 "
+            f"{self.expected}, got {self.actual}; nothing was stored (the file or the index "
+            "is corrupt; try again or use another mirror)"
+        )
+
+
+class IncompleteDownloadError(DownloadError):
+    """The body was shorter or longer than announced."""
+
+
+class CacheError(WheelcacheError):
+    """The cache could not be read or written."""
+
+
+class BundleError(WheelcacheError):
+    """A bundle could not be exported, verified or imported."""

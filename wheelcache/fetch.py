@@ -1,0 +1,315 @@
+"""The whole ``fetch`` job: requirements + target → resolved, verified wheels in the cache.
+
+:func:`fetch` wires the edges (HTTP client, page store, downloader, cache) to the pure core
+(evaluator, provider) and returns a :class:`FetchResult` that the CLI renders.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
+from .cache import Cache, CachedWheel, describe_os_error
+from .client import Http, HttpSettings, PageStore
+from .download import Downloader, DownloadJob
+from .errors import CacheError, RequirementError
+from .evaluator import Candidate
+from .finder import IndexFinder, Sources
+from .progress import Reporter
+from .provider import Req, Resolution, resolve
+from .target import Target
+from .variants import DEFAULT_TORCH_INDEX, torch_index_for
+
+__all__ = ["FetchRequest", "FetchResult", "FetchedFile", "fetch", "parse_requirements"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_REQUIREMENTS = ("torch", "torchvision", "torchaudio")
+
+
+@dataclass(frozen=True)
+class FetchRequest:
+    """Everything ``wheelcache fetch`` was asked to do."""
+
+    target: Target
+    requirements: tuple[str, ...] = DEFAULT_REQUIREMENTS
+    torch_version: str | None = None
+    torch_index: str = DEFAULT_TORCH_INDEX
+    index_urls: tuple[str, ...] = ()
+    allow_prereleases: bool = False
+    no_deps: bool = False
+    offline: bool = False
+    dry_run: bool = False
+    dest: Path | None = None
+    jobs: int = 4
+    http: HttpSettings = field(default_factory=HttpSettings)
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedFile:
+    filename: str
+    project: str
+    version: str
+    path: Path | None  # None only in a dry run
+    sha256: str | None
+    blake3: str | None
+    size: int | None
+    url: str
+    source: str  # "cache" | "network" | "planned"
+    required_by: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "filename": self.filename,
+            "project": self.project,
+            "version": self.version,
+            "path": str(self.path) if self.path else None,
+            "sha256": self.sha256,
+            "blake3": self.blake3,
+            "size": self.size,
+            "url": self.url,
+            "source": self.source,
+            "required_by": list(self.required_by),
+        }
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    target: Target
+    requested: tuple[str, ...]  # pinned top-level requirements: "torch==2.4.0+cu118"
+    files: tuple[FetchedFile, ...]
+    wheels_dir: Path
+    requirements_file: Path | None
+    dry_run: bool
+    downloaded_bytes: int
+
+    @property
+    def install_files_command(self) -> list[str]:
+        return ["pip", "install", "--no-index", *(str(f.path) for f in self.files if f.path)]
+
+    @property
+    def install_find_links_command(self) -> list[str]:
+        return [
+            "pip",
+            "install",
+            "--no-index",
+            "--find-links",
+            str(self.wheels_dir),
+            *self.requested,
+        ]
+
+    @property
+    def install_requirements_command(self) -> list[str]:
+        return [
+            "pip",
+            "install",
+            "--no-index",
+            "--find-links",
+            str(self.wheels_dir),
+            "--require-hashes",
+            "-r",
+            str(self.requirements_file),
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "target": self.target.to_dict(),
+            "requested": list(self.requested),
+            "files": [f.to_dict() for f in self.files],
+            "wheels_dir": str(self.wheels_dir),
+            "requirements_file": str(self.requirements_file) if self.requirements_file else None,
+            "dry_run": self.dry_run,
+            "downloaded_bytes": self.downloaded_bytes,
+            "total_size": sum(f.size or 0 for f in self.files),
+            "install": {
+                "files": self.install_files_command,
+                "find_links": self.install_find_links_command,
+                "requirements": (
+                    self.install_requirements_command if self.requirements_file else None
+                ),
+            },
+        }
+
+
+def parse_requirements(texts: Sequence[str], torch_version: str | None) -> list[Req]:
+    """Requirement strings (plus ``--torch``) → resolver requirements."""
+    reqs: list[Req] = []
+    for text in texts or DEFAULT_REQUIREMENTS:
+        try:
+            reqs.append(Req.from_requirement(Requirement(text)))
+        except InvalidRequirement as exc:
+            raise RequirementError(f"invalid requirement {text!r}: {exc}") from exc
+    if torch_version:
+        try:
+            pin = Requirement(f"torch=={torch_version.strip()}")
+        except InvalidRequirement as exc:
+            raise RequirementError(f"--torch {torch_version!r} is not a version") from exc
+        reqs.append(Req.from_requirement(pin))
+    return reqs
+
+
+def _requested_pins(reqs: Sequence[Req], resolution: Resolution) -> tuple[str, ...]:
+    chosen = resolution.by_name()
+    names: list[str] = []
+    for r in reqs:
+        if r.name not in names:
+            names.append(r.name)
+    return tuple(f"{n}=={chosen[canonicalize_name(n)].version}" for n in names if n in chosen)
+
+
+def _requirements_text(files: Sequence[FetchedFile]) -> str:
+    lines = [
+        "# written by wheelcache; install with:",
+        "#   pip install --no-index --find-links . --require-hashes -r <this file>",
+    ]
+    for f in sorted(files, key=lambda f: f.project):
+        lines.append(f"{f.project}=={f.version} \\\n    --hash=sha256:{f.sha256}")
+    return "\n".join(lines) + "\n"
+
+
+def _place(wheel: CachedWheel, dest: Path) -> Path:
+    """Put a copy (hard link where possible) of *wheel* in *dest* under its real name."""
+    target = dest / wheel.filename
+    try:
+        if target.exists() and target.stat().st_size == wheel.size:
+            return target
+        tmp = dest / f".{wheel.filename}.{os.getpid()}.tmp"
+        try:
+            os.link(wheel.blob, tmp)
+        except OSError:
+            shutil.copyfile(wheel.blob, tmp)
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise CacheError(describe_os_error(exc, target)) from exc
+    return target
+
+
+def _job(c: Candidate, finder: IndexFinder) -> DownloadJob:
+    f = c.file
+    return DownloadJob(
+        url=f.url,
+        filename=f.filename,
+        project=c.name,
+        version=str(c.version),
+        sha256=f.sha256,
+        size=f.size or finder.sizes.get(f.url),
+    )
+
+
+def fetch(request: FetchRequest, cache: Cache, reporter: Reporter | None = None) -> FetchResult:
+    """Resolve and download everything *request* asks for; see the module docstring."""
+    target = request.target
+    reqs = parse_requirements(request.requirements, request.torch_version)
+    torch_url, per_variant = torch_index_for(request.torch_index, target.variant)
+    sources = Sources(torch_url, per_variant, tuple(u.rstrip("/") for u in request.index_urls))
+    http = None if request.offline else Http(request.http)
+    try:
+        downloader = Downloader(http, cache, reporter, jobs=request.jobs) if http else None
+        finder = IndexFinder(target, sources, PageStore(cache, http), cache, http, downloader)
+        resolution = resolve(
+            reqs,
+            target,
+            finder,
+            finder,
+            allow_prereleases=request.allow_prereleases,
+            no_deps=request.no_deps,
+        )
+        requested = _requested_pins(reqs, resolution)
+        if request.dry_run:
+            plan = tuple(_planned(c, cache, finder, resolution) for c in resolution.candidates)
+            return FetchResult(target, requested, plan, Path(cache.layout.wheels), None, True, 0)
+        before = {
+            c.file.filename
+            for c in resolution.candidates
+            if cache.find(c.file.filename, c.file.sha256) is not None
+        }
+        if downloader is None:
+            missing = [
+                c.file.filename for c in resolution.candidates if c.file.filename not in before
+            ]
+            if missing:
+                raise CacheError(
+                    f"--offline: {len(missing)} wheel(s) are not in the cache "
+                    f"({', '.join(missing[:3])}{' …' if len(missing) > 3 else ''}); "
+                    "run once without --offline"
+                )
+            wheels = [cache.find(c.file.filename, c.file.sha256) for c in resolution.candidates]
+        else:
+            # Biggest first: the long downloads start at once and small ones fill the gaps.
+            order = sorted(
+                resolution.candidates,
+                key=lambda c: -(c.file.size or finder.sizes.get(c.file.url) or 0),
+            )
+            got = dict(zip(order, downloader.fetch_many([_job(c, finder) for c in order]), strict=True))
+            wheels = [got[c] for c in resolution.candidates]
+        files: list[FetchedFile] = []
+        dest = request.dest
+        if dest is not None:
+            try:
+                dest.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise CacheError(describe_os_error(exc, dest)) from exc
+        for c, w in zip(resolution.candidates, wheels, strict=True):
+            assert w is not None
+            cache.catalog.add_target(w.sha256, target.describe())
+            path = _place(w, dest) if dest is not None else w.path
+            source = "cache" if c.file.filename in before else "network"
+            files.append(
+                FetchedFile(
+                    w.filename,
+                    c.name,
+                    str(c.version),
+                    path,
+                    w.sha256,
+                    w.blake3,
+                    w.size,
+                    c.file.url,
+                    source,
+                    resolution.required_by.get(c.name, ()),
+                )
+            )
+        wheels_dir = dest if dest is not None else Path(cache.layout.wheels)
+        req_name = (
+            "requirements.txt"
+            if dest is not None
+            else f"requirements-{target.variant}-{target.abi}-{target.platform}.txt"
+        )
+        req_file = wheels_dir / req_name
+        cache.write_atomic(req_file, _requirements_text(files).encode())
+        return FetchResult(
+            target,
+            requested,
+            tuple(files),
+            wheels_dir,
+            req_file,
+            False,
+            downloader.downloaded_bytes if downloader else 0,
+        )
+    finally:
+        if http is not None:
+            http.close()
+
+
+def _planned(c: Candidate, cache: Cache, finder: IndexFinder, res: Resolution) -> FetchedFile:
+    cached = cache.find(c.file.filename, c.file.sha256)
+    f = c.file
+    return FetchedFile(
+        filename=f.filename,
+        project=c.name,
+        version=str(c.version),
+        path=cached.path if cached else None,
+        sha256=cached.sha256 if cached else f.sha256,
+        blake3=cached.blake3 if cached else None,
+        size=cached.size if cached else (f.size or finder.sizes.get(f.url)),
+        url=f.url,
+        source="cache" if cached else "planned",
+        required_by=res.required_by.get(c.name, ()),
+    )

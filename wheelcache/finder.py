@@ -1,0 +1,280 @@
+"""Candidate and metadata sources backed by real indexes (the edge half of resolution).
+
+Routing: torch, torchvision and torchaudio come from the PyTorch index; every other project
+from the first of ``index_urls`` that has a page for it.  One project never mixes files from
+two indexes (that is how dependency confusion happens).
+
+Metadata, cheapest first: the cache; a wheel already in the cache; the PEP 658 ``.metadata``
+file; the METADATA member read from the remote zip with HTTP range requests; and, only when the
+server ignores ranges, the whole wheel, which then stays in the cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.utils import NormalizedName
+from packaging.version import Version
+
+from .cache import Cache
+from .client import Http, PageStore
+from .download import Downloader, DownloadJob
+from .errors import (
+    DownloadError,
+    IndexPageError,
+    MetadataError,
+    TargetError,
+)
+from .evaluator import Candidate, best_per_version, describe_availability, evaluate_file
+from .models import CoreMetadata, DistFile, ProjectPage, parse_core_metadata
+from .simple import PageParseError, parse_project_page
+from .target import Target
+from .variants import KNOWN_VARIANTS, is_torch_family
+from .zipmeta import (
+    TAIL_SIZE,
+    ZipFormatError,
+    find_metadata_entry,
+    locate_central_directory,
+    read_local_entry,
+)
+
+__all__ = ["IndexFinder", "Sources"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Sources:
+    """Where projects come from."""
+
+    torch_index: str  # URL of the PyTorch index for this variant (no trailing slash)
+    per_variant: bool  # True when it is a per-variant tree (local versions are filtered)
+    index_urls: tuple[str, ...]  # everything else, first match wins
+
+
+def _project_url(index: str, name: str) -> str:
+    return f"{index.rstrip('/')}/{name}/"
+
+
+class IndexFinder:
+    """Implements both ``CandidateSource`` and ``MetadataSource`` for the provider."""
+
+    def __init__(
+        self,
+        target: Target,
+        sources: Sources,
+        pages: PageStore,
+        cache: Cache,
+        http: Http | None,
+        downloader: Downloader | None,
+    ) -> None:
+        self.target = target
+        self.sources = sources
+        self.pages = pages
+        self.cache = cache
+        self.http = http
+        self.downloader = downloader
+        self._pages: dict[NormalizedName, ProjectPage | None] = {}
+        self._cands: dict[NormalizedName, list[Candidate]] = {}
+        self._lock = threading.Lock()
+        #: Sizes learnt on the way (range reads tell the total), for ``--dry-run``.
+        self.sizes: dict[str, int] = {}
+        #: Wheels downloaded whole during resolution (server without ranges).
+        self.fetched_whole: set[str] = set()
+
+    # -- pages ----------------------------------------------------------------------------
+    def _get_page(self, url: str, name: NormalizedName) -> ProjectPage | None:
+        resp = self.pages.get(url)
+        if resp.status == 404:
+            return None
+        try:
+            return parse_project_page(
+                resp.body, content_type=resp.content_type, base_url=resp.url, project=name
+            )
+        except PageParseError as exc:
+            raise IndexPageError(url, f"cannot parse the page: {exc}") from exc
+
+    def page(self, name: NormalizedName) -> ProjectPage | None:
+        with self._lock:
+            if name in self._pages:
+                return self._pages[name]
+        if is_torch_family(name):
+            url = _project_url(self.sources.torch_index, name)
+            page = self._get_page(url, name)
+            if page is None and self.sources.per_variant:
+                self._check_variant_exists()
+        else:
+            page = None
+            for index in self.sources.index_urls:
+                page = self._get_page(_project_url(index, name), name)
+                if page is not None:
+                    break
+        with self._lock:
+            self._pages[name] = page
+        return page
+
+    def _check_variant_exists(self) -> None:
+        root = self.sources.torch_index + "/"
+        if self.pages.get(root).status == 404:
+            raise TargetError(
+                f"the PyTorch index has no variant {self.target.variant!r} ({root} not found); "
+                f"known: {', '.join(KNOWN_VARIANTS)}"
+            )
+
+    # -- CandidateSource ------------------------------------------------------------------
+    def find_candidates(self, name: NormalizedName) -> list[Candidate]:
+        with self._lock:
+            if name in self._cands:
+                return self._cands[name]
+        page = self.page(name)
+        cands: list[Candidate] = []
+        if page is not None:
+            variant = (
+                self.target.variant if is_torch_family(name) and self.sources.per_variant else None
+            )
+            evaluations = [evaluate_file(f, name, self.target, variant=variant) for f in page.files]
+            for ev in evaluations:
+                if not ev.ok:
+                    log.debug("skip %s: %s", ev.file.filename, ev.reason)
+            cands = best_per_version(evaluations)
+        with self._lock:
+            self._cands[name] = cands
+        return cands
+
+    def explain(self, name: NormalizedName) -> str:
+        page = self.page(name)
+        if page is None:
+            where = (
+                self.sources.torch_index
+                if is_torch_family(name)
+                else ", ".join(self.sources.index_urls) or "no index configured"
+            )
+            return f"{name} is not on {where}"
+        if is_torch_family(name) and self.sources.per_variant:
+            # Only the files of this variant say anything useful about availability.
+            files = [f for f in page.files if f"+{self.target.variant}" in f.filename]
+            files = files or list(page.files)
+        else:
+            files = list(page.files)
+        return describe_availability(name, files, self.target)
+
+    def explain_version(self, name: NormalizedName, version: Version) -> str:
+        page = self.page(name)
+        return describe_availability(name, list(page.files) if page else [], self.target, version)
+
+    # -- MetadataSource -------------------------------------------------------------------
+    def get_metadata(self, candidate: Candidate) -> CoreMetadata:
+        f = candidate.file
+        raw = self._metadata_bytes(candidate)
+        try:
+            return parse_core_metadata(raw, source=f.filename)
+        except ValueError as exc:
+            raise MetadataError(f.filename, str(exc)) from exc
+
+    def _store_metadata(self, f: DistFile, data: bytes) -> bytes:
+        self.cache.write_atomic(Path(self.cache.layout.metadata(f.url)), data)
+        return data
+
+    def _metadata_bytes(self, candidate: Candidate) -> bytes:
+        f = candidate.file
+        path = Path(self.cache.layout.metadata(f.url))
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            pass
+        cached = self.cache.find(f.filename, f.sha256)
+        if cached is not None:
+            return self._store_metadata(f, _metadata_from_wheel(cached.path, f.filename))
+        if self.http is None:
+            raise MetadataError(
+                f.filename, "not in the cache; run once without --offline to fetch it"
+            )
+        if f.core_metadata:
+            data = self._pep658(f)
+            if data is not None:
+                return self._store_metadata(f, data)
+        try:
+            data = self._ranged(f)
+        except (ZipFormatError, DownloadError) as exc:
+            log.warning("%s: range read failed (%s); downloading the whole wheel", f.filename, exc)
+            data = None
+        if data is None:
+            data = self._whole(candidate)
+        return self._store_metadata(f, data)
+
+    def _pep658(self, f: DistFile) -> bytes | None:
+        assert self.http is not None
+        r = self.http.get(f.metadata_url)
+        if r.status_code != 200:
+            log.debug("%s: no .metadata (HTTP %d) despite the page", f.filename, r.status_code)
+            return None
+        data = r.content
+        if f.core_metadata_sha256 is not None:
+            got = hashlib.sha256(data).hexdigest()
+            if got != f.core_metadata_sha256:
+                raise MetadataError(
+                    f.filename,
+                    f".metadata sha256 is {got}, the index says {f.core_metadata_sha256}",
+                )
+        return data
+
+    def _ranged(self, f: DistFile) -> bytes | None:
+        assert self.http is not None
+        tail = self.http.get_range(f.url, None, TAIL_SIZE)
+        if tail is None:
+            return None
+        total = tail.total
+        self.sizes[f.url] = total
+        cd = locate_central_directory(tail.data, total)
+        tail_start = total - len(tail.data)
+        if cd.offset >= tail_start:
+            cd_bytes = tail.data[cd.offset - tail_start : cd.offset - tail_start + cd.size]
+        else:
+            got = self.http.get_range(f.url, cd.offset, cd.offset + cd.size - 1)
+            if got is None:
+                return None
+            cd_bytes = got.data
+        entry = find_metadata_entry(cd_bytes, f.filename.split("-", 1)[0])
+        start, end = entry.read_span
+        end = min(end, total - 1)
+        if start >= tail_start:
+            span = tail.data[start - tail_start : end - tail_start + 1]
+        else:
+            got = self.http.get_range(f.url, start, end)
+            if got is None:
+                return None
+            span = got.data
+        return read_local_entry(entry, span)
+
+    def _whole(self, candidate: Candidate) -> bytes:
+        if self.downloader is None:
+            raise MetadataError(candidate.file.filename, "no way to read it without a download")
+        f = candidate.file
+        log.warning(
+            "%s: the server does not support ranges; downloading it whole to read "
+            "its metadata (it stays in the cache)",
+            f.filename,
+        )
+        wheel = self.downloader.fetch(
+            DownloadJob(f.url, f.filename, candidate.name, str(candidate.version), f.sha256, f.size)
+        )
+        self.fetched_whole.add(f.filename)
+        return _metadata_from_wheel(wheel.path, f.filename)
+
+
+def _metadata_from_wheel(path: Path, filename: str) -> bytes:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = [
+                n for n in zf.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA")
+            ]
+            if not names:
+                raise MetadataError(filename, "the wheel has no .dist-info/METADATA")
+            return zf.read(names[0])
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise MetadataError(filename, f"cannot read the wheel: {exc}") from exc
