@@ -346,3 +346,14 @@ def _quiet_pip_indexes() -> list[str]:
         return pip_index_urls()[0]
     except WheelcacheError:
         return []
+
+
+def _register_commands() -> None:
+    """Commands that live in their own modules (serving, offline hosts) join the group here."""
+    from . import cli_offline, cli_serve
+
+    cli_serve.register(main)
+    cli_offline.register(main)
+
+
+_register_commands()

@@ -147,8 +147,8 @@ def describe_availability(
     >>> from wheelcache.target import make_target
     >>> fs = [DistFile(f"torch-2.4.0+cu118-cp{v}-cp{v}-{p}.whl", "u")
     ...       for v in (38, 312) for p in ("win_amd64", "linux_x86_64")]
-    >>> print(describe_availability("torch", fs,
-    ...       make_target(python="39", platform="macosx_11_0_arm64")))  # doctest: +NORMALIZE_WHITESPACE
+    >>> mac = make_target(python="39", platform="macosx_11_0_arm64")
+    >>> print(describe_availability("torch", fs, mac))  # doctest: +NORMALIZE_WHITESPACE
     torch 2.4.0+cu118 has wheels for cp38–cp312 on linux_x86_64 and win_amd64; none for cp39
     on macosx_11_0_arm64
     """

@@ -248,7 +248,9 @@ def fetch(request: FetchRequest, cache: Cache, reporter: Reporter | None = None)
                 resolution.candidates,
                 key=lambda c: -(c.file.size or finder.sizes.get(c.file.url) or 0),
             )
-            got = dict(zip(order, downloader.fetch_many([_job(c, finder) for c in order]), strict=True))
+            got = dict(
+                zip(order, downloader.fetch_many([_job(c, finder) for c in order]), strict=True)
+            )
             wheels = [got[c] for c in resolution.candidates]
         files: list[FetchedFile] = []
         dest = request.dest
