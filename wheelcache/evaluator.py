@@ -140,9 +140,15 @@ def _python_range(interpreters: set[str]) -> str:
 
 
 def describe_availability(
-    project: str, files: Sequence[DistFile], target: Target, version: Version | None = None
+    project: str,
+    files: Sequence[DistFile],
+    target: Target,
+    specifier: SpecifierSet | None = None,
+    *,
+    variant: str | None = None,
 ) -> str:
-    """Explain which Pythons and platforms a project (or one version) has wheels for.
+    """Explain which Pythons and platforms the newest version matching *specifier* has wheels
+    for (on a per-variant index only the files of *variant* count).
 
     >>> from wheelcache.target import make_target
     >>> fs = [DistFile(f"torch-2.4.0+cu118-cp{v}-cp{v}-{p}.whl", "u")
@@ -161,12 +167,17 @@ def describe_availability(
             name, ver, _, tags = parse_wheel_filename(f.filename)
         except (InvalidWheelFilename, ValueError):
             continue
-        if name == wanted_name and (version is None or ver == version):
+        if name != wanted_name or (variant is not None and ver.local not in (variant, None)):
+            continue
+        if variant is not None and variant != "cpu" and ver.local is None:
+            continue
+        if specifier is None or specifier.contains(ver, prereleases=True):
             by_version.setdefault(ver, []).append(tags)
     want = f"none for {target.abi} on {target.platform}"
     if not by_version:
-        what = f"{project} {version}" if version else project
-        return f"{what} has no wheels on the index; {want}"
+        what = f"{project}{specifier or ''}"
+        where = f" for {variant}" if variant else ""
+        return f"{what} has no wheels on the index{where}; {want}"
     newest = max(by_version)
     interps = {t.interpreter for tags in by_version[newest] for t in tags}
     plats = sorted({t.platform for tags in by_version[newest] for t in tags})

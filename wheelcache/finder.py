@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from packaging.utils import NormalizedName
-from packaging.version import Version
+from packaging.specifiers import SpecifierSet
 
 from .cache import Cache
 from .client import Http, PageStore
@@ -146,7 +146,7 @@ class IndexFinder:
             self._cands[name] = cands
         return cands
 
-    def explain(self, name: NormalizedName) -> str:
+    def explain(self, name: NormalizedName, specifier: SpecifierSet | None = None) -> str:
         page = self.page(name)
         if page is None:
             where = (
@@ -155,17 +155,8 @@ class IndexFinder:
                 else ", ".join(self.sources.index_urls) or "no index configured"
             )
             return f"{name} is not on {where}"
-        if is_torch_family(name) and self.sources.per_variant:
-            # Only the files of this variant say anything useful about availability.
-            files = [f for f in page.files if f"+{self.target.variant}" in f.filename]
-            files = files or list(page.files)
-        else:
-            files = list(page.files)
-        return describe_availability(name, files, self.target)
-
-    def explain_version(self, name: NormalizedName, version: Version) -> str:
-        page = self.page(name)
-        return describe_availability(name, list(page.files) if page else [], self.target, version)
+        variant = self.target.variant if is_torch_family(name) and self.sources.per_variant else None
+        return describe_availability(name, page.files, self.target, specifier, variant=variant)
 
     # -- MetadataSource -------------------------------------------------------------------
     def get_metadata(self, candidate: Candidate) -> CoreMetadata:

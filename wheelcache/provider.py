@@ -45,8 +45,8 @@ class CandidateSource(Protocol):
 
     def find_candidates(self, name: NormalizedName) -> Sequence[Candidate]: ...
 
-    def explain(self, name: NormalizedName) -> str:
-        """One line on why a project has no fitting wheel (for error messages)."""
+    def explain(self, name: NormalizedName, specifier: SpecifierSet) -> str:
+        """One line on why a project has no wheel for *specifier* (for error messages)."""
         ...
 
 
@@ -199,9 +199,10 @@ class WheelProvider(AbstractProvider):  # type: ignore[type-arg]
         reqs = list(requirements[identifier])
         bad = {c.version for c in incompatibilities[identifier]}
         if identifier == PYTHON:
-            if self._python in bad:
-                return []
-            return [_PythonCandidate(self._python)]
+            fits = self._python not in bad and all(
+                r.specifier.contains(self._python, prereleases=True) for r in reqs
+            )
+            return [_PythonCandidate(self._python)] if fits else []
         name = canonicalize_name(identifier.split("[", 1)[0])
         extras = frozenset().union(*(r.extras for r in reqs))
         pre = self._allows_pre(reqs)
@@ -286,10 +287,12 @@ def _explain(exc: ResolutionImpossible, source: CandidateSource, target: Target)
                 f"{who} requires {req} but the target has Python {target.python_version_full}"
             )
             continue
-        who = req.parent or "you"
-        lines.append(f"{who} requires {req}")
-        if not source.find_candidates(req.name):
-            missing.append(source.explain(req.name))
+        if req.parent:
+            lines.append(f"{req.parent} requires {req}")
+        else:
+            lines.append(f"you asked for {req}")
+        if not [c for c in source.find_candidates(req.name) if req.specifier.contains(c.version)]:
+            missing.append(source.explain(req.name, req.specifier))
     seen: list[str] = []
     for line in missing + lines:
         if line not in seen:

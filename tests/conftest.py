@@ -1,0 +1,31 @@
+"""Shared fixtures: keep this machine's settings out of every test."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "pytorch-index"
+if not FIXTURES.is_dir():  # a checkout with shared/ beside it (CI) or inside it
+    FIXTURES = Path(__file__).resolve().parents[1] / "shared" / "fixtures" / "pytorch-index"
+
+_LEAKY_PREFIXES = ("WHEELCACHE_", "PIP_", "UV_")
+_LEAKY_NAMES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Clear WHEELCACHE_*, PIP_*, UV_* and proxy variables; isolate pip's config files."""
+    for name in list(os.environ):
+        if name.startswith(_LEAKY_PREFIXES) or name.upper() in _LEAKY_NAMES:
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("WHEELCACHE_CONFIG", str(tmp_path / "no-config.toml"))
+
+
+@pytest.fixture
+def fixtures_dir() -> Path:
+    assert FIXTURES.is_dir(), f"fixture pages not found at {FIXTURES}"
+    return FIXTURES
