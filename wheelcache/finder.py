@@ -18,8 +18,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from packaging.utils import NormalizedName
 from packaging.specifiers import SpecifierSet
+from packaging.utils import NormalizedName
 
 from .cache import Cache
 from .client import Http, PageStore
@@ -155,7 +155,9 @@ class IndexFinder:
                 else ", ".join(self.sources.index_urls) or "no index configured"
             )
             return f"{name} is not on {where}"
-        variant = self.target.variant if is_torch_family(name) and self.sources.per_variant else None
+        variant = (
+            self.target.variant if is_torch_family(name) and self.sources.per_variant else None
+        )
         return describe_availability(name, page.files, self.target, specifier, variant=variant)
 
     # -- MetadataSource -------------------------------------------------------------------

@@ -211,7 +211,8 @@ def test_flat_find_links_page_with_entity_plus_and_shortened_text() -> None:
     body = (
         b"<html><body><h1>Index of /cu118/</h1><pre>"
         b'<a href="../">../</a>\n'
-        b'<a href="torch-2.4.0&#43;cu118-cp39-cp39-win_amd64.whl">torch-2.4.0+cu118-cp39-c..&gt;</a>'
+        b'<a href="torch-2.4.0&#43;cu118-cp39-cp39-win_amd64.whl">'
+        b"torch-2.4.0+cu118-cp39-c..&gt;</a>"
         b"  06-Apr-2026 12:00  2619000000\n"
         b'<a href="torchvision-0.19.0%2Bcu118-cp39-cp39-win_amd64.whl">tv</a>\n'
         b"</pre></body></html>"
