@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.support.torchindex import TorchIndex, Universe, build_universe, serve_universe
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "pytorch-index"
 if not FIXTURES.is_dir():  # a checkout with shared/ beside it (CI) or inside it
@@ -29,3 +32,23 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 def fixtures_dir() -> Path:
     assert FIXTURES.is_dir(), f"fixture pages not found at {FIXTURES}"
     return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def torch_universe(tmp_path_factory: pytest.TempPathFactory) -> Universe:
+    """The generated PyTorch-style universe (built once per session, deterministic)."""
+    return build_universe(tmp_path_factory.mktemp("torch-universe"))
+
+
+@pytest.fixture(scope="session")
+def _torch_index_session(torch_universe: Universe) -> Iterator[TorchIndex]:
+    with serve_universe(torch_universe) as ti:
+        yield ti
+
+
+@pytest.fixture
+def torch_index(_torch_index_session: TorchIndex) -> Iterator[TorchIndex]:
+    """The universe served on three 127.0.0.1 origins, with fresh logs and no faults."""
+    _torch_index_session.clear()
+    yield _torch_index_session
+    _torch_index_session.clear()

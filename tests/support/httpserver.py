@@ -25,7 +25,7 @@ from types import EllipsisType, TracebackType
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
-__all__ = ["Fault", "FileServer", "RequestRecord", "JSON_TYPE", "HTML_V1_TYPE"]
+__all__ = ["HTML_V1_TYPE", "JSON_TYPE", "Fault", "FileServer", "RequestRecord"]
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 HTML_V1_TYPE = "application/vnd.pypi.simple.v1+html"
@@ -123,6 +123,7 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "wheelcache-testserver/1.0"
     sys_version = ""
     timeout = 60
+    disable_nagle_algorithm = True  # headers and body go out in separate writes
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stay quiet
@@ -138,10 +139,10 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             owner._track(self.connection, False)
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self.server.owner._serve(self)
 
-    def do_HEAD(self) -> None:  # noqa: N802
+    def do_HEAD(self) -> None:
         self.server.owner._serve(self)
 
 
@@ -329,7 +330,7 @@ class FileServer:
             raise TypeError(f"unknown fault option(s): {sorted(unknown)}")
         if times is ...:
             times = None if kw.get("no_ranges") else 1
-        flt = Fault(times=times, **kw)  # type: ignore[arg-type]
+        flt = Fault(times=times, **kw)
         with self._lock:
             self._faults.setdefault(self._key(path), []).append(flt)
         return flt

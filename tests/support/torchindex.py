@@ -273,38 +273,41 @@ class FileSpec:
         return str(canonicalize_name(self.project))
 
 
+def _family_meta(proj: str, release: str, variant: str | None,
+                 plat: str) -> tuple[tuple[str, ...], tuple[str, ...], str | None]:
+    """(Requires-Dist, Provides-Extra, Requires-Python) of one torch-family wheel."""
+    if proj == "torch":
+        return torch_requires(release, variant), ("opt-einsum", "optree"), ">=3.8.0"
+    if proj == "torchvision":
+        rp = ">=3.9" if release == "2.5.1" else ">=3.8"
+        return torchvision_requires(release, variant, plat), ("scipy",), rp
+    return (f"torch=={release}",), (), None  # torchaudio: no Requires-Python at all
+
+
 def _family_specs() -> list[FileSpec]:
     out: list[FileSpec] = []
     for release, (vision, audio, pythons) in RELEASES.items():
         versions = {"torch": release, "torchvision": vision, "torchaudio": audio}
-        for proj in FAMILY:
-            for py in pythons:
-                # (variant or None, platform, abi, pages, directory)
-                combos = [(v, p, py, (v,), f"/whl/{v}") for v in VARIANTS for p in TORCH_PLATFORMS]
-                combos.append((None, MAC_PLATFORM, "none" if proj == "torch" else py, ("cpu",),
-                               "/whl/cpu"))
-                combos.append((None, ROOT_PLATFORM, py, VARIANTS, "/whl"))
-                for variant, plat, abi, pages, directory in combos:
-                    if (proj, release, variant, py, plat) in MISSING:
-                        continue
-                    version = versions[proj] + (f"+{variant}" if variant else "")
-                    tag = f"{py}-{abi}-{plat}"
-                    if proj == "torch":
-                        reqs, extras, rp = torch_requires(release, variant), \
-                            ("opt-einsum", "optree"), ">=3.8.0"
-                    elif proj == "torchvision":
-                        reqs, extras = torchvision_requires(release, variant, plat), ("scipy",)
-                        rp = ">=3.9" if release == "2.5.1" else ">=3.8"
-                    else:
-                        reqs, extras, rp = (f"torch=={release}",), (), None
-                    big = proj == "torch" and (release, variant, py, plat) in BIG_TORCH
-                    out.append(FileSpec(
-                        "cdn", proj, version, tag,
-                        f"{directory}/{wheel_filename(proj, version, tag)}",
-                        reqs, rp, extras, payload_size=BIG_PAYLOAD if big else 0,
-                        pages=pages, release=release, pep658=release in PEP658_RELEASES,
-                        sha_in_link=plat != ROOT_PLATFORM,
-                        upload_time=release in UPLOAD_TIME_RELEASES))
+        for proj, py in ((p, py) for p in FAMILY for py in pythons):
+            # (variant or None for no local version, platform, abi, pages, directory)
+            combos: list[tuple[str | None, str, str, tuple[str, ...], str]] = [
+                (v, p, py, (v,), f"/whl/{v}") for v in VARIANTS for p in TORCH_PLATFORMS]
+            combos.append((None, MAC_PLATFORM, "none" if proj == "torch" else py, ("cpu",),
+                           "/whl/cpu"))
+            combos.append((None, ROOT_PLATFORM, py, VARIANTS, "/whl"))
+            for variant, plat, abi, pages, directory in combos:
+                if (proj, release, variant, py, plat) in MISSING:
+                    continue
+                version = versions[proj] + (f"+{variant}" if variant else "")
+                tag = f"{py}-{abi}-{plat}"
+                reqs, extras, rp = _family_meta(proj, release, variant, plat)
+                big = proj == "torch" and (release, variant, py, plat) in BIG_TORCH
+                out.append(FileSpec(
+                    "cdn", proj, version, tag, f"{directory}/{wheel_filename(proj, version, tag)}",
+                    reqs, rp, extras, payload_size=BIG_PAYLOAD if big else 0, pages=pages,
+                    release=release, pep658=release in PEP658_RELEASES,
+                    sha_in_link=plat != ROOT_PLATFORM,
+                    upload_time=release in UPLOAD_TIME_RELEASES))
     return out
 
 
@@ -565,12 +568,12 @@ def serve_universe(universe: Universe) -> Iterator[TorchIndex]:
         for variant in VARIANTS:
             index.add(f"/whl/{variant}/", torch_root_page(variant))
             cdn.add(f"/flat/{variant}/", flat_page(universe, variant))
-            for proj in FAMILY:
-                index.add(f"/whl/{variant}/{proj}/", torch_page(universe, variant, proj, cdn.url))
+            for name in FAMILY:
+                index.add(f"/whl/{variant}/{name}/", torch_page(universe, variant, name, cdn.url))
         deps.add_negotiated("/simple/", *simple_root_pages())
-        for proj in DEPS:
-            key = str(canonicalize_name(proj.name))
+        for dep in DEPS:
+            key = str(canonicalize_name(dep.name))
             deps.add_negotiated(f"/simple/{key}/", *simple_project_pages(universe, key, deps.url))
-            for alias in {proj.name, proj.name.replace("-", "_")} - {key}:
+            for alias in {dep.name, dep.name.replace("-", "_")} - {key}:
                 deps.add_redirect(f"/simple/{alias}/", f"/simple/{key}/")
         yield TorchIndex(universe.root, index, cdn, deps, universe)

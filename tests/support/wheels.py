@@ -195,7 +195,8 @@ def build_wheel(
 def read_wheel_metadata(wheel: Path) -> bytes:
     """The METADATA bytes stored inside ``wheel`` (what a PEP 658 file must equal)."""
     with zipfile.ZipFile(wheel) as zf:
-        names = [n for n in zf.namelist() if n.endswith(".dist-info/METADATA") and n.count("/") == 1]
+        names = [n for n in zf.namelist()
+                 if n.endswith(".dist-info/METADATA") and n.count("/") == 1]
         if len(names) != 1:
             raise ValueError(f"{wheel.name}: expected one .dist-info/METADATA, found {names}")
         return zf.read(names[0])
