@@ -20,6 +20,7 @@ import click
 
 from . import __version__
 from .cache import Cache
+from .client import HttpSettings
 from .config import (
     config_file_path,
     default_cache_dir,
@@ -253,6 +254,14 @@ class _TqdmReporter:
     envvar="WHEELCACHE_JOBS",
     help="Files downloaded at once.",
 )
+@click.option(
+    "--retries",
+    type=click.IntRange(0, 100),
+    default=5,
+    show_default=True,
+    envvar="WHEELCACHE_RETRIES",
+    help="Retries per request (backoff with jitter; downloads resume).",
+)
 @click.option("--offline", is_flag=True, help="Resolve from the cache alone; no network at all.")
 @click.option("--dry-run", is_flag=True, help="Show what would be fetched; fetch nothing.")
 @click.option(
@@ -284,6 +293,7 @@ def fetch_command(
     pre: bool,
     no_deps: bool,
     jobs: int,
+    retries: int,
     offline: bool,
     dry_run: bool,
     dest: Path | None,
@@ -320,6 +330,7 @@ def fetch_command(
         dry_run=dry_run,
         dest=dest,
         jobs=jobs,
+        http=HttpSettings(retries=retries),
     )
     cache = Cache(cache_dir or default_cache_dir())
     show_bars = not as_json and sys.stderr.isatty() and not dry_run

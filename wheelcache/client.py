@@ -140,6 +140,20 @@ class Http:
 
         return self.with_retries(url, once, on_fail=lambda why: IndexUnreachableError(url, why))
 
+    def content_length(self, url: str) -> int | None:
+        """Size of a file by HEAD (None when the server does not say)."""
+
+        def once() -> int | None:
+            r = self.client.head(url, headers={"Accept-Encoding": "identity"})
+            if r.status_code in RETRY_STATUS:
+                raise RetryableStatus(r)
+            if r.status_code != 200:
+                return None
+            value = r.headers.get("Content-Length")
+            return int(value) if value and value.isdigit() else None
+
+        return self.with_retries(url, once, on_fail=lambda why: DownloadError(url, why))
+
     @contextmanager
     def stream(self, url: str, headers: dict[str, str]) -> Iterator[httpx.Response]:
         """One streamed GET, no retries (the downloader owns its retry loop)."""

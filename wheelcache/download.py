@@ -282,7 +282,9 @@ class Downloader:
                     self._rehash_prefix(part, st.done, hashes)
                 unsaved = 0
                 try:
-                    for chunk in r.iter_raw(CHUNK):
+                    # No chunk size: every piece is written as it arrives, so a reset
+                    # connection loses nothing that reached us.
+                    for chunk in r.iter_raw():
                         if self.cancel.is_set():
                             raise DownloadError(job.url, "cancelled")
                         fh.write(chunk)

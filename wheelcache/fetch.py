@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import os
 import shutil
@@ -146,7 +147,8 @@ def parse_requirements(texts: Sequence[str], torch_version: str | None) -> list[
         try:
             reqs.append(Req.from_requirement(Requirement(text)))
         except InvalidRequirement as exc:
-            raise RequirementError(f"invalid requirement {text!r}: {exc}") from exc
+            why = str(exc).splitlines()[0]
+            raise RequirementError(f"invalid requirement {text!r}: {why}") from exc
     if torch_version:
         try:
             pin = Requirement(f"torch=={torch_version.strip()}")
@@ -224,6 +226,8 @@ def fetch(request: FetchRequest, cache: Cache, reporter: Reporter | None = None)
         )
         requested = _requested_pins(reqs, resolution)
         if request.dry_run:
+            if http is not None:
+                _learn_sizes(http, finder, resolution.candidates, request.jobs)
             plan = tuple(_planned(c, cache, finder, resolution) for c in resolution.candidates)
             return FetchResult(target, requested, plan, Path(cache.layout.wheels), None, True, 0)
         before = {
@@ -298,6 +302,17 @@ def fetch(request: FetchRequest, cache: Cache, reporter: Reporter | None = None)
     finally:
         if http is not None:
             http.close()
+
+
+def _learn_sizes(http: Http, finder: IndexFinder, cands: Sequence[Candidate], jobs: int) -> None:
+    """HEAD the files whose size no page told us, in parallel (for the dry-run total)."""
+    unknown = [c.file.url for c in cands if not c.file.size and c.file.url not in finder.sizes]
+    if not unknown:
+        return
+    with concurrent.futures.ThreadPoolExecutor(max(1, jobs)) as pool:
+        for url, size in zip(unknown, pool.map(http.content_length, unknown), strict=True):
+            if size is not None:
+                finder.sizes[url] = size
 
 
 def _planned(c: Candidate, cache: Cache, finder: IndexFinder, res: Resolution) -> FetchedFile:

@@ -276,23 +276,31 @@ class WheelProvider(AbstractProvider):  # type: ignore[type-arg]
         return deps
 
 
-def _explain(exc: ResolutionImpossible, source: CandidateSource, target: Target) -> str:  # type: ignore[type-arg]
+def _explain(
+    exc: ResolutionImpossible,  # type: ignore[type-arg]
+    roots: Sequence[Req],
+    source: CandidateSource,
+    target: Target,
+) -> str:
     lines: list[str] = []
-    missing: list[str] = []
+    wanted: dict[NormalizedName, SpecifierSet] = {}
     for cause in exc.causes:
         req: Req = cause.requirement
         if req.name == PYTHON:
-            who = req.parent or "?"
             lines.append(
-                f"{who} requires {req} but the target has Python {target.python_version_full}"
+                f"{req.parent or '?'} requires {req} but the target has Python "
+                f"{target.python_version_full}"
             )
             continue
-        if req.parent:
-            lines.append(f"{req.parent} requires {req}")
-        else:
-            lines.append(f"you asked for {req}")
-        if not [c for c in source.find_candidates(req.name) if req.specifier.contains(c.version)]:
-            missing.append(source.explain(req.name, req.specifier))
+        lines.append(f"{req.parent} requires {req}" if req.parent else f"you asked for {req}")
+        wanted[req.name] = wanted.get(req.name, SpecifierSet()) & req.specifier
+    for root in roots:  # resolvelib may name one of several user requirements on a project
+        if root.name in wanted:
+            wanted[root.name] &= root.specifier
+    missing: list[str] = []
+    for name, spec in wanted.items():
+        if not [c for c in source.find_candidates(name) if spec.contains(c.version, True)]:
+            missing.append(source.explain(name, spec))
     seen: list[str] = []
     for line in missing + lines:
         if line not in seen:
@@ -322,7 +330,7 @@ def resolve(
     try:
         result = resolver.resolve(list(requirements), max_rounds=max_rounds)
     except ResolutionImpossible as exc:
-        raise ResolutionError(_explain(exc, candidates, target)) from exc
+        raise ResolutionError(_explain(exc, requirements, candidates, target)) from exc
     except WheelcacheError:
         raise
     except Exception as exc:  # resolvelib's ResolutionTooDeep and friends

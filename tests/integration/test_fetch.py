@@ -1,0 +1,338 @@
+"""``wheelcache fetch`` end to end against the PyTorch-style index served on 127.0.0.1."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from blake3 import blake3
+from click.testing import CliRunner, Result
+
+from tests.support.torchindex import CUDA_DEPS, TorchIndex, newest_complete_release
+from wheelcache.cli import main
+
+WIN_CU118_PY39 = {
+    "torch-2.4.0+cu118-cp39-cp39-win_amd64.whl",
+    "torchvision-0.19.0+cu118-cp39-cp39-win_amd64.whl",
+    "torchaudio-2.4.0+cu118-cp39-cp39-win_amd64.whl",
+    "filelock-3.16.1-py3-none-any.whl",
+    "typing_extensions-4.12.2-py3-none-any.whl",
+    "sympy-1.13.1-py3-none-any.whl",
+    "mpmath-1.3.0-py3-none-any.whl",
+    "networkx-3.2.1-py3-none-any.whl",
+    "jinja2-3.1.4-py3-none-any.whl",
+    "MarkupSafe-2.1.5-cp39-cp39-win_amd64.whl",
+    "fsspec-2024.6.1-py3-none-any.whl",
+    "numpy-2.0.2-cp39-cp39-win_amd64.whl",
+    "pillow-10.4.0-cp39-cp39-win_amd64.whl",
+}
+
+
+def run(ti: TorchIndex, cache: Path, *args: str, json_out: bool = True) -> Result:
+    argv = [
+        "fetch",
+        "--torch-index",
+        ti.torch_index_url,
+        "--index-url",
+        ti.deps_index_url,
+        "--cache-dir",
+        str(cache),
+        *args,
+    ]
+    if json_out:
+        argv.append("--json")
+    return CliRunner().invoke(main, argv, catch_exceptions=False)
+
+
+def ok_json(result: Result) -> dict[str, Any]:
+    assert result.exit_code == 0, result.stderr
+    data: dict[str, Any] = json.loads(result.stdout)
+    return data
+
+
+def names(data: dict[str, Any]) -> set[str]:
+    return {f["filename"] for f in data["files"]}
+
+
+def whl_gets(ti: TorchIndex) -> list[str]:
+    """Full (non-range) GETs of wheel files on any origin."""
+    return [
+        r.path
+        for srv in ti.servers
+        for r in srv.requests
+        if r.method == "GET" and r.path.endswith(".whl") and not r.range
+    ]
+
+
+def test_windows_cu118_py39_closure_is_verified_and_install_commands_printed(
+    torch_index: TorchIndex, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    data = ok_json(
+        run(torch_index, cache, "--cuda", "118", "--py", "39", "--platform", "win_amd64",
+            "--torch", "2.4.0")
+    )  # fmt: skip
+    assert names(data) == WIN_CU118_PY39
+    for f in data["files"]:
+        body = Path(f["path"]).read_bytes()
+        assert Path(f["path"]).name == f["filename"]
+        assert hashlib.sha256(body).hexdigest() == f["sha256"] == torch_index.sha256(f["filename"])
+        assert blake3(body).hexdigest() == f["blake3"]
+        assert (cache / "blobs-v1" / f["blake3"][:2] / f["blake3"][2:4] / f["blake3"]).is_file()
+        assert f["source"] == "network" and f["size"] == len(body)
+    assert data["requested"] == [
+        "torch==2.4.0+cu118", "torchvision==0.19.0+cu118", "torchaudio==2.4.0+cu118"
+    ]  # fmt: skip
+    req = Path(data["requirements_file"]).read_text()
+    for f in data["files"]:
+        assert f"--hash=sha256:{f['sha256']}" in req
+    assert data["install"]["find_links"][-3:] == data["requested"]
+    # The torch-family wheels came from the CDN origin, the rest from the deps origin.
+    assert torch_index.cdn.count("torch-2.4.0+cu118-cp39-cp39-win_amd64.whl", method="GET")
+    assert not torch_index.index.count(".whl")
+
+    human = run(torch_index, cache, "--cuda", "118", "--py", "39", "--platform", "win_amd64",
+                "--torch", "2.4.0", json_out=False)  # fmt: skip
+    assert human.exit_code == 0, human.stderr
+    out = human.stdout
+    assert "pip install --no-index " in out and "torch-2.4.0+cu118-cp39-cp39-win_amd64.whl" in out
+    assert (
+        "--find-links " + str(cache / "wheels-v1")
+        + " torch==2.4.0+cu118 torchvision==0.19.0+cu118 torchaudio==2.4.0+cu118"
+    ) in out  # fmt: skip
+    assert "13 already in the cache" in out
+
+
+def test_linux_cu118_includes_nvidia_and_triton(torch_index: TorchIndex, tmp_path: Path) -> None:
+    data = ok_json(
+        run(torch_index, tmp_path / "c", "--cuda", "11.8", "--py", "3.9", "--platform",
+            "linux_x86_64", "--torch", "2.4.0", "--dry-run")
+    )  # fmt: skip
+    projects = {f["project"]: f["version"] for f in data["files"]}
+    for pin in CUDA_DEPS[("2.4.0", "cu118")]:
+        name, version = pin.split("==")
+        assert projects[name] == version, pin
+    assert projects["triton"] == "3.0.0"
+    triton = next(f for f in data["files"] if f["project"] == "triton")
+    assert triton["filename"].startswith("triton-3.0.0-1-cp39-cp39-")  # build tag kept
+    assert projects["torch"] == "2.4.0+cu118"
+    assert {f["source"] for f in data["files"]} == {"planned"}
+    assert whl_gets(torch_index) == []  # dry run: nothing downloaded
+    sizes = [f["size"] for f in data["files"]]
+    assert all(isinstance(s, int) and s > 0 for s in sizes)
+
+
+@pytest.mark.parametrize("py", ["39", "310"])
+def test_newest_complete_set_without_torch_pin(
+    torch_index: TorchIndex, tmp_path: Path, py: str
+) -> None:
+    data = ok_json(
+        run(torch_index, tmp_path / "c", "--cuda", "118", "--py", py, "--platform", "win_amd64",
+            "--dry-run")
+    )  # fmt: skip
+    expected = newest_complete_release("cu118", f"cp{py}", "win_amd64")
+    assert expected is not None
+    got = {f["project"]: f["version"] for f in data["files"]}
+    assert got["torch"] == f"{expected}+cu118"
+    assert got["torchaudio"].startswith(expected)
+    if py == "39":
+        assert (got["networkx"], got["numpy"]) == ("3.2.1", "2.0.2")  # newest for 3.9
+    else:
+        assert got["numpy"] == "2.1.1"
+
+
+def test_metadata_by_range_reads_when_no_pep658(torch_index: TorchIndex, tmp_path: Path) -> None:
+    # torch 2.3.1 files have no .metadata; neither has triton (1 MiB) nor pillow.
+    data = ok_json(
+        run(torch_index, tmp_path / "c", "--cuda", "118", "--py", "39", "--platform",
+            "linux_x86_64", "--torch", "2.3.1", "--dry-run")
+    )  # fmt: skip
+    assert "torch-2.3.1+cu118-cp39-cp39-linux_x86_64.whl" in names(data)
+    ranged = [r for r in torch_index.cdn.requests if r.path.endswith(".whl") and r.method == "GET"]
+    assert ranged and all(r.range for r in ranged)
+    assert whl_gets(torch_index) == []
+    triton_reads = [
+        r for r in torch_index.deps.requests if r.path.endswith(".whl") and "triton" in r.path
+        and r.method == "GET"
+    ]
+    assert triton_reads and all(r.range for r in triton_reads)
+    assert sum(r.body_bytes for r in triton_reads) < 200_000  # not the 1 MiB wheel
+
+
+def test_server_without_ranges_costs_one_whole_download_that_is_kept(
+    torch_index: TorchIndex, tmp_path: Path
+) -> None:
+    fn = "pillow-10.4.0-cp39-cp39-win_amd64.whl"
+    torch_index.deps.fault(torch_index.url(fn), no_ranges=True, times=None)
+    cache = tmp_path / "c"
+    dry = ok_json(run(torch_index, cache, "--cpu", "--py", "39", "--platform", "win_amd64",
+                      "pillow", "--dry-run"))  # fmt: skip
+    pillow = next(f for f in dry["files"] if f["filename"] == fn)
+    assert pillow["source"] == "cache" and Path(pillow["path"]).is_file()
+    torch_index.clear()
+    again = ok_json(run(torch_index, cache, "--cpu", "--py", "39", "--platform", "win_amd64",
+                        "pillow"))  # fmt: skip
+    assert [f["source"] for f in again["files"]] == ["cache"]
+    assert whl_gets(torch_index) == []
+
+
+def test_dropped_connection_is_resumed(torch_index: TorchIndex, tmp_path: Path) -> None:
+    fn = "torch-2.4.0+cu118-cp39-cp39-win_amd64.whl"
+    size = torch_index.file_path(fn).stat().st_size
+    torch_index.cdn.fault(torch_index.url(fn), drop_after=size // 2, times=1)
+    data = ok_json(
+        run(torch_index, tmp_path / "c", "--cuda", "118", "--py", "39", "--platform", "win_amd64",
+            "--torch", "2.4.0", "--no-deps", "torch")
+    )  # fmt: skip
+    (f,) = data["files"]
+    assert f["sha256"] == torch_index.sha256(fn)
+    gets = [r for r in torch_index.cdn.requests if r.path.endswith(fn) and r.method == "GET"]
+    assert [r.range for r in gets] == [None, f"bytes={size // 2}-"]
+    assert gets[1].headers.get("if-range")
+    fetched = sum(r.body_bytes for r in gets)
+    assert size <= fetched <= size * 1.01
+    assert data["downloaded_bytes"] == size
+
+
+def test_corrupt_file_is_rejected_and_nothing_enters_the_cache(
+    torch_index: TorchIndex, tmp_path: Path
+) -> None:
+    fn = "filelock-3.16.1-py3-none-any.whl"
+    torch_index.deps.fault(torch_index.url(fn), corrupt=True, times=None)
+    cache = tmp_path / "c"
+    result = run(torch_index, cache, "--cpu", "--py", "39", "--platform", "win_amd64", "filelock")
+    assert result.exit_code == 1
+    err = result.stderr.strip().splitlines()
+    assert len(err) == 1, result.stderr
+    assert f"hash mismatch for {fn}" in err[0]
+    assert f"expected sha256 {torch_index.sha256(fn)}, got " in err[0]
+    assert not (cache / "wheels-v1" / fn).exists()
+    assert [p for p in (cache / "blobs-v1").rglob("*") if p.is_file()] == []
+    assert list((cache / "partial-v1").iterdir()) == []
+
+
+def test_second_run_downloads_nothing_and_revalidates_pages(
+    torch_index: TorchIndex, tmp_path: Path
+) -> None:
+    cache = tmp_path / "c"
+    args = ("--cuda", "118", "--py", "39", "--platform", "win_amd64", "--torch", "2.4.0")
+    first = ok_json(run(torch_index, cache, *args))
+    torch_index.clear()
+    second = ok_json(run(torch_index, cache, *args))
+    assert {f["source"] for f in second["files"]} == {"cache"}
+    assert names(first) == names(second)
+    assert second["downloaded_bytes"] == 0
+    assert whl_gets(torch_index) == []
+    assert not any(r.path.endswith(".metadata") for s in torch_index.servers for r in s.requests)
+    pages = [r for r in torch_index.index.requests if r.path.endswith("/torch/")]
+    assert pages and all(r.status == 304 for r in pages)
+
+
+def test_offline_makes_no_request_at_all(torch_index: TorchIndex, tmp_path: Path) -> None:
+    cache = tmp_path / "c"
+    args = ("--cuda", "118", "--py", "39", "--platform", "win_amd64", "--torch", "2.4.0")
+    online = ok_json(run(torch_index, cache, *args))
+    torch_index.clear()
+    offline = ok_json(run(torch_index, cache, *args, "--offline"))
+    assert names(offline) == names(online)
+    assert sum(len(s.requests) for s in torch_index.servers) == 0
+
+    empty = run(torch_index, tmp_path / "empty", *args, "--offline")
+    assert empty.exit_code == 1
+    assert "not in the cache; run once without --offline" in empty.stderr
+    assert sum(len(s.requests) for s in torch_index.servers) == 0
+
+
+def test_dest_places_wheels_and_requirements(torch_index: TorchIndex, tmp_path: Path) -> None:
+    dest = tmp_path / "usb"
+    data = ok_json(run(torch_index, tmp_path / "c", "--cpu", "--py", "39", "--platform",
+                       "win_amd64", "jinja2", "--dest", str(dest)))  # fmt: skip
+    assert {p.name for p in dest.iterdir()} == names(data) | {"requirements.txt"}
+    assert all(Path(f["path"]).parent == dest for f in data["files"])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--variant", "cu999"), "the PyTorch index has no variant 'cu999'"),
+        (("--cuda", "12x"), "is not a CUDA version; known: cu92"),
+        (("--py", "3.13", "--platform", "win_amd64", "--cuda", "118", "--torch", "2.4.0"),
+         "torch 2.4.0+cu118 has wheels for cp38–cp312 on linux_x86_64 and win_amd64; "
+         "none for cp313 on win_amd64"),
+        (("--platform", "macosx_11_0_arm64", "--py", "39", "--cuda", "118", "--torch", "2.4.0"),
+         "none for cp39 on macosx_11_0_arm64"),
+        (("--platform", "solaris", "--cpu"), "is not a platform tag"),
+        (("--cpu", "--py", "39", "--platform", "win_amd64", "no-such-project"),
+         "no-such-project is not on"),
+        (("--cpu", "torch>>2"), "invalid requirement 'torch>>2'"),
+    ],
+)
+def test_bad_inputs_give_one_clear_line(
+    torch_index: TorchIndex, tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
+    result = run(torch_index, tmp_path / "c", *args, json_out=False)
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("wheelcache: error: "), result.stderr
+    assert message in lines[0]
+    assert result.stdout == ""
+
+
+def test_unreachable_index_names_the_url(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    url = f"http://127.0.0.1:{port}/whl/{{variant}}"
+    result = CliRunner().invoke(
+        main,
+        ["fetch", "--cpu", "--torch-index", url, "--index-url", f"http://127.0.0.1:{port}/simple",
+         "--cache-dir", str(tmp_path / "c"), "--py", "39", "--platform", "win_amd64",
+         "--retries", "1"],
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert f"cannot reach http://127.0.0.1:{port}/whl/cpu/torch/" in result.stderr
+    assert "cannot connect" in result.stderr
+
+
+def test_usage_error_exit_code_2(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["fetch", "--cuda", "118", "--cpu"])
+    assert result.exit_code == 2
+    assert "both choose the variant" in result.stderr
+
+
+def test_installed_script_in_a_subprocess_and_pip_installs_the_result(
+    torch_index: TorchIndex, tmp_path: Path
+) -> None:
+    """The console script, for this machine (cpu, this Python), then pip installs offline."""
+    script = Path(sys.executable).with_name("wheelcache")
+    assert script.exists(), "the package is not installed (pip install -e .)"
+    py = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "WHEELCACHE_"))}
+    env["PIP_CONFIG_FILE"] = os.devnull
+    proc = subprocess.run(
+        [str(script), "fetch", "--cpu", "--py", py, "--platform", "linux_x86_64",
+         "--torch-index", torch_index.torch_index_url, "--index-url", torch_index.deps_index_url,
+         "--cache-dir", str(tmp_path / "c"), "--torch", "2.4.0", "--json"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    cmd = data["install"]["find_links"]
+    assert cmd[:3] == ["pip", "install", "--no-index"]
+    target = tmp_path / "site"
+    pip = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-cache-dir", "--disable-pip-version-check",
+         "--target", str(target), *cmd[2:]],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert pip.returncode == 0, pip.stdout + pip.stderr
+    installed = {p.name.split("-")[0].lower() for p in target.glob("*.dist-info")}
+    assert {"torch", "torchvision", "torchaudio", "numpy", "sympy", "jinja2"} <= installed
