@@ -106,6 +106,7 @@ class Downloader:
         self.cancel = threading.Event()
         self.downloaded_bytes = 0
         self._count_lock = threading.Lock()
+        self._announced: set[str] = set()
 
     # -- public ---------------------------------------------------------------------------
     def fetch_many(self, jobs: list[DownloadJob]) -> list[CachedWheel]:
@@ -188,7 +189,6 @@ class Downloader:
             log.warning(
                 "resuming %s at byte %d of %s", job.filename, st.done, st.size or "unknown"
             )
-        self.reporter.file_started(job.filename, job.size, st.done)
         try:
             while True:
                 if self.cancel.is_set():
@@ -226,10 +226,25 @@ class Downloader:
                         raise DownloadError(job.url, "cancelled") from exc
             return self._finish(job, st, part, state_path, hashes)
         finally:
+            with self._count_lock:
+                self._announced.discard(job.filename)
             self.reporter.file_finished(job.filename)
 
+    def _announce(self, filename: str, st: _State) -> None:
+        """Start the progress bar once, when the first response told us the size."""
+        with self._count_lock:
+            if filename in self._announced:
+                return
+            self._announced.add(filename)
+        self.reporter.file_started(filename, st.size, st.done)
+
     def _one_request(
-        self, job: DownloadJob, st: _State, part: Path, state_path: Path, hashes: _Hashes
+        self,
+        job: DownloadJob,
+        st: _State,
+        part: Path,
+        state_path: Path,
+        hashes: _Hashes,
     ) -> None:
         headers = {"Accept-Encoding": "identity"}
         if st.done:
@@ -268,6 +283,7 @@ class Downloader:
                 st.size = total if total is not None else st.size
                 st.etag = etag or st.etag
                 st.last_modified = r.headers.get("Last-Modified") or st.last_modified
+                self._announce(job.filename, st)
                 self._stream_body(job, r, st, part, state_path, hashes)
         except httpx.TransportError as exc:
             raise _Retryable(_transport_reason(exc), None) from exc
