@@ -336,3 +336,51 @@ def test_installed_script_in_a_subprocess_and_pip_installs_the_result(
     assert pip.returncode == 0, pip.stdout + pip.stderr
     installed = {p.name.split("-")[0].lower() for p in target.glob("*.dist-info")}
     assert {"torch", "torchvision", "torchaudio", "numpy", "sympy", "jinja2"} <= installed
+
+
+def test_file_without_index_hash_is_accepted_with_a_warning(
+    torch_index: TorchIndex, tmp_path: Path
+) -> None:
+    fn = "torch-2.4.0-cp39-cp39-manylinux2014_aarch64.whl"  # listed without #sha256
+    cache = tmp_path / "c"
+    result = run(torch_index, cache, "--cpu", "--py", "39", "--platform", "linux_aarch64",
+                 "--torch", "2.4.0", "--no-deps", "torch")  # fmt: skip
+    data = ok_json(result)
+    (f,) = data["files"]
+    assert f["filename"] == fn and f["sha256"] == torch_index.sha256(fn)
+    assert f"{fn}: the index gives no sha256; recorded the computed one {f['sha256']}" in (
+        result.stderr
+    )
+    from wheelcache.catalog import Catalog
+
+    (row,) = Catalog(cache / "catalog-v1.sqlite").by_filename(fn)
+    assert row.hash_origin == "computed"
+
+
+def test_plain_torch_index_takes_wheels_without_local_version(
+    torch_index: TorchIndex, tmp_path: Path
+) -> None:
+    args = ("--cuda", "118", "--py", "39", "--platform", "linux_aarch64", "--torch", "2.4.0",
+            "--no-deps", "torch")  # fmt: skip
+    refused = run(torch_index, tmp_path / "c", *args, json_out=False)
+    assert refused.exit_code == 1
+    assert "none for cp39 on linux_aarch64" in refused.stderr
+    plain = CliRunner().invoke(
+        main,
+        ["fetch", *args, "--torch-index", torch_index.variant_url("cu118"), "--index-url",
+         torch_index.deps_index_url, "--cache-dir", str(tmp_path / "c"), "--json"],
+    )  # fmt: skip
+    data = ok_json(plain)
+    assert names(data) == {"torch-2.4.0-cp39-cp39-manylinux2014_aarch64.whl"}
+
+
+def test_dependency_pages_are_asked_for_as_pep691_json(
+    torch_index: TorchIndex, tmp_path: Path
+) -> None:
+    ok_json(run(torch_index, tmp_path / "c", "--cpu", "--py", "39", "--platform", "win_amd64",
+                "jinja2", "--dry-run"))  # fmt: skip
+    pages = [r for r in torch_index.deps.requests if r.path.startswith("/simple/")]
+    assert pages
+    assert all(
+        r.headers["accept"].startswith("application/vnd.pypi.simple.v1+json") for r in pages
+    )
