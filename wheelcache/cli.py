@@ -31,6 +31,7 @@ from .config import (
 )
 from .errors import WheelcacheError
 from .fetch import DEFAULT_REQUIREMENTS, FetchRequest, FetchResult, fetch
+from .segments import TransferSettings
 from .target import make_target
 from .variants import DEFAULT_TORCH_INDEX, parse_cuda, parse_variant
 
@@ -204,6 +205,28 @@ class _TqdmReporter:
         self._total.close()
 
 
+class _SizeType(click.ParamType):  # type: ignore[type-arg]
+    """``16M``, ``1G``, ``512K`` or plain bytes."""
+
+    name = "size"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        text = str(value).strip().upper().rstrip("B").rstrip("I")
+        factor = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}.get(text[-1:], 1)
+        try:
+            number = float(text[:-1] if factor > 1 else text)
+        except ValueError:
+            self.fail(f"{value!r} is not a size like 16M or 1G", param, ctx)
+        if number <= 0:
+            self.fail(f"{value!r} must be positive", param, ctx)
+        return int(number * factor)
+
+
+_SIZE = _SizeType()
+
+
 @main.command("fetch")
 @click.argument("requirements", nargs=-1)
 @click.option("--cuda", metavar="VER", help="CUDA variant: 118, 11.8 or cu118.")
@@ -255,6 +278,21 @@ class _TqdmReporter:
     help="Files downloaded at once.",
 )
 @click.option(
+    "--connections",
+    type=click.IntRange(1, 32),
+    default=8,
+    show_default=True,
+    envvar="WHEELCACHE_CONNECTIONS",
+    help="Connections per large file (byte ranges), for links that are slow per connection.",
+)
+@click.option(
+    "--split-size",
+    type=_SIZE,
+    default="16M",
+    show_default=True,
+    help="Files at least this big are split across connections.",
+)
+@click.option(
     "--retries",
     type=click.IntRange(0, 100),
     default=5,
@@ -293,6 +331,8 @@ def fetch_command(
     pre: bool,
     no_deps: bool,
     jobs: int,
+    connections: int,
+    split_size: int,
     retries: int,
     offline: bool,
     dry_run: bool,
@@ -331,6 +371,7 @@ def fetch_command(
         dest=dest,
         jobs=jobs,
         http=HttpSettings(retries=retries),
+        transfer=TransferSettings(connections=connections, split_size=split_size),
     )
     cache = Cache(cache_dir or default_cache_dir())
     show_bars = not as_json and sys.stderr.isatty() and not dry_run

@@ -20,7 +20,7 @@ from packaging.utils import canonicalize_name
 
 from .cache import Cache, CachedWheel, describe_os_error
 from .client import Http, HttpSettings, PageStore
-from .download import Downloader, DownloadJob
+from .download import Downloader, DownloadJob, TransferSettings
 from .errors import CacheError, RequirementError
 from .evaluator import Candidate
 from .finder import IndexFinder, Sources
@@ -52,6 +52,7 @@ class FetchRequest:
     dest: Path | None = None
     jobs: int = 4
     http: HttpSettings = field(default_factory=HttpSettings)
+    transfer: TransferSettings = field(default_factory=TransferSettings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,7 +215,11 @@ def fetch(request: FetchRequest, cache: Cache, reporter: Reporter | None = None)
     sources = Sources(torch_url, per_variant, tuple(u.rstrip("/") for u in request.index_urls))
     http = None if request.offline else Http(request.http)
     try:
-        downloader = Downloader(http, cache, reporter, jobs=request.jobs) if http else None
+        downloader = (
+            Downloader(http, cache, reporter, jobs=request.jobs, settings=request.transfer)
+            if http
+            else None
+        )
         finder = IndexFinder(target, sources, PageStore(cache, http), cache, http, downloader)
         resolution = resolve(
             reqs,

@@ -626,8 +626,9 @@ def query_nvidia_smi(
     fields: Sequence[str] = NVIDIA_SMI_QUERY
     try:
         code, out = _run_smi(exe, fields, timeout)
-        if code != 0 and "compute_cap" in out and "not a valid field" in out:
-            # Drivers from before compute_cap was queryable: the driver version still counts.
+        if "compute_cap" in out and "not a valid field" in out:
+            # Drivers from before compute_cap was queryable (whatever their exit status): the
+            # driver version alone still decides the CUDA variant.
             fields = [f for f in NVIDIA_SMI_QUERY if f != "compute_cap"]
             code, out = _run_smi(exe, fields, timeout)
     except subprocess.TimeoutExpired:
@@ -688,7 +689,7 @@ def probe(nvidia: bool = True) -> dict[str, Any]:
         },
         "nvidia": query_nvidia_smi()
         if nvidia
-        else {"driver_version": None, "gpus": [], "error": "not probed (--no-nvidia)"},
+        else {"driver_version": None, "gpus": [], "error": "nvidia-smi not run (--no-nvidia)"},
     }
 
 

@@ -273,7 +273,6 @@ class _Handler(BaseHTTPRequestHandler):
     raw_requestline: bytes
     protocol_version = "HTTP/1.1"  # keep-alive: pip and uv reuse connections
     server_version = f"wheelcache/{__version__}"
-    sys_version = ""
     timeout = TIMEOUT
     disable_nagle_algorithm = True  # headers and a small body in two writes must not wait
     # for a delayed ACK (40 ms per keep-alive request otherwise)
@@ -314,12 +313,15 @@ class _Handler(BaseHTTPRequestHandler):
         return True
 
     def send_response(self, code: int, message: str | None = None) -> None:
-        self._status = code
+        self._status = int(code)
         super().send_response(code, message)
 
     def end_headers(self) -> None:
         self._headers_done = True
         super().end_headers()
+
+    def version_string(self) -> str:
+        return self.server_version
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         pass  # one line per request is written when it is finished, see _log_access
@@ -351,7 +353,12 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             phrase = "Error"
         body = f"{code} {phrase}{': ' + message if message else ''}\n".encode()
-        self.send_response(code)
+        # Before the version is parsed, http.server assumes HTTP/0.9 and would send a bare
+        # body; every client alive today understands a status line.
+        self.request_version = getattr(self, "request_version", "HTTP/0.9")
+        if self.request_version == "HTTP/0.9":
+            self.request_version = "HTTP/1.0"
+        self.send_response(int(code))
         if code == 405:
             self.send_header("Allow", "GET, HEAD")
         if code == 416 and message:

@@ -1,0 +1,500 @@
+"""One file's transfer: byte-range segments over several connections, resumable, hashed.
+
+A transfer starts with one connection asking for ``bytes=0-``.  If the server answers 206 and
+the file is above the split size, more workers join; each new worker *steals* half of the
+segment with the most bytes left, so a slow connection never keeps the last megabytes to itself.
+A server that answers 200 gets one plain stream.
+
+Every segment is ``[start, pos, end)``; the list is saved (after an fsync of the data) every
+second, so a killed process resumes each segment where it stood.  A hasher thread follows the
+contiguous prefix and feeds sha256 and blake3 from the page cache while the network is still
+busy, so the digests are ready moments after the last byte (measured against inline hashing in
+``scripts/bench_download.py``).
+
+Faults handled here, each as a retry of that segment on a new connection (with backoff and
+``Retry-After``) or, when the partial cannot be trusted, a :class:`Restart` of the whole file:
+dropped connections, stalls (no progress for ``stall_seconds``), short bodies, 429/5xx, 200
+instead of 206, a ``Content-Range`` with the wrong start or total, and a changed ETag.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from blake3 import blake3
+
+from .cache import describe_os_error
+from .client import RETRY_STATUS, Http, retry_delay
+from .errors import CacheError, DownloadError, WheelcacheError
+from .progress import Reporter
+
+__all__ = [
+    "HostLimiter",
+    "PartialState",
+    "Restart",
+    "Segment",
+    "Transfer",
+    "TransferSettings",
+]
+
+log = logging.getLogger(__name__)
+
+ALIGN = 64 * 1024
+READ_BLOCK = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class TransferSettings:
+    connections: int = 8  # per file
+    split_size: int = 16 * 1024 * 1024  # files at least this big are split
+    min_segment: int = 1024 * 1024  # never split a segment into pieces smaller than this
+    stall_seconds: float = 10.0  # a connection with no progress for this long is replaced
+    save_seconds: float = 1.0
+
+
+@dataclass
+class Segment:
+    start: int
+    pos: int
+    end: int | None  # exclusive; None while the size is unknown
+    active: bool = field(default=False, compare=False)
+
+    @property
+    def left(self) -> int:
+        return 0 if self.end is None else self.end - self.pos
+
+    @property
+    def complete(self) -> bool:
+        return self.end is not None and self.pos >= self.end
+
+
+@dataclass
+class PartialState:
+    """What is saved next to a partial file (``partial-v1/<key>.json``)."""
+
+    url: str
+    filename: str
+    sha256: str | None
+    size: int | None
+    etag: str | None = None
+    last_modified: str | None = None
+    segments: list[Segment] = field(default_factory=list)
+
+    @property
+    def done(self) -> int:
+        return sum(s.pos - s.start for s in self.segments)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "filename": self.filename,
+            "sha256": self.sha256,
+            "size": self.size,
+            "etag": self.etag,
+            "last_modified": self.last_modified,
+            "segments": [[s.start, s.pos, s.end] for s in self.segments],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PartialState:
+        segs = [Segment(int(a), int(b), None if c is None else int(c)) for a, b, c in
+                data["segments"]]  # fmt: skip
+        for s in segs:
+            if not s.start <= s.pos <= (s.end if s.end is not None else s.pos):
+                raise ValueError("inconsistent segment")
+        return cls(
+            url=str(data["url"]),
+            filename=str(data["filename"]),
+            sha256=data.get("sha256"),
+            size=data.get("size"),
+            etag=data.get("etag"),
+            last_modified=data.get("last_modified"),
+            segments=sorted(segs, key=lambda s: s.start),
+        )
+
+
+class Restart(Exception):
+    """The partial cannot be trusted; the caller starts the file again from byte 0."""
+
+
+class _Retry(Exception):
+    def __init__(self, reason: str, retry_after: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+class HostLimiter:
+    """Caps the connections to one host across all files of a run."""
+
+    def __init__(self, per_host: int) -> None:
+        self.per_host = per_host
+        self._sems: dict[str, threading.BoundedSemaphore] = {}
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def slot(self, url: str) -> Iterator[None]:
+        host = urlsplit(url).netloc
+        with self._lock:
+            sem = self._sems.setdefault(host, threading.BoundedSemaphore(self.per_host))
+        with sem:
+            yield
+
+
+class Transfer:
+    """Runs one file's segments to completion; returns ``(sha256, blake3, size)``."""
+
+    def __init__(
+        self,
+        http: Http,
+        state: PartialState,
+        part: Path,
+        *,
+        settings: TransferSettings,
+        limiter: HostLimiter,
+        reporter: Reporter,
+        cancel: threading.Event,
+        save: Any,  # Callable[[PartialState], None]
+        count: Any,  # Callable[[int], None]: bytes received, for the run's total
+    ) -> None:
+        self.http = http
+        self.st = state
+        self.part = part
+        self.settings = settings
+        self.limiter = limiter
+        self.reporter = reporter
+        self.cancel = cancel
+        self._save = save
+        self._count = count
+        self._lock = threading.Lock()
+        self._progress = threading.Condition(self._lock)
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._workers: list[threading.Thread] = []
+        self._ranges: bool | None = True if state.done else None
+        self._announced = False
+        self._hashed = 0
+        self._sha = hashlib.sha256()
+        self._b3 = blake3(max_threads=blake3.AUTO)
+        if not self.st.segments:
+            self.st.segments = [Segment(0, 0, self.st.size)]
+
+    # -- driver ---------------------------------------------------------------------------
+    def run(self) -> tuple[str, str, int]:
+        if not self.st.done:
+            self.part.write_bytes(b"")  # stale bytes of an unknown earlier attempt must go
+        hasher = threading.Thread(target=self._hash_loop, name="wheelcache-hash", daemon=True)
+        hasher.start()
+        n = 1
+        if self._ranges:  # resuming: ranges are known to work
+            resumable = sum(1 for s in self.st.segments if not s.complete)
+            big = (self.st.size or 0) >= self.settings.split_size
+            n = self.settings.connections if big else max(1, resumable)
+        self._spawn(n)
+        try:
+            while True:
+                with self._lock:
+                    alive = [t for t in self._workers if t.is_alive()]
+                if not alive:
+                    break
+                alive[0].join(self.settings.save_seconds)
+                self._checkpoint()
+                if self.cancel.is_set():
+                    self._fail(DownloadError(self.st.url, "cancelled"))
+        finally:
+            self._stop.set()
+            for t in list(self._workers):
+                t.join()
+            self._checkpoint()
+            with self._progress:
+                self._progress.notify_all()
+            hasher.join()
+        if self._error is not None:
+            raise self._error
+        size = self.st.size if self.st.size is not None else self.st.segments[-1].pos
+        if self._hashed != size:
+            raise DownloadError(self.st.url, f"hashed {self._hashed} of {size} bytes")
+        return self._sha.hexdigest(), self._b3.hexdigest(), size
+
+    def _checkpoint(self) -> None:
+        """fsync what workers wrote, then save the segment list (never claims unsynced bytes)."""
+        with self._lock:
+            snapshot = PartialState(
+                self.st.url, self.st.filename, self.st.sha256, self.st.size, self.st.etag,
+                self.st.last_modified, [Segment(s.start, s.pos, s.end) for s in self.st.segments],
+            )  # fmt: skip
+        try:
+            fd = os.open(self.part, os.O_RDWR | getattr(os, "O_BINARY", 0))
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            log.debug("fsync of %s failed: %s", self.part, exc)
+            return
+        try:
+            self._save(snapshot)
+        except WheelcacheError as exc:  # disk full while saving state: keep going, report once
+            self._fail(exc)
+
+    def _fail(self, exc: BaseException) -> None:
+        with self._lock:
+            if self._error is None:
+                self._error = exc
+        self._stop.set()
+
+    def _spawn(self, n: int) -> None:
+        with self._lock:
+            for _ in range(n):
+                t = threading.Thread(target=self._worker, name="wheelcache-seg", daemon=True)
+                self._workers.append(t)
+                t.start()
+
+    # -- segment scheduling -----------------------------------------------------------------
+    def _next_segment(self) -> Segment | None:
+        with self._lock:
+            for s in self.st.segments:
+                if not s.active and not s.complete:
+                    s.active = True
+                    return s
+            if not self._ranges or self.st.size is None:
+                return None
+            busy = [s for s in self.st.segments if s.active and not s.complete]
+            if not busy:
+                return None
+            victim = max(busy, key=lambda s: s.left)
+            if victim.left < 2 * self.settings.min_segment:
+                return None
+            assert victim.end is not None
+            mid = victim.pos + victim.left // 2
+            mid -= mid % ALIGN
+            if mid <= victim.pos:
+                return None
+            new = Segment(mid, mid, victim.end, active=True)
+            victim.end = mid
+            self.st.segments.append(new)
+            self.st.segments.sort(key=lambda s: s.start)
+            return new
+
+    def _worker(self) -> None:
+        try:
+            while not self._stop.is_set():
+                seg = self._next_segment()
+                if seg is None:
+                    return
+                try:
+                    self._run_segment(seg)
+                finally:
+                    with self._lock:
+                        seg.active = False
+        except BaseException as exc:  # any failure stops the whole transfer
+            self._fail(exc)
+
+    def _run_segment(self, seg: Segment) -> None:
+        failures = 0
+        while not seg.complete and not self._stop.is_set():
+            before = seg.pos
+            try:
+                self._request(seg)
+                if seg.end is None:  # a plain stream of unknown size ended: that is the end
+                    with self._lock:
+                        seg.end = seg.pos
+                        self.st.size = seg.pos
+                    return
+            except _Retry as exc:
+                failures = 0 if seg.pos > before else failures + 1
+                if failures > self.http.settings.retries:
+                    raise DownloadError(
+                        self.st.url,
+                        f"{exc.reason} (gave up after {failures} attempts without progress; "
+                        f"{self.st.done} bytes kept, run again to resume)",
+                    ) from exc
+                delay = retry_delay(max(1, failures), exc.retry_after, self.http.settings)
+                log.warning("%s: %s at byte %d; retrying in %.1fs",
+                            self.st.filename, exc.reason, seg.pos, delay)  # fmt: skip
+                if self._stop.wait(delay):
+                    return
+
+    # -- one request ----------------------------------------------------------------------
+    def _headers(self, seg: Segment) -> dict[str, str]:
+        end = "" if seg.end is None else str(seg.end - 1)
+        headers = {"Accept-Encoding": "identity", "Range": f"bytes={seg.pos}-{end}"}
+        validator = self.st.etag or self.st.last_modified
+        if validator:
+            headers["If-Range"] = validator
+        return headers
+
+    def _request(self, seg: Segment) -> None:
+        try:
+            with self.limiter.slot(self.st.url), self.http.stream(
+                self.st.url, self._headers(seg)
+            ) as r:
+                self._check_response(seg, r)
+                self._receive(seg, r)
+        except httpx.TimeoutException as exc:
+            raise _Retry("stalled (no data)") from exc
+        except httpx.TransportError as exc:
+            raise _Retry(_transport_reason(exc)) from exc
+
+    def _check_response(self, seg: Segment, r: httpx.Response) -> None:
+        status = r.status_code
+        if status in RETRY_STATUS:
+            raise _Retry(f"HTTP {status}", r.headers.get("Retry-After"))
+        etag = r.headers.get("ETag")
+        if status == 200:
+            with self._lock:
+                fresh = self.st.done == 0 and len(self.st.segments) == 1
+                if not fresh:
+                    raise Restart("the server sent the whole file instead of the range asked "
+                                  "for (it ignores Range, or the file changed)")  # fmt: skip
+                self._ranges = False
+                length = r.headers.get("Content-Length")
+                total = int(length) if length and length.isdigit() else None
+                self._accept_size(total, seg)
+                self._accept_validators(etag, r)
+            self._announce()
+            return
+        if status == 416 and seg.end is not None and seg.pos >= seg.end:
+            return
+        if status != 206:
+            raise DownloadError(self.st.url, f"HTTP {status}")
+        start, total = _content_range(r.headers.get("Content-Range", ""))
+        if start != seg.pos:
+            raise Restart(f"Content-Range starts at {start}, asked for {seg.pos}")
+        with self._lock:
+            if self.st.etag and etag and etag != self.st.etag:
+                raise Restart("the ETag changed between requests (the file changed)")
+            if total is not None and self.st.size is not None and total != self.st.size:
+                raise Restart(f"Content-Range says {total} bytes, expected {self.st.size}")
+            self._accept_size(total, seg)
+            self._accept_validators(etag, r)
+            first = self._ranges is None
+            self._ranges = True
+        self._announce()
+        size = self.st.size or 0
+        if first and size >= self.settings.split_size and self.settings.connections > 1:
+            self._spawn(self.settings.connections - 1)
+
+    def _announce(self) -> None:
+        """Start the progress bar once, as soon as a response told the size."""
+        with self._lock:
+            if self._announced:
+                return
+            self._announced = True
+        self.reporter.file_started(self.st.filename, self.st.size, self.st.done)
+
+    def _accept_size(self, total: int | None, seg: Segment) -> None:
+        if total is None:
+            return
+        if self.st.size is None:
+            self.st.size = total
+            if seg.end is None:
+                seg.end = total
+
+    def _accept_validators(self, etag: str | None, r: httpx.Response) -> None:
+        self.st.etag = etag or self.st.etag
+        self.st.last_modified = r.headers.get("Last-Modified") or self.st.last_modified
+
+    def _receive(self, seg: Segment, r: httpx.Response) -> None:
+        stall = self.settings.stall_seconds
+        window_start, window_bytes = time.monotonic(), 0
+        # Unbuffered: a byte counted in seg.pos has reached the OS, so a checkpoint's fsync
+        # covers it.
+        with open(self.part, "r+b", buffering=0) as fh:
+            fh.seek(seg.pos)
+            for chunk in r.iter_raw():
+                if self._stop.is_set():
+                    return
+                with self._lock:
+                    end = seg.end
+                take = len(chunk) if end is None else min(len(chunk), end - seg.pos)
+                if take <= 0:
+                    return  # a thief took the rest of this segment
+                try:
+                    fh.write(memoryview(chunk)[:take])
+                except OSError as exc:
+                    raise CacheError(describe_os_error(exc, self.part)) from exc
+                with self._progress:
+                    seg.pos += take
+                    self._progress.notify_all()
+                self.reporter.file_advanced(self.st.filename, take)
+                self._count(take)
+                if take < len(chunk):
+                    return
+                now = time.monotonic()
+                window_bytes += take
+                if now - window_start >= stall:
+                    if window_bytes < 1024:
+                        raise _Retry(f"stalled (under 1 KiB in {stall:.0f}s)")
+                    window_start, window_bytes = now, 0
+        if seg.end is not None and seg.pos < seg.end:
+            raise _Retry(f"connection closed at byte {seg.pos}")
+
+    # -- hashing --------------------------------------------------------------------------
+    def _prefix(self) -> int:
+        """How many bytes from 0 are all present (caller holds the lock)."""
+        p = 0
+        for s in self.st.segments:
+            if s.start > p:
+                break
+            p = s.pos
+            if not s.complete:
+                break
+        return p
+
+    def _hash_loop(self) -> None:
+        """Hash the contiguous prefix as it grows; the page cache serves the reads."""
+        try:
+            with open(self.part, "rb") as fh:
+                while True:
+                    with self._progress:
+                        if self._error is not None:
+                            return
+                        target = self._prefix()
+                        if target <= self._hashed:
+                            if self._stop.is_set():
+                                return
+                            self._progress.wait(0.2)
+                            continue
+                    fh.seek(self._hashed)
+                    while self._hashed < target:
+                        block = fh.read(min(READ_BLOCK, target - self._hashed))
+                        if not block:
+                            raise DownloadError(self.st.url, "partial file shorter than written")
+                        self._sha.update(block)
+                        self._b3.update(block)
+                        self._hashed += len(block)
+        except BaseException as exc:
+            self._fail(exc)
+
+
+def _content_range(value: str) -> tuple[int, int | None]:
+    """``bytes 100-199/1000`` → ``(100, 1000)``; an unusable header means restart."""
+    try:
+        _unit, rest = value.split(" ", 1)
+        span, total = rest.split("/", 1)
+        start = int(span.split("-", 1)[0])
+        return start, (None if total.strip() == "*" else int(total))
+    except ValueError:
+        raise Restart(f"unusable Content-Range {value!r}") from None
+
+
+def _transport_reason(exc: httpx.TransportError) -> str:
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return "connection dropped"
+    if isinstance(exc, httpx.ConnectError):
+        return f"cannot connect ({exc})"
+    if isinstance(exc, httpx.ReadError):
+        return "connection reset"
+    return f"{type(exc).__name__}: {exc}"
