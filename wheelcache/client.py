@@ -155,9 +155,20 @@ class Http:
         return self.with_retries(url, once, on_fail=lambda why: DownloadError(url, why))
 
     @contextmanager
-    def stream(self, url: str, headers: dict[str, str]) -> Iterator[httpx.Response]:
-        """One streamed GET, no retries (the downloader owns its retry loop)."""
-        with self.client.stream("GET", url, headers=headers) as r:
+    def stream(
+        self, url: str, headers: dict[str, str], *, read_timeout: float | None = None
+    ) -> Iterator[httpx.Response]:
+        """One streamed GET, no retries (the downloader owns its retry loop).
+
+        *read_timeout* bounds the wait for each piece of the body: a stalled connection is
+        given up within seconds, not after the page timeout.
+        """
+        timeout = (
+            httpx.Timeout(read_timeout, connect=self.settings.connect_timeout, pool=None)
+            if read_timeout is not None
+            else httpx.USE_CLIENT_DEFAULT
+        )
+        with self.client.stream("GET", url, headers=headers, timeout=timeout) as r:
             yield r
 
     def get_range(self, url: str, start: int | None, end: int | None) -> RangeResult | None:

@@ -29,6 +29,8 @@ __all__ = ["DownloadJob", "Downloader", "TransferSettings"]
 
 log = logging.getLogger(__name__)
 
+STATE_PAD = 8 * 1024  # bytes reserved per state file (room for a few hundred segments)
+
 
 @dataclass(frozen=True, slots=True)
 class DownloadJob:
@@ -144,7 +146,25 @@ class Downloader:
         return st
 
     def _save_state(self, st: PartialState, state_path: Path) -> None:
-        self.cache.write_atomic(state_path, json.dumps(st.to_json()).encode())
+        """Save atomically; on a full disk, rewrite the padded state file in place.
+
+        The padding reserves the blocks, so a disk that filled up during the download can
+        still record how far it got (a consistent partial is worth keeping).
+        """
+        data = json.dumps(st.to_json()).encode()
+        data += b" " * max(0, STATE_PAD - len(data))
+        try:
+            self.cache.write_atomic(state_path, data)
+        except CacheError as exc:
+            try:
+                with open(state_path, "r+b") as fh:
+                    fh.write(data)
+                    fh.truncate()
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            except OSError:
+                raise exc from None
+            log.warning("%s: disk full; saved the download state in place", st.filename)
 
     def _transfer(self, st: PartialState, part: Path, state_path: Path) -> tuple[str, str, int]:
         return Transfer(

@@ -61,6 +61,9 @@ class TransferSettings:
     min_segment: int = 1024 * 1024  # never split a segment into pieces smaller than this
     stall_seconds: float = 10.0  # a connection with no progress for this long is replaced
     save_seconds: float = 1.0
+    #: An idle connection takes half of another's segment only when that one would need
+    #: longer than this to finish: stealing from a fast connection wastes its in-flight bytes.
+    steal_seconds: float = 2.0
 
 
 @dataclass
@@ -69,6 +72,15 @@ class Segment:
     pos: int
     end: int | None  # exclusive; None while the size is unknown
     active: bool = field(default=False, compare=False)
+    t0: float = field(default=0.0, compare=False)  # when its current request began
+    p0: int = field(default=0, compare=False)  # pos at that moment
+
+    def seconds_left(self, now: float) -> float:
+        """Expected time to finish at the current request's rate (inf when unknown)."""
+        elapsed, got = now - self.t0, self.pos - self.p0
+        if elapsed < 0.5 or got <= 0:
+            return float("inf") if elapsed >= 0.5 else 0.0
+        return self.left / (got / elapsed)
 
     @property
     def left(self) -> int:
@@ -188,7 +200,11 @@ class Transfer:
         self._sha = hashlib.sha256()
         self._b3 = blake3(max_threads=blake3.AUTO)
         if not self.st.segments:
-            self.st.segments = [Segment(0, 0, self.st.size)]
+            if self.st.size is not None and self.st.size >= settings.split_size:
+                self.st.segments = _plan(0, self.st.size, settings.connections)
+                self._ranges = None  # still unproven: the first answer decides
+            else:
+                self.st.segments = [Segment(0, 0, self.st.size)]
 
     # -- driver ---------------------------------------------------------------------------
     def run(self) -> tuple[str, str, int]:
@@ -202,6 +218,7 @@ class Transfer:
             big = (self.st.size or 0) >= self.settings.split_size
             n = self.settings.connections if big else max(1, resumable)
         self._spawn(n)
+        self._checkpoint()
         try:
             while True:
                 with self._lock:
@@ -270,12 +287,16 @@ class Transfer:
                     return s
             if not self._ranges or self.st.size is None:
                 return None
-            busy = [s for s in self.st.segments if s.active and not s.complete]
+            now = time.monotonic()
+            busy = [
+                s
+                for s in self.st.segments
+                if s.active and s.left >= 2 * self.settings.min_segment
+                and s.seconds_left(now) > self.settings.steal_seconds
+            ]  # fmt: skip
             if not busy:
                 return None
-            victim = max(busy, key=lambda s: s.left)
-            if victim.left < 2 * self.settings.min_segment:
-                return None
+            victim = max(busy, key=lambda s: s.seconds_left(now))
             assert victim.end is not None
             mid = victim.pos + victim.left // 2
             mid -= mid % ALIGN
@@ -287,11 +308,20 @@ class Transfer:
             self.st.segments.sort(key=lambda s: s.start)
             return new
 
+    def _may_steal_later(self) -> bool:
+        with self._lock:
+            return bool(self._ranges) and any(
+                s.active and s.left >= 2 * self.settings.min_segment for s in self.st.segments
+            )
+
     def _worker(self) -> None:
         try:
             while not self._stop.is_set():
                 seg = self._next_segment()
                 if seg is None:
+                    if self._may_steal_later():  # a connection may still turn slow
+                        self._stop.wait(0.25)
+                        continue
                     return
                 try:
                     self._run_segment(seg)
@@ -328,7 +358,11 @@ class Transfer:
 
     # -- one request ----------------------------------------------------------------------
     def _headers(self, seg: Segment) -> dict[str, str]:
-        end = "" if seg.end is None else str(seg.end - 1)
+        # Of unknown size, ask for the split size first: a bigger file is then planned into
+        # bounded segments instead of cutting one open-ended request short (whose in-flight
+        # bytes would be wasted).
+        last = seg.end if seg.end is not None else seg.pos + self.settings.split_size
+        end = str(last - 1)
         headers = {"Accept-Encoding": "identity", "Range": f"bytes={seg.pos}-{end}"}
         validator = self.st.etag or self.st.last_modified
         if validator:
@@ -336,9 +370,11 @@ class Transfer:
         return headers
 
     def _request(self, seg: Segment) -> None:
+        with self._lock:
+            seg.t0, seg.p0 = time.monotonic(), seg.pos
         try:
             with self.limiter.slot(self.st.url), self.http.stream(
-                self.st.url, self._headers(seg)
+                self.st.url, self._headers(seg), read_timeout=self.settings.stall_seconds
             ) as r:
                 self._check_response(seg, r)
                 self._receive(seg, r)
@@ -361,7 +397,7 @@ class Transfer:
                 self._ranges = False
                 length = r.headers.get("Content-Length")
                 total = int(length) if length and length.isdigit() else None
-                self._accept_size(total, seg)
+                self._accept_size(total, seg, None)
                 self._accept_validators(etag, r)
             self._announce()
             return
@@ -377,14 +413,34 @@ class Transfer:
                 raise Restart("the ETag changed between requests (the file changed)")
             if total is not None and self.st.size is not None and total != self.st.size:
                 raise Restart(f"Content-Range says {total} bytes, expected {self.st.size}")
-            self._accept_size(total, seg)
+            self._accept_size(total, seg, seg.pos + self.settings.split_size)
             self._accept_validators(etag, r)
             first = self._ranges is None
             self._ranges = True
+            extra = self._plan_rest(seg) if first else 0
         self._announce()
-        size = self.st.size or 0
-        if first and size >= self.settings.split_size and self.settings.connections > 1:
-            self._spawn(self.settings.connections - 1)
+        if extra:
+            self._spawn(extra)
+
+    def _plan_rest(self, seg: Segment) -> int:
+        """After the first 206: split what lies beyond the probe into bounded segments.
+
+        Returns how many more workers to start (caller holds the lock).
+        """
+        size = self.st.size
+        if size is None or self.settings.connections == 1:
+            return 0
+        queued = [s for s in self.st.segments if not s.complete and not s.active]
+        if queued:  # planned up front (size was known): start a worker for each
+            return min(len(queued), self.settings.connections - 1)
+        if size < self.settings.split_size or seg.end is None or seg.end >= size:
+            if seg.end is None or seg.end > size:
+                seg.end = size
+            return 0
+        rest = _plan(seg.end, size, self.settings.connections - 1)
+        self.st.segments.extend(rest)
+        self.st.segments.sort(key=lambda s: s.start)
+        return len(rest)
 
     def _announce(self) -> None:
         """Start the progress bar once, as soon as a response told the size."""
@@ -394,13 +450,14 @@ class Transfer:
             self._announced = True
         self.reporter.file_started(self.st.filename, self.st.size, self.st.done)
 
-    def _accept_size(self, total: int | None, seg: Segment) -> None:
+    def _accept_size(self, total: int | None, seg: Segment, asked_end: int | None) -> None:
+        """Learn the size; an open segment ends where its request ended (*asked_end*)."""
         if total is None:
             return
         if self.st.size is None:
             self.st.size = total
-            if seg.end is None:
-                seg.end = total
+        if seg.end is None:
+            seg.end = total if asked_end is None else min(total, asked_end)
 
     def _accept_validators(self, etag: str | None, r: httpx.Response) -> None:
         self.st.etag = etag or self.st.etag
@@ -422,7 +479,9 @@ class Transfer:
                 if take <= 0:
                     return  # a thief took the rest of this segment
                 try:
-                    fh.write(memoryview(chunk)[:take])
+                    view = memoryview(chunk)[:take]
+                    while view:  # a raw write may be partial
+                        view = view[fh.write(view) or 0 :]
                 except OSError as exc:
                     raise CacheError(describe_os_error(exc, self.part)) from exc
                 with self._progress:
@@ -454,9 +513,13 @@ class Transfer:
         return p
 
     def _hash_loop(self) -> None:
-        """Hash the contiguous prefix as it grows; the page cache serves the reads."""
+        """Hash the contiguous prefix as it grows; the page cache serves the reads.
+
+        Unbuffered: a buffered reader keeps read-ahead bytes across seeks, and bytes read
+        ahead of the prefix may not have been written yet.
+        """
         try:
-            with open(self.part, "rb") as fh:
+            with open(self.part, "rb", buffering=0) as fh:
                 while True:
                     with self._progress:
                         if self._error is not None:
@@ -477,6 +540,17 @@ class Transfer:
                         self._hashed += len(block)
         except BaseException as exc:
             self._fail(exc)
+
+
+def _plan(start: int, end: int, n: int) -> list[Segment]:
+    """Split ``[start, end)`` into *n* aligned segments.
+
+    >>> [(s.start, s.end) for s in _plan(0, 10 * ALIGN, 3)]
+    [(0, 196608), (196608, 393216), (393216, 655360)]
+    """
+    step = max(ALIGN, (end - start) // max(n, 1) // ALIGN * ALIGN)
+    cuts = list(range(start, end, step))[:n] + [end]
+    return [Segment(a, a, b) for a, b in zip(cuts, cuts[1:], strict=False) if a < b]
 
 
 def _content_range(value: str) -> tuple[int, int | None]:

@@ -1,0 +1,304 @@
+"""The downloader against a server that misbehaves on purpose, one fault per test."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from blake3 import blake3
+
+from tests.support.httpserver import FileServer
+from wheelcache.cache import Cache
+from wheelcache.client import Http, HttpSettings
+from wheelcache.download import Downloader, DownloadJob
+from wheelcache.errors import CacheError, DownloadError, HashMismatchError
+from wheelcache.models import Sha256
+from wheelcache.segments import TransferSettings
+
+SIZE = 6 * 1024 * 1024 + 12345
+NAME = "big-1.0-py3-none-any.whl"
+PATH = f"/files/{NAME}"
+FAST = HttpSettings(retries=3, backoff=0.05, backoff_max=0.2)
+SEGMENTED = TransferSettings(connections=4, split_size=1 << 20, min_segment=256 << 10,
+                             stall_seconds=1.0)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def payload(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("payload") / NAME
+    path.write_bytes(random.Random(7).randbytes(SIZE))
+    return path
+
+
+@pytest.fixture(scope="module")
+def _server(payload: Path) -> Iterator[FileServer]:
+    with FileServer() as srv:
+        srv.add(PATH, payload)
+        yield srv
+
+
+@pytest.fixture
+def server(_server: FileServer) -> Iterator[FileServer]:
+    _server.clear_faults()
+    _server.clear_log()
+    yield _server
+    _server.clear_faults()
+
+
+def _sha(path: Path) -> Sha256:
+    return Sha256(hashlib.sha256(path.read_bytes()).hexdigest())
+
+
+def _job(server: FileServer, payload: Path, *, sha: str | None = None) -> DownloadJob:
+    return DownloadJob(server.url + PATH, NAME, "big", "1.0", Sha256(sha or _sha(payload)))
+
+
+def _download(
+    server: FileServer,
+    payload: Path,
+    cache_dir: Path,
+    settings: TransferSettings = SEGMENTED,
+    http: HttpSettings = FAST,
+    sha: str | None = None,
+) -> tuple[Downloader, Path]:
+    client = Http(http)
+    try:
+        dl = Downloader(client, Cache(cache_dir), settings=settings)
+        wheel = dl.fetch(_job(server, payload, sha=sha))
+    finally:
+        client.close()
+    assert wheel.path.read_bytes() == payload.read_bytes()
+    assert wheel.blake3 == blake3(payload.read_bytes()).hexdigest()
+    return dl, wheel.path
+
+
+def _gets(server: FileServer) -> list[str | None]:
+    return [r.range for r in server.requests if r.method == "GET" and r.path == PATH]
+
+
+def _body_bytes(server: FileServer) -> int:
+    return sum(r.body_bytes for r in server.requests if r.path == PATH)
+
+
+def test_large_file_is_split_across_connections(
+    server: FileServer, payload: Path, tmp_path: Path
+) -> None:
+    dl, _ = _download(server, payload, tmp_path)
+    ranges = _gets(server)
+    assert ranges[0] == f"bytes=0-{SEGMENTED.split_size - 1}"  # a bounded probe first
+    assert len(ranges) >= SEGMENTED.connections
+    starts = {int(r.split("=")[1].split("-")[0]) for r in ranges if r}
+    assert len(starts) >= SEGMENTED.connections
+    # Thieves cut the first connection short: at most a few chunks are fetched twice.
+    assert SIZE <= _body_bytes(server) <= SIZE * 1.02
+    assert dl.downloaded_bytes == SIZE
+
+
+def test_small_file_uses_one_connection(server: FileServer, payload: Path, tmp_path: Path) -> None:
+    _download(server, payload, tmp_path, TransferSettings(connections=4, split_size=1 << 30))
+    assert _gets(server) == [f"bytes=0-{(1 << 30) - 1}"]
+
+
+def test_connection_reset_mid_body_resumes(
+    server: FileServer, payload: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.fault(PATH, drop_after=1_000_000, times=2)
+    _download(server, payload, tmp_path)
+    assert "connection reset" in caplog.text or "connection dropped" in caplog.text
+    assert _body_bytes(server) <= SIZE * 1.02
+
+
+def test_200_instead_of_206_starts_over_once_and_says_so(
+    server: FileServer, payload: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    single = TransferSettings(connections=1, split_size=1 << 30)
+    server.fault(PATH, drop_after=SIZE // 3)
+    server.fault(PATH, ignore_range=True)
+    _download(server, payload, tmp_path, single)
+    assert "sent the whole file instead of the range" in caplog.text
+    assert "starting over from byte 0" in caplog.text
+    probe = f"bytes=0-{(1 << 30) - 1}"
+    assert _gets(server) == [probe, f"bytes={SIZE // 3}-{SIZE - 1}", probe]
+
+
+def test_ignoring_ranges_twice_is_an_error(
+    server: FileServer, payload: Path, tmp_path: Path
+) -> None:
+    single = TransferSettings(connections=1, split_size=1 << 30)
+    server.fault(PATH, drop_after=SIZE // 3)
+    server.fault(PATH, ignore_range=True)
+    server.fault(PATH, drop_after=SIZE // 3)
+    server.fault(PATH, ignore_range=True)
+    with pytest.raises(DownloadError, match="again after starting over"):
+        _download(server, payload, tmp_path, single)
+    assert list((tmp_path / "blobs-v1").rglob("*.*")) == []
+
+
+def test_wrong_content_range_start_restarts(
+    server: FileServer, payload: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.fault(PATH, wrong_content_range=True)
+    _download(server, payload, tmp_path)
+    assert "Content-Range starts at" in caplog.text
+
+
+def test_etag_change_between_requests_restarts(
+    server: FileServer, payload: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    single = TransferSettings(connections=1, split_size=1 << 30)
+    server.fault(PATH, drop_after=SIZE // 2)
+    server.fault(PATH, change_etag=True)
+    _download(server, payload, tmp_path, single)
+    # Either the If-Range made the server send 200, or the new ETag on a 206 was noticed.
+    assert "starting over from byte 0" in caplog.text
+
+
+def test_stalled_connection_is_replaced_within_seconds(
+    server: FileServer, payload: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.fault(PATH, stall_after=100_000, stall_seconds=30)
+    _download(server, payload, tmp_path)
+    assert "stalled" in caplog.text
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_retry_after_is_honoured(
+    server: FileServer, payload: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+    status: int,
+) -> None:  # fmt: skip
+    server.fault(PATH, status=status, retry_after="1")
+    _download(server, payload, tmp_path)
+    assert f"HTTP {status} at byte 0; retrying in 1.0s" in caplog.text
+
+
+def test_server_errors_then_success(server: FileServer, payload: Path, tmp_path: Path) -> None:
+    server.fault(PATH, status=500, times=2)
+    _download(server, payload, tmp_path)
+
+
+def test_persistent_server_error_is_one_clear_error(
+    server: FileServer, payload: Path, tmp_path: Path
+) -> None:
+    server.fault(PATH, status=502, times=None)
+    with pytest.raises(DownloadError) as info:
+        _download(server, payload, tmp_path)
+    assert str(info.value).startswith(f"download of {server.url}{PATH} failed: HTTP 502")
+    assert "gave up after 4 attempts" in str(info.value)
+
+
+def test_redirect_to_another_host(payload: Path, tmp_path: Path) -> None:
+    with FileServer() as origin, FileServer() as mirror:
+        mirror.add(PATH, payload)
+        origin.add(PATH, b"not this")
+        origin.fault(PATH, redirect_to=mirror.url + PATH, times=None)
+        _download(origin, payload, tmp_path)
+        assert origin.count(PATH) >= 1 and mirror.count(PATH) >= SEGMENTED.connections
+
+
+@pytest.mark.parametrize("fault", ["short_body", "long_body"])
+def test_body_shorter_or_longer_than_content_length(
+    server: FileServer, payload: Path, tmp_path: Path, fault: str
+) -> None:
+    server.fault(PATH, **{fault: True})
+    _download(server, payload, tmp_path)
+
+
+def test_wrong_hash_names_both_digests_and_stores_nothing(
+    server: FileServer, payload: Path, tmp_path: Path
+) -> None:
+    server.fault(PATH, corrupt=True, times=None)
+    with pytest.raises(HashMismatchError) as info:
+        _download(server, payload, tmp_path)
+    err = info.value
+    assert err.expected == _sha(payload) and err.actual != err.expected
+    assert err.expected in str(err) and err.actual in str(err)
+    assert [p for p in (tmp_path / "blobs-v1").rglob("*") if p.is_file()] == []
+    assert list((tmp_path / "partial-v1").iterdir()) == []
+    assert list((tmp_path / "wheels-v1").iterdir()) == []
+
+
+def test_two_processes_one_file(server: FileServer, payload: Path, tmp_path: Path) -> None:
+    """Two processes at once: one downloads, the other waits and finds it in the cache."""
+    server.fault(PATH, throttle_bps=SIZE // 2, times=None)  # a few seconds
+    code = (
+        "import sys; from wheelcache.cache import Cache; from wheelcache.client import Http;"
+        "from wheelcache.download import Downloader, DownloadJob;"
+        "from wheelcache.segments import TransferSettings;"
+        f"dl = Downloader(Http(), Cache(__import__('pathlib').Path({str(tmp_path)!r})),"
+        "  settings=TransferSettings(connections=2, split_size=1 << 20));"
+        f"w = dl.fetch(DownloadJob({server.url + PATH!r}, {NAME!r}, 'big', '1.0',"
+        f" {_sha(payload)!r})); print(w.blake3, dl.downloaded_bytes)"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)  # fmt: skip
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    digests = {o[0].split()[0] for o in outs}
+    assert digests == {blake3(payload.read_bytes()).hexdigest()}
+    transferred = sorted(int(o[0].split()[1]) for o in outs)
+    assert transferred[0] == 0 and transferred[1] == SIZE
+    assert any("another wheelcache process is downloading it" in o[1] for o in outs)
+    assert _body_bytes(server) <= SIZE * 1.02
+
+
+@pytest.fixture
+def tiny_fs(tmp_path: Path) -> Iterator[Path]:
+    """A 3 MiB tmpfs: a real full disk (CI runs as root, as here)."""
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)], check=True)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_disk_full_is_clear_keeps_partial_and_resumes_after_space_is_freed(
+    server: FileServer, payload: Path, tiny_fs: Path
+) -> None:
+    cache_dir = tiny_fs / "cache"
+    single = TransferSettings(connections=1, split_size=1 << 30)
+    with pytest.raises(CacheError, match="disk full while writing to .*; free some space"):
+        _download(server, payload, cache_dir, single)
+    assert [p for p in (cache_dir / "blobs-v1").rglob("*") if p.is_file()] == []
+    states = list((cache_dir / "partial-v1").glob("*.json"))
+    assert len(states) == 1  # the consistent part is kept for a later resume
+    subprocess.run(["mount", "-o", "remount,size=20m", str(tiny_fs)], check=True)
+    server.clear_log()
+    _download(server, payload, cache_dir, single)
+    first = _gets(server)[0]
+    assert first is not None and not first.startswith("bytes=0-")  # resumed, not restarted
+    assert _body_bytes(server) < SIZE
+
+
+def test_cancel_keeps_a_resumable_partial(
+    server: FileServer, payload: Path, tmp_path: Path
+) -> None:
+    server.fault(PATH, throttle_bps=SIZE // 4, times=None)
+    client = Http(FAST)
+    dl = Downloader(client, Cache(tmp_path), settings=SEGMENTED)
+    threading.Timer(1.0, dl.cancel.set).start()
+    with pytest.raises(DownloadError, match="cancelled"):
+        dl.fetch(_job(server, payload))
+    client.close()
+    states = list((tmp_path / "partial-v1").glob("*.json"))
+    assert len(states) == 1
+    server.clear_faults()
+    server.clear_log()
+    _download(server, payload, tmp_path)
+    assert _body_bytes(server) < SIZE  # only the rest was fetched
+
+
+@pytest.fixture(autouse=True)
+def _warnings_visible(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="wheelcache")
