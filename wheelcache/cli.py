@@ -13,6 +13,8 @@ import shlex
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +31,17 @@ from .config import (
     load_config_file,
     pip_index_urls,
 )
-from .errors import WheelcacheError
-from .fetch import DEFAULT_REQUIREMENTS, FetchRequest, FetchResult, fetch
+from .errors import TargetError, WheelcacheError
+from .fetch import DEFAULT_REQUIREMENTS, FetchRequest, FetchResult, fetch, torch_available
 from .segments import TransferSettings
-from .target import make_target
-from .variants import DEFAULT_TORCH_INDEX, parse_cuda, parse_variant
+from .target import Target, make_target
+from .targetfile import (
+    TargetDescription,
+    gpu_warning,
+    parse_target_description,
+    read_target_description,
+)
+from .variants import DEFAULT_TORCH_INDEX, KNOWN_VARIANTS, parse_cuda, parse_variant
 
 __all__ = ["main"]
 
@@ -229,7 +237,11 @@ _SIZE = _SizeType()
 
 @main.command("fetch")
 @click.argument("requirements", nargs=-1)
-@click.option("--cuda", metavar="VER", help="CUDA variant: 118, 11.8 or cu118.")
+@click.option(
+    "--cuda",
+    metavar="VER",
+    help="CUDA variant: 118, 11.8 or cu118; 'auto' picks the newest the target's driver runs.",
+)
 @click.option("--cpu", is_flag=True, help="The CPU-only variant.")
 @click.option("--variant", metavar="NAME", help="Any PyTorch variant: cu118, cpu, rocm6.1, xpu …")
 @click.option(
@@ -246,6 +258,13 @@ _SIZE = _SizeType()
     "linux_aarch64, macosx_11_0_arm64 … (default: this machine).",
 )
 @click.option("--glibc", metavar="X.Y", help="glibc of a Linux target (default 2.28).")
+@click.option(
+    "--target",
+    "target_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A target description from 'wheelcache probe' on the target host (exact tags and "
+    "markers).",
+)
 @click.option("--torch", "torch_version", metavar="VERSION", help="Pin torch; companions follow.")
 @click.option(
     "--torch-index",
@@ -324,6 +343,7 @@ def fetch_command(
     python: str | None,
     platform_tag: str | None,
     glibc: str | None,
+    target_file: Path | None,
     torch_version: str | None,
     torch_index: str,
     index_url: str | None,
@@ -341,17 +361,27 @@ def fetch_command(
     as_json: bool,
 ) -> None:
     """Resolve and download wheels for a target (default: torch torchvision torchaudio)."""
-    chosen_variant = _variant(cuda, cpu, variant)
-    host_plat, host_glibc = host_platform()
-    if platform_tag is None:
-        platform_tag = host_plat
-        glibc = glibc or host_glibc
-    target = make_target(
-        python=python or host_python(),
-        platform=platform_tag,
-        variant=chosen_variant,
-        glibc=glibc,
-    )
+    if target_file is not None and (python or platform_tag or glibc):
+        raise click.UsageError("--target already gives the Python and platform; "
+                               "drop --py, --platform and --glibc")  # fmt: skip
+    desc = read_target_description(target_file) if target_file else None
+    auto = cuda is not None and cuda.strip().lower() == "auto"
+    chosen_variant = _variant(None if auto else cuda, cpu, variant)
+    if auto and (cpu or variant):
+        raise click.UsageError("--cuda auto and --cpu/--variant both choose the variant")
+
+    def make(variant_name: str) -> Target:
+        if desc is not None:
+            return desc.to_target(variant_name)
+        host_plat, host_glibc = host_platform()
+        return make_target(
+            python=python or host_python(),
+            platform=platform_tag or host_plat,
+            variant=variant_name,
+            glibc=glibc or (host_glibc if platform_tag is None else None),
+        )
+
+    target = make(chosen_variant)
     if index_url:
         indexes = (index_url, *extra_index_url)
     elif offline and not extra_index_url:
@@ -374,6 +404,8 @@ def fetch_command(
         transfer=TransferSettings(connections=connections, split_size=split_size),
     )
     cache = Cache(cache_dir or default_cache_dir())
+    if auto:
+        request = _auto_variant(request, cache, desc, make)
     show_bars = not as_json and sys.stderr.isatty() and not dry_run
     reporter = _TqdmReporter() if show_bars else None
     try:
@@ -387,10 +419,40 @@ def fetch_command(
     finally:
         if reporter is not None:
             reporter.close()
+    if desc is not None and desc.gpus:
+        torch = next((f.version for f in result.files if f.project == "torch"), None)
+        warning = gpu_warning(desc.gpus, torch, result.target.variant)
+        if warning:
+            log.warning("%s", warning)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
     else:
         _render(result)
+
+
+def _auto_variant(
+    request: FetchRequest,
+    cache: Cache,
+    desc: TargetDescription | None,
+    make: Callable[[str], Target],
+) -> FetchRequest:
+    """``--cuda auto``: the newest CUDA variant the driver runs *and* the index publishes."""
+    if desc is None:
+        from . import probe_script
+
+        desc = parse_target_description(probe_script.probe(), "this machine")
+    available = [v for v in KNOWN_VARIANTS if v.startswith("cu")]
+    while True:
+        variant, reason = desc.choose_cuda_variant(available)
+        candidate = replace(request, target=make(variant))
+        if torch_available(candidate, cache):
+            log.warning("--cuda auto: %s", reason)
+            return candidate
+        log.info("--cuda auto: the index has no torch for %s; trying an older one", variant)
+        available.remove(variant)
+        if not available:
+            raise TargetError(f"--cuda auto: no CUDA variant on {request.torch_index} has torch "
+                              f"for {candidate.target.describe()}")  # fmt: skip
 
 
 def _quiet_pip_indexes() -> list[str]:

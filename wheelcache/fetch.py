@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
 from .cache import Cache, CachedWheel, describe_os_error
 from .client import Http, HttpSettings, PageStore
 from .download import Downloader, DownloadJob, TransferSettings
-from .errors import CacheError, RequirementError
+from .errors import CacheError, IndexPageError, RequirementError, TargetError
 from .evaluator import Candidate
 from .finder import IndexFinder, Sources
 from .progress import Reporter
@@ -318,6 +319,29 @@ def _learn_sizes(http: Http, finder: IndexFinder, cands: Sequence[Candidate], jo
         for url, size in zip(unknown, pool.map(http.content_length, unknown), strict=True):
             if size is not None:
                 finder.sizes[url] = size
+
+
+def torch_available(request: FetchRequest, cache: Cache) -> bool:
+    """Whether the PyTorch index has a torch wheel (matching ``--torch``) for the target.
+
+    Used by ``--cuda auto`` to skip variants the index does not publish for this target; one
+    page request per variant (cached like every page).
+    """
+    torch_url, per_variant = torch_index_for(request.torch_index, request.target.variant)
+    http = None if request.offline else Http(request.http)
+    try:
+        pages = PageStore(cache, http)
+        finder = IndexFinder(request.target, Sources(torch_url, per_variant, ()), pages, cache,
+                             http, None)  # fmt: skip
+        try:
+            cands = finder.find_candidates(canonicalize_name("torch"))
+        except (TargetError, IndexPageError):
+            return False
+    finally:
+        if http is not None:
+            http.close()
+    pin = SpecifierSet(f"=={request.torch_version}") if request.torch_version else SpecifierSet()
+    return any(pin.contains(c.version, prereleases=True) for c in cands)
 
 
 def _planned(c: Candidate, cache: Cache, finder: IndexFinder, res: Resolution) -> FetchedFile:
