@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import threading
@@ -69,6 +70,16 @@ class _Group(click.Group):
             ctx.exit(1)
 
 
+def _terminate_like_interrupt() -> None:
+    """SIGTERM (a shutdown, a service manager) stops like Ctrl-C: partials are saved."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
+
+
 def _setup_logging(verbose: int) -> None:
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     handler = logging.StreamHandler(sys.stderr)
@@ -102,6 +113,7 @@ def main(ctx: click.Context, verbose: int) -> None:
     ctx.obj = {"verbose": verbose}
     ctx.default_map = _default_map()
     _setup_logging(verbose)
+    _terminate_like_interrupt()
 
 
 def _variant(cuda: str | None, cpu: bool, variant: str | None) -> str:

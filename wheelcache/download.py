@@ -182,9 +182,14 @@ class Downloader:
     def _download(self, job: DownloadJob, key: str) -> CachedWheel:
         part, state_path = self._paths(key)
         st = self._load_state(job, part, state_path)
+        resumed = st.done > 0
         try:
             try:
                 sha, b3, size = self._transfer(st, part, state_path)
+                if resumed and job.sha256 is not None and sha != job.sha256:
+                    # Bytes an earlier run counted did not survive (a power loss between two
+                    # syncs): fetch the file again rather than fail on our own partial.
+                    raise Restart("the partial from an earlier run did not verify")
             except Restart as why:
                 log.warning("%s: %s; starting over from byte 0", job.filename, why)
                 _discard(part, state_path)

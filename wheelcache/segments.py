@@ -60,10 +60,20 @@ class TransferSettings:
     split_size: int = 16 * 1024 * 1024  # files at least this big are split
     min_segment: int = 1024 * 1024  # never split a segment into pieces smaller than this
     stall_seconds: float = 10.0  # a connection with no progress for this long is replaced
-    save_seconds: float = 1.0
+    #: Of a file of unknown size, the first request asks for this much: small files come in
+    #: one request, and a big one is planned into segments after the first answer.
+    probe_size: int = 1024 * 1024
+    #: The segment list is saved this often (a killed process loses at most this much time
+    #: of transfer) and the data fsynced every ``fsync_seconds`` (a power loss can cost more,
+    #: but the final sha256 check catches it and the file is fetched again).
+    save_seconds: float = 0.05
+    fsync_seconds: float = 2.0
     #: An idle connection takes half of another's segment only when that one would need
     #: longer than this to finish: stealing from a fast connection wastes its in-flight bytes.
     steal_seconds: float = 2.0
+    #: Hash the prefix while downloading (True) or in one pass after the last byte (False);
+    #: scripts/bench_download.py measures both.
+    hash_during: bool = True
 
 
 @dataclass
@@ -218,7 +228,8 @@ class Transfer:
             big = (self.st.size or 0) >= self.settings.split_size
             n = self.settings.connections if big else max(1, resumable)
         self._spawn(n)
-        self._checkpoint()
+        self._checkpoint(sync=True)
+        synced = time.monotonic()
         try:
             while True:
                 with self._lock:
@@ -226,14 +237,16 @@ class Transfer:
                 if not alive:
                     break
                 alive[0].join(self.settings.save_seconds)
-                self._checkpoint()
+                sync = time.monotonic() - synced >= self.settings.fsync_seconds
+                self._checkpoint(sync=sync)
+                synced = time.monotonic() if sync else synced
                 if self.cancel.is_set():
                     self._fail(DownloadError(self.st.url, "cancelled"))
         finally:
             self._stop.set()
             for t in list(self._workers):
                 t.join()
-            self._checkpoint()
+            self._checkpoint(sync=True)
             with self._progress:
                 self._progress.notify_all()
             hasher.join()
@@ -244,22 +257,28 @@ class Transfer:
             raise DownloadError(self.st.url, f"hashed {self._hashed} of {size} bytes")
         return self._sha.hexdigest(), self._b3.hexdigest(), size
 
-    def _checkpoint(self) -> None:
-        """fsync what workers wrote, then save the segment list (never claims unsynced bytes)."""
+    def _checkpoint(self, *, sync: bool) -> None:
+        """Save the segment list; with *sync*, fsync the data first.
+
+        Workers write unbuffered, so every byte a segment counts is in the OS: a killed
+        process loses nothing it counted.  Only a power loss between two syncs can leave
+        counted bytes unwritten, and the sha256 check at the end catches that.
+        """
         with self._lock:
             snapshot = PartialState(
                 self.st.url, self.st.filename, self.st.sha256, self.st.size, self.st.etag,
                 self.st.last_modified, [Segment(s.start, s.pos, s.end) for s in self.st.segments],
             )  # fmt: skip
-        try:
-            fd = os.open(self.part, os.O_RDWR | getattr(os, "O_BINARY", 0))
+        if sync:
             try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            log.debug("fsync of %s failed: %s", self.part, exc)
-            return
+                fd = os.open(self.part, os.O_RDWR | getattr(os, "O_BINARY", 0))
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            except OSError as exc:
+                log.debug("fsync of %s failed: %s", self.part, exc)
+                return
         try:
             self._save(snapshot)
         except WheelcacheError as exc:  # disk full while saving state: keep going, report once
@@ -357,33 +376,38 @@ class Transfer:
                     return
 
     # -- one request ----------------------------------------------------------------------
-    def _headers(self, seg: Segment) -> dict[str, str]:
-        # Of unknown size, ask for the split size first: a bigger file is then planned into
-        # bounded segments instead of cutting one open-ended request short (whose in-flight
-        # bytes would be wasted).
-        last = seg.end if seg.end is not None else seg.pos + self.settings.split_size
-        end = str(last - 1)
-        headers = {"Accept-Encoding": "identity", "Range": f"bytes={seg.pos}-{end}"}
+    def _headers(self, seg: Segment) -> tuple[dict[str, str], int]:
+        """Request headers and the end (exclusive) of the range asked for.
+
+        Of unknown size, ask for ``probe_size`` first: a big file is then planned into bounded
+        segments instead of cutting one open-ended request short (its in-flight bytes would
+        be wasted).
+        """
+        asked = seg.end if seg.end is not None else seg.pos + self.settings.probe_size
+        headers = {"Accept-Encoding": "identity", "Range": f"bytes={seg.pos}-{asked - 1}"}
         validator = self.st.etag or self.st.last_modified
         if validator:
             headers["If-Range"] = validator
-        return headers
+        return headers, asked
 
     def _request(self, seg: Segment) -> None:
         with self._lock:
             seg.t0, seg.p0 = time.monotonic(), seg.pos
+        headers, asked = self._headers(seg)
         try:
             with self.limiter.slot(self.st.url), self.http.stream(
-                self.st.url, self._headers(seg), read_timeout=self.settings.stall_seconds
+                self.st.url, headers, read_timeout=self.settings.stall_seconds
             ) as r:
-                self._check_response(seg, r)
-                self._receive(seg, r)
+                if self._check_response(seg, r, asked):
+                    asked = seg.end if seg.end is not None else asked
+                self._receive(seg, r, asked)
         except httpx.TimeoutException as exc:
             raise _Retry("stalled (no data)") from exc
         except httpx.TransportError as exc:
             raise _Retry(_transport_reason(exc)) from exc
 
-    def _check_response(self, seg: Segment, r: httpx.Response) -> None:
+    def _check_response(self, seg: Segment, r: httpx.Response, asked: int) -> bool:
+        """Validate the answer; True when it is the whole file (200), not the range asked."""
         status = r.status_code
         if status in RETRY_STATUS:
             raise _Retry(f"HTTP {status}", r.headers.get("Retry-After"))
@@ -400,9 +424,9 @@ class Transfer:
                 self._accept_size(total, seg, None)
                 self._accept_validators(etag, r)
             self._announce()
-            return
+            return True
         if status == 416 and seg.end is not None and seg.pos >= seg.end:
-            return
+            return False
         if status != 206:
             raise DownloadError(self.st.url, f"HTTP {status}")
         start, total = _content_range(r.headers.get("Content-Range", ""))
@@ -413,7 +437,7 @@ class Transfer:
                 raise Restart("the ETag changed between requests (the file changed)")
             if total is not None and self.st.size is not None and total != self.st.size:
                 raise Restart(f"Content-Range says {total} bytes, expected {self.st.size}")
-            self._accept_size(total, seg, seg.pos + self.settings.split_size)
+            self._accept_size(total, seg, asked)
             self._accept_validators(etag, r)
             first = self._ranges is None
             self._ranges = True
@@ -421,6 +445,7 @@ class Transfer:
         self._announce()
         if extra:
             self._spawn(extra)
+        return False
 
     def _plan_rest(self, seg: Segment) -> int:
         """After the first 206: split what lies beyond the probe into bounded segments.
@@ -451,19 +476,21 @@ class Transfer:
         self.reporter.file_started(self.st.filename, self.st.size, self.st.done)
 
     def _accept_size(self, total: int | None, seg: Segment, asked_end: int | None) -> None:
-        """Learn the size; an open segment ends where its request ended (*asked_end*)."""
+        """Learn the size.  An open segment of a file that will be split ends where its
+        request ended (*asked_end*); otherwise it runs to the end of the file."""
         if total is None:
             return
         if self.st.size is None:
             self.st.size = total
         if seg.end is None:
-            seg.end = total if asked_end is None else min(total, asked_end)
+            split = total >= self.settings.split_size and self.settings.connections > 1
+            seg.end = min(total, asked_end) if split and asked_end is not None else total
 
     def _accept_validators(self, etag: str | None, r: httpx.Response) -> None:
         self.st.etag = etag or self.st.etag
         self.st.last_modified = r.headers.get("Last-Modified") or self.st.last_modified
 
-    def _receive(self, seg: Segment, r: httpx.Response) -> None:
+    def _receive(self, seg: Segment, r: httpx.Response, asked: int) -> None:
         stall = self.settings.stall_seconds
         window_start, window_bytes = time.monotonic(), 0
         # Unbuffered: a byte counted in seg.pos has reached the OS, so a checkpoint's fsync
@@ -497,7 +524,8 @@ class Transfer:
                     if window_bytes < 1024:
                         raise _Retry(f"stalled (under 1 KiB in {stall:.0f}s)")
                     window_start, window_bytes = now, 0
-        if seg.end is not None and seg.pos < seg.end:
+        limit = asked if seg.end is None else min(asked, seg.end)
+        if seg.pos < limit:
             raise _Retry(f"connection closed at byte {seg.pos}")
 
     # -- hashing --------------------------------------------------------------------------
@@ -524,6 +552,9 @@ class Transfer:
                     with self._progress:
                         if self._error is not None:
                             return
+                        if not self.settings.hash_during and not self._stop.is_set():
+                            self._progress.wait(0.2)
+                            continue
                         target = self._prefix()
                         if target <= self._hashed:
                             if self._stop.is_set():

@@ -28,6 +28,9 @@ PATH = f"/files/{NAME}"
 FAST = HttpSettings(retries=3, backoff=0.05, backoff_max=0.2)
 SEGMENTED = TransferSettings(connections=4, split_size=1 << 20, min_segment=256 << 10,
                              stall_seconds=1.0)  # fmt: skip
+#: One connection asking for the whole file at once, to script faults request by request.
+SINGLE = TransferSettings(connections=1, split_size=1 << 30, probe_size=1 << 30)
+WHOLE = f"bytes=0-{(1 << 30) - 1}"
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +95,7 @@ def test_large_file_is_split_across_connections(
 ) -> None:
     dl, _ = _download(server, payload, tmp_path)
     ranges = _gets(server)
-    assert ranges[0] == f"bytes=0-{SEGMENTED.split_size - 1}"  # a bounded probe first
+    assert ranges[0] == f"bytes=0-{SEGMENTED.probe_size - 1}"  # a bounded probe first
     assert len(ranges) >= SEGMENTED.connections
     starts = {int(r.split("=")[1].split("-")[0]) for r in ranges if r}
     assert len(starts) >= SEGMENTED.connections
@@ -101,9 +104,13 @@ def test_large_file_is_split_across_connections(
     assert dl.downloaded_bytes == SIZE
 
 
-def test_small_file_uses_one_connection(server: FileServer, payload: Path, tmp_path: Path) -> None:
-    _download(server, payload, tmp_path, TransferSettings(connections=4, split_size=1 << 30))
-    assert _gets(server) == [f"bytes=0-{(1 << 30) - 1}"]
+def test_file_below_split_size_uses_one_connection(
+    server: FileServer, payload: Path, tmp_path: Path
+) -> None:
+    settings = TransferSettings(connections=4, split_size=1 << 30)
+    _download(server, payload, tmp_path, settings)
+    probe = settings.probe_size
+    assert _gets(server) == [f"bytes=0-{probe - 1}", f"bytes={probe}-{SIZE - 1}"]
 
 
 def test_connection_reset_mid_body_resumes(
@@ -118,26 +125,23 @@ def test_connection_reset_mid_body_resumes(
 def test_200_instead_of_206_starts_over_once_and_says_so(
     server: FileServer, payload: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    single = TransferSettings(connections=1, split_size=1 << 30)
     server.fault(PATH, drop_after=SIZE // 3)
     server.fault(PATH, ignore_range=True)
-    _download(server, payload, tmp_path, single)
+    _download(server, payload, tmp_path, SINGLE)
     assert "sent the whole file instead of the range" in caplog.text
     assert "starting over from byte 0" in caplog.text
-    probe = f"bytes=0-{(1 << 30) - 1}"
-    assert _gets(server) == [probe, f"bytes={SIZE // 3}-{SIZE - 1}", probe]
+    assert _gets(server) == [WHOLE, f"bytes={SIZE // 3}-{SIZE - 1}", WHOLE]
 
 
 def test_ignoring_ranges_twice_is_an_error(
     server: FileServer, payload: Path, tmp_path: Path
 ) -> None:
-    single = TransferSettings(connections=1, split_size=1 << 30)
     server.fault(PATH, drop_after=SIZE // 3)
     server.fault(PATH, ignore_range=True)
     server.fault(PATH, drop_after=SIZE // 3)
     server.fault(PATH, ignore_range=True)
     with pytest.raises(DownloadError, match="again after starting over"):
-        _download(server, payload, tmp_path, single)
+        _download(server, payload, tmp_path, SINGLE)
     assert list((tmp_path / "blobs-v1").rglob("*.*")) == []
 
 
@@ -152,10 +156,9 @@ def test_wrong_content_range_start_restarts(
 def test_etag_change_between_requests_restarts(
     server: FileServer, payload: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    single = TransferSettings(connections=1, split_size=1 << 30)
     server.fault(PATH, drop_after=SIZE // 2)
     server.fault(PATH, change_etag=True)
-    _download(server, payload, tmp_path, single)
+    _download(server, payload, tmp_path, SINGLE)
     # Either the If-Range made the server send 200, or the new ETag on a 206 was noticed.
     assert "starting over from byte 0" in caplog.text
 
@@ -267,15 +270,14 @@ def test_disk_full_is_clear_keeps_partial_and_resumes_after_space_is_freed(
     server: FileServer, payload: Path, tiny_fs: Path
 ) -> None:
     cache_dir = tiny_fs / "cache"
-    single = TransferSettings(connections=1, split_size=1 << 30)
     with pytest.raises(CacheError, match="disk full while writing to .*; free some space"):
-        _download(server, payload, cache_dir, single)
+        _download(server, payload, cache_dir, SINGLE)
     assert [p for p in (cache_dir / "blobs-v1").rglob("*") if p.is_file()] == []
     states = list((cache_dir / "partial-v1").glob("*.json"))
     assert len(states) == 1  # the consistent part is kept for a later resume
     subprocess.run(["mount", "-o", "remount,size=20m", str(tiny_fs)], check=True)
     server.clear_log()
-    _download(server, payload, cache_dir, single)
+    _download(server, payload, cache_dir, SINGLE)
     first = _gets(server)[0]
     assert first is not None and not first.startswith("bytes=0-")  # resumed, not restarted
     assert _body_bytes(server) < SIZE
