@@ -170,20 +170,38 @@ class Measure:
     rss_mb: float
 
 
-def timed(cmd: list[str], env: dict[str, str] | None = None,
-          after: Callable[[], None] | None = None) -> Measure:  # fmt: skip
-    """Run *cmd*; its wall time and peak RSS (from wait4, so only that process tree's own)."""
+def _hwm_kib(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def timed(cmd: list[str], env: dict[str, str] | None = None) -> Measure:
+    """Run *cmd*; its wall time and peak RSS.
+
+    The peak is the kernel's VmHWM of the process, polled every 10 ms (``ru_maxrss`` from
+    wait4 would include the RSS this script had when it forked).
+    """
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    if after is not None:
-        after()
+    errors = tempfile.TemporaryFile()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=errors)
+    peak = 0
+    while proc.poll() is None:
+        peak = max(peak, _hwm_kib(proc.pid))
+        time.sleep(0.01)
     elapsed = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-        raise SystemExit(f"{cmd[0]} failed ({proc.returncode}): {err[-2000:]}")
-    return Measure(elapsed, usage.ru_maxrss / 1024)
+    status = proc.returncode
+    if status != 0:
+        errors.seek(0)
+        err = errors.read().decode(errors="replace")
+        raise SystemExit(f"{cmd[0]} failed ({status}): {err[-2000:]}")
+    errors.close()
+    return Measure(elapsed, peak / 1024)
 
 
 def clean_env() -> dict[str, str]:
@@ -356,7 +374,7 @@ def main() -> None:
         server.stop()
     print(f"\nmachine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}, medians of {args.runs} runs\n")  # fmt: skip
-    print(f"| scenario | tool | seconds | MiB/s | peer time / wheelcache time | peak RSS MiB |")
+    print("| scenario | tool | seconds | MiB/s | peer time / wheelcache time | peak RSS MiB |")
     print("|---|---|---:|---:|---:|---:|")
     for title, name, m, rate, ratio in rows:
         print(f"| {title} | {name} | {m.seconds:.2f} | {rate:.0f} | {ratio:.2f}× | "

@@ -324,6 +324,13 @@ _SIZE = _SizeType()
     help="Files at least this big are split across connections.",
 )
 @click.option(
+    "--stall",
+    type=click.FloatRange(0.5, 600),
+    default=10.0,
+    show_default=True,
+    help="Seconds without data after which a connection is replaced.",
+)
+@click.option(
     "--retries",
     type=click.IntRange(0, 100),
     default=5,
@@ -365,6 +372,7 @@ def fetch_command(
     jobs: int,
     connections: int,
     split_size: int,
+    stall: float,
     retries: int,
     offline: bool,
     dry_run: bool,
@@ -413,7 +421,9 @@ def fetch_command(
         dest=dest,
         jobs=jobs,
         http=HttpSettings(retries=retries),
-        transfer=TransferSettings(connections=connections, split_size=split_size),
+        transfer=TransferSettings(
+            connections=connections, split_size=split_size, stall_seconds=stall
+        ),
     )
     cache = Cache(cache_dir or default_cache_dir())
     if auto:

@@ -221,15 +221,22 @@ def fetch(request: FetchRequest, cache: Cache, reporter: Reporter | None = None)
             if http
             else None
         )
-        finder = IndexFinder(target, sources, PageStore(cache, http), cache, http, downloader)
-        resolution = resolve(
-            reqs,
-            target,
-            finder,
-            finder,
-            allow_prereleases=request.allow_prereleases,
-            no_deps=request.no_deps,
-        )
+        finder = IndexFinder(
+            target, sources, PageStore(cache, http), cache, http, downloader,
+            prefetch=max(request.jobs, 4), prefetch_metadata=not request.no_deps,
+        )  # fmt: skip
+        finder.prefetch(r.name for r in reqs)
+        try:
+            resolution = resolve(
+                reqs,
+                target,
+                finder,
+                finder,
+                allow_prereleases=request.allow_prereleases,
+                no_deps=request.no_deps,
+            )
+        finally:
+            finder.close()
         requested = _requested_pins(reqs, resolution)
         if request.dry_run:
             if http is not None:

@@ -11,15 +11,17 @@ server ignores ranges, the whole wheel, which then stays in the cache.
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import logging
 import threading
 import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from packaging.specifiers import SpecifierSet
-from packaging.utils import NormalizedName
+from packaging.utils import NormalizedName, canonicalize_name
 
 from .cache import Cache
 from .client import Http, PageStore
@@ -29,6 +31,7 @@ from .errors import (
     IndexPageError,
     MetadataError,
     TargetError,
+    WheelcacheError,
 )
 from .evaluator import Candidate, best_per_version, describe_availability, evaluate_file
 from .models import CoreMetadata, DistFile, ProjectPage, parse_core_metadata
@@ -72,6 +75,9 @@ class IndexFinder:
         cache: Cache,
         http: Http | None,
         downloader: Downloader | None,
+        *,
+        prefetch: int = 8,
+        prefetch_metadata: bool = True,
     ) -> None:
         self.target = target
         self.sources = sources
@@ -82,10 +88,56 @@ class IndexFinder:
         self._pages: dict[NormalizedName, ProjectPage | None] = {}
         self._cands: dict[NormalizedName, list[Candidate]] = {}
         self._lock = threading.Lock()
+        self._md_locks: dict[str, threading.Lock] = {}
+        self._warmed: set[NormalizedName] = set()
+        self._prefetch_metadata = prefetch_metadata
+        # resolvelib asks for one project at a time; on a link with a long round trip the
+        # pages and metadata it will want next are fetched ahead, in parallel.
+        self._pool = (
+            concurrent.futures.ThreadPoolExecutor(prefetch, thread_name_prefix="wheelcache-pre")
+            if http is not None and prefetch > 0
+            else None
+        )
         #: Sizes learnt on the way (range reads tell the total), for ``--dry-run``.
         self.sizes: dict[str, int] = {}
         #: Wheels downloaded whole during resolution (server without ranges).
         self.fetched_whole: set[str] = set()
+
+    def close(self) -> None:
+        """Stop prefetching (queued work is dropped; running requests finish)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    # -- prefetching ------------------------------------------------------------------------
+    def prefetch(self, names: Iterable[NormalizedName]) -> None:
+        """Load these projects' pages, and the newest candidate's metadata, in the background."""
+        if self._pool is None:
+            return
+        for name in names:
+            with self._lock:
+                if name in self._warmed:
+                    continue
+                self._warmed.add(name)
+            try:
+                self._pool.submit(self._warm, name)
+            except RuntimeError:  # shut down
+                return
+
+    def _warm(self, name: NormalizedName) -> None:
+        try:
+            cands = self.find_candidates(name)
+            if cands and self._prefetch_metadata:
+                self.get_metadata(cands[0])
+        except WheelcacheError as exc:  # the resolver meets it again if it matters
+            log.debug("prefetch of %s: %s", name, exc)
+
+    def _prefetch_dependencies(self, md: CoreMetadata) -> None:
+        env = {**self.target.marker_environment, "extra": ""}
+        self.prefetch(
+            canonicalize_name(r.name)
+            for r in md.requires_dist
+            if r.marker is None or r.marker.evaluate(env)
+        )
 
     # -- pages ----------------------------------------------------------------------------
     def _get_page(self, url: str, name: NormalizedName) -> ProjectPage | None:
@@ -163,11 +215,16 @@ class IndexFinder:
     # -- MetadataSource -------------------------------------------------------------------
     def get_metadata(self, candidate: Candidate) -> CoreMetadata:
         f = candidate.file
-        raw = self._metadata_bytes(candidate)
+        with self._lock:
+            lock = self._md_locks.setdefault(f.url, threading.Lock())
+        with lock:  # a prefetch and the resolver may want the same file
+            raw = self._metadata_bytes(candidate)
         try:
-            return parse_core_metadata(raw, source=f.filename)
+            md = parse_core_metadata(raw, source=f.filename)
         except ValueError as exc:
             raise MetadataError(f.filename, str(exc)) from exc
+        self._prefetch_dependencies(md)
+        return md
 
     def _store_metadata(self, f: DistFile, data: bytes) -> bytes:
         self.cache.write_atomic(Path(self.cache.layout.metadata(f.url)), data)
