@@ -486,8 +486,9 @@ def _quiet_pip_indexes() -> list[str]:
 
 def _register_commands() -> None:
     """Commands that live in their own modules (serving, offline hosts) join the group here."""
-    from . import cli_cache, cli_offline, cli_serve
+    from . import cli_cache, cli_matrix, cli_offline, cli_serve
 
+    cli_matrix.register(main)
     cli_serve.register(main)
     cli_offline.register(main)
     cli_cache.register(main)

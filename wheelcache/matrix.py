@@ -1,0 +1,281 @@
+"""``wheelcache matrix``: which torch/torchvision/torchaudio sets exist, for which Pythons and
+platforms, computed from the index pages and the companions' own metadata.
+
+The question users answer today by searching a web page by hand: "which version can I get for
+cu118 and Python 3.9 on Windows?".  For each variant the three project pages are read; each
+torchvision and torchaudio version's torch pin comes from one of its wheels' METADATA (PEP 658
+file or a range read, cached like everything else), so the pairing is the wheels' own, not a
+table.  A set exists for a (Python, platform) when all three have a wheel for it.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from packaging.tags import Tag
+from packaging.utils import (
+    InvalidWheelFilename,
+    NormalizedName,
+    canonicalize_name,
+    parse_wheel_filename,
+)
+from packaging.version import Version
+
+from .cache import Cache
+from .client import Http, HttpSettings, PageStore
+from .errors import TargetError, WheelcacheError
+from .evaluator import Candidate
+from .finder import IndexFinder, Sources
+from .models import DistFile, ProjectPage
+from .target import make_target
+from .variants import torch_index_for
+
+__all__ = ["MatrixRow", "VariantMatrix", "build_matrix", "platform_family"]
+
+log = logging.getLogger(__name__)
+
+TORCH, VISION, AUDIO = (canonicalize_name(n) for n in ("torch", "torchvision", "torchaudio"))
+
+
+def platform_family(platform: str) -> str:
+    """Group platform tags the way users name machines.
+
+    >>> [platform_family(p) for p in ("manylinux_2_28_x86_64", "linux_x86_64",
+    ...  "manylinux2014_aarch64", "win_amd64", "macosx_11_0_arm64", "any")]
+    ['linux_x86_64', 'linux_x86_64', 'linux_aarch64', 'win_amd64', 'macosx_arm64', 'any']
+    """
+    if platform.startswith(("manylinux", "linux_")):
+        arch = platform.split("_", 3)[-1] if platform.startswith("manylinux_") else (
+            platform.split("_", 1)[1])  # fmt: skip
+        return f"linux_{arch}"
+    if platform.startswith("macosx_"):
+        arch = platform.split("_", 3)[-1]
+        return f"macosx_{'arm64' if arch in ('arm64', 'universal2') else arch}"
+    return platform
+
+
+def _python_of(tag: Tag) -> str:
+    """``cp39`` for ``cp39-cp39-…``, ``cp313t`` for the free-threaded ABI, else the tag."""
+    return tag.abi if tag.abi.startswith("cp") else tag.interpreter
+
+
+def _py_key(py: str) -> tuple[int, int, str]:
+    digits = "".join(ch for ch in py[2:] if ch.isdigit())
+    return (int(digits[:1] or 0), int(digits[1:] or 0), py)
+
+
+Slots = dict[str, set[str]]  # platform family -> Pythons
+
+
+@dataclass(frozen=True)
+class MatrixRow:
+    torch: str
+    torchvision: str | None
+    torchaudio: str | None
+    available: dict[str, tuple[str, ...]]  # platform family -> Pythons with all three
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "torch": self.torch,
+            "torchvision": self.torchvision,
+            "torchaudio": self.torchaudio,
+            "available": {k: list(v) for k, v in self.available.items()},
+        }
+
+
+@dataclass(frozen=True)
+class VariantMatrix:
+    variant: str
+    index: str
+    rows: tuple[MatrixRow, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"variant": self.variant, "index": self.index,
+                "sets": [r.to_dict() for r in self.rows]}  # fmt: skip
+
+
+_Wheel = tuple[DistFile, frozenset[Tag], Version]  # file, its tags, its full version
+
+
+def _wheels_by_version(
+    page: ProjectPage | None, project: NormalizedName, variant: str | None
+) -> dict[Version, list[_Wheel]]:
+    """Wheels per *public* version: a variant page's ``2.4.0+cpu`` Linux/Windows wheels and
+    its plain ``2.4.0`` macOS/aarch64 wheels are one release."""
+    out: dict[Version, list[_Wheel]] = {}
+    for f in page.files if page else ():
+        if not f.is_wheel:
+            continue
+        try:
+            name, version, _, tags = parse_wheel_filename(f.filename)
+        except (InvalidWheelFilename, ValueError):
+            continue
+        if name != project or version.is_devrelease:
+            continue
+        if variant is not None and version.local not in (variant, None):
+            continue
+        if variant not in (None, "cpu") and version.local is None:
+            continue
+        out.setdefault(Version(version.public), []).append((f, tags, version))
+    return out
+
+
+def _label(wheels: Sequence[_Wheel]) -> str:
+    """The version users see: the one with the variant's local part when there is one."""
+    return str(max((w[2] for w in wheels), key=lambda v: (v.local is not None, v)))
+
+
+def _slots(files: Iterable[_Wheel]) -> Slots:
+    slots: Slots = {}
+    for _, tags, _v in files:
+        for t in tags:
+            slots.setdefault(platform_family(t.platform), set()).add(_python_of(t))
+    return slots
+
+
+def _intersect(a: Slots, b: Slots) -> Slots:
+    out: Slots = {}
+    for plat in a.keys() & b.keys():
+        both = a[plat] & b[plat]
+        if both:
+            out[plat] = both
+    return out
+
+
+def _with_any(slots: Slots, base: Slots) -> Slots:
+    """Pure-Python companions (``py3-none-any``) fit every platform torch has."""
+    if "any" not in slots:
+        return slots
+    merged = {k: set(v) for k, v in slots.items() if k != "any"}
+    for plat, pys in base.items():
+        merged.setdefault(plat, set()).update(pys)
+    return merged
+
+
+def pair_companions(
+    torch_versions: Mapping[Version, Sequence[Version]], pins: Mapping[Version, str | None]
+) -> dict[Version, Version]:
+    """For each torch release, the newest companion release whose torch pin matches it.
+
+    *torch_versions* maps a public version to the full versions of its wheels; *pins* maps a
+    companion version to its ``torch`` requirement's specifier text.
+
+    >>> pair_companions({Version("2.4.0"): [Version("2.4.0+cu118")]},
+    ...                 {Version("0.19.0"): "==2.4.0+cu118", Version("0.20.0"): "==2.5.0"})
+    {<Version('2.4.0')>: <Version('0.19.0')>}
+    """
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+    out: dict[Version, Version] = {}
+    for comp in sorted(pins, reverse=True):
+        text = pins[comp]
+        if text is None:
+            continue
+        try:
+            spec = SpecifierSet(text)
+        except InvalidSpecifier:
+            continue
+        for t, fulls in torch_versions.items():
+            if t not in out and any(spec.contains(v, prereleases=True) for v in fulls):
+                out[t] = comp
+    return out
+
+
+def _torch_pin(finder: IndexFinder, project: NormalizedName, files: Sequence[_Wheel]) -> str | None:
+    """The torch specifier in the METADATA of one wheel of this companion release."""
+    f, _tags, version = sorted(files, key=lambda w: (not w[0].core_metadata, w[0].filename))[0]
+    try:
+        md = finder.get_metadata(Candidate(project, version, f, 0))
+    except WheelcacheError as exc:
+        log.warning("%s: cannot read its metadata (%s); left out of the matrix", f.filename, exc)
+        return None
+    for req in md.requires_dist:
+        if canonicalize_name(req.name) == TORCH and req.marker is None:
+            return str(req.specifier)
+    return None
+
+
+def _variant_matrix(
+    variant: str, template: str, cache: Cache, http: Http | None, jobs: int
+) -> VariantMatrix | None:
+    url, per_variant = torch_index_for(template, variant)
+    placeholder = make_target(python="3.12", platform="linux_x86_64", variant=variant)
+    finder = IndexFinder(placeholder, Sources(url, per_variant, ()), PageStore(cache, http),
+                         cache, http, None, prefetch=0)  # fmt: skip
+    local = variant if per_variant else None
+    try:
+        pages = {p: finder.page(p) for p in (TORCH, VISION, AUDIO)}
+    except TargetError:
+        return None  # this variant does not exist on the index
+    if pages[TORCH] is None:
+        return None
+    by = {p: _wheels_by_version(pages[p], p, local) for p in pages}
+    torch_versions = sorted(by[TORCH], reverse=True)
+    fulls = {t: [w[2] for w in by[TORCH][t]] for t in torch_versions}
+    pairs: dict[NormalizedName, dict[Version, Version]] = {}
+    with concurrent.futures.ThreadPoolExecutor(max(1, jobs)) as pool:
+        for comp in (VISION, AUDIO):
+            futs = {v: pool.submit(_torch_pin, finder, comp, files)
+                    for v, files in by[comp].items()}  # fmt: skip
+            pins = {v: fut.result() for v, fut in futs.items()}
+            pairs[comp] = pair_companions(fulls, pins)
+    rows = []
+    for t in torch_versions:
+        tv, ta = pairs[VISION].get(t), pairs[AUDIO].get(t)
+        slots = _slots(by[TORCH][t])
+        for comp, version in ((VISION, tv), (AUDIO, ta)):
+            slots = _intersect(slots, _with_any(_slots(by[comp][version]), slots)) if version \
+                else {}  # fmt: skip
+        rows.append(MatrixRow(
+            _label(by[TORCH][t]),
+            _label(by[VISION][tv]) if tv else None,
+            _label(by[AUDIO][ta]) if ta else None,
+            {k: tuple(sorted(v, key=_py_key)) for k, v in sorted(slots.items())},
+        ))  # fmt: skip
+    return VariantMatrix(variant, url, tuple(rows))
+
+
+def build_matrix(
+    variants: Sequence[str],
+    *,
+    torch_index: str,
+    cache: Cache,
+    offline: bool = False,
+    http_settings: HttpSettings | None = None,
+    jobs: int = 8,
+) -> list[VariantMatrix]:
+    """The matrix for each variant the index has (missing variants are left out)."""
+    http = None if offline else Http(http_settings)
+    try:
+        out = []
+        for v in variants:
+            m = _variant_matrix(v, torch_index, cache, http, jobs)
+            if m is not None:
+                out.append(m)
+        return out
+    finally:
+        if http is not None:
+            http.close()
+
+
+def filter_rows(
+    matrices: Sequence[VariantMatrix], *, python: str | None, platform: str | None
+) -> list[VariantMatrix]:
+    """Keep only the sets that exist for *python* (``cp39``) and/or *platform* family."""
+    out = []
+    for m in matrices:
+        rows = []
+        for r in m.rows:
+            avail = {
+                plat: pys
+                for plat, pys in r.available.items()
+                if (platform is None or plat == platform) and (python is None or python in pys)
+            }
+            if avail and r.torchvision and r.torchaudio:
+                rows.append(MatrixRow(r.torch, r.torchvision, r.torchaudio, avail))
+        out.append(VariantMatrix(m.variant, m.index, tuple(rows)))
+    return out
