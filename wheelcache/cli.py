@@ -34,6 +34,7 @@ from .config import (
 )
 from .errors import TargetError, WheelcacheError
 from .fetch import DEFAULT_REQUIREMENTS, FetchRequest, FetchResult, fetch, torch_available
+from .finder import Mirror
 from .segments import TransferSettings
 from .target import Target, make_target
 from .targetfile import (
@@ -298,6 +299,15 @@ _SIZE = _SizeType()
     multiple=True,
     help="More indexes, tried in order after --index-url.",
 )
+@click.option(
+    "--mirror",
+    "mirrors",
+    multiple=True,
+    metavar="NAME|URL",
+    help="A PyTorch wheel mirror: a PEP 503 tree URL (may hold {variant}), flat+URL for a "
+    "directory listing, or a NAME from [mirrors.NAME] in the config file. Bytes come from "
+    "the mirror, hashes from the official index.",
+)
 @click.option("--pre", is_flag=True, help="Allow pre-releases.")
 @click.option("--no-deps", is_flag=True, help="Only the requested projects.")
 @click.option(
@@ -367,6 +377,7 @@ def fetch_command(
     torch_index: str,
     index_url: str | None,
     extra_index_url: tuple[str, ...],
+    mirrors: tuple[str, ...],
     pre: bool,
     no_deps: bool,
     jobs: int,
@@ -414,6 +425,7 @@ def fetch_command(
         torch_version=torch_version,
         torch_index=torch_index,
         index_urls=indexes,
+        mirrors=tuple(_mirror(m) for m in mirrors),
         allow_prereleases=pre,
         no_deps=no_deps,
         offline=offline,
@@ -475,6 +487,22 @@ def _auto_variant(
         if not available:
             raise TargetError(f"--cuda auto: no CUDA variant on {request.torch_index} has torch "
                               f"for {candidate.target.describe()}")  # fmt: skip
+
+
+def _mirror(value: str) -> Mirror:
+    """A ``--mirror`` value: a URL, or the name of a ``[mirrors.NAME]`` table in the config."""
+    if "://" in value:
+        return Mirror.parse(value)
+    table = load_config_file(config_file_path()).get("mirrors", {}).get(value)
+    if not isinstance(table, dict) or "url" not in table:
+        raise click.UsageError(
+            f"unknown mirror {value!r}: give a URL, or define it in {config_file_path()} as "
+            f'[mirrors.{value}] with url = "https://…/{{variant}}" and layout = "pep503" or "flat"'
+        )
+    layout = str(table.get("layout", "pep503"))
+    if layout not in ("pep503", "flat"):
+        raise click.UsageError(f"mirror {value!r}: layout must be pep503 or flat, not {layout!r}")
+    return Mirror(str(table["url"]), layout)
 
 
 def _quiet_pip_indexes() -> list[str]:

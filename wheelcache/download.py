@@ -14,12 +14,12 @@ import json
 import logging
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .cache import Cache, CachedWheel, describe_os_error
 from .client import Http
-from .errors import CacheError, HashMismatchError, IncompleteDownloadError
+from .errors import CacheError, DownloadError, HashMismatchError, IncompleteDownloadError
 from .layout import url_key
 from .models import Blake3, Sha256
 from .progress import NullReporter, Reporter
@@ -40,6 +40,10 @@ class DownloadJob:
     version: str
     sha256: Sha256 | None = None
     size: int | None = None
+    #: Other URLs with the same bytes (a CDN's main host, mirrors); segments are spread over
+    #: all of them and a failing or slow one is dropped for this file.
+    mirrors: tuple[str, ...] = ()
+    hash_origin: str = "index"  # where ``sha256`` came from: "index" or "mirror"
 
 
 class Downloader:
@@ -166,7 +170,9 @@ class Downloader:
                 raise exc from None
             log.warning("%s: disk full; saved the download state in place", st.filename)
 
-    def _transfer(self, st: PartialState, part: Path, state_path: Path) -> tuple[str, str, int]:
+    def _transfer(
+        self, st: PartialState, part: Path, state_path: Path, mirrors: tuple[str, ...]
+    ) -> tuple[str, str, int]:
         return Transfer(
             self.http,
             st,
@@ -177,6 +183,7 @@ class Downloader:
             cancel=self.cancel,
             save=lambda snapshot: self._save_state(snapshot, state_path),
             count=self._count,
+            mirrors=mirrors,
         ).run()
 
     def _download(self, job: DownloadJob, key: str) -> CachedWheel:
@@ -185,7 +192,7 @@ class Downloader:
         resumed = st.done > 0
         try:
             try:
-                sha, b3, size = self._transfer(st, part, state_path)
+                sha, b3, size = self._transfer(st, part, state_path, job.mirrors)
                 if resumed and job.sha256 is not None and sha != job.sha256:
                     # Bytes an earlier run counted did not survive (a power loss between two
                     # syncs): fetch the file again rather than fail on our own partial.
@@ -195,15 +202,40 @@ class Downloader:
                 _discard(part, state_path)
                 self.reporter.file_restarted(job.filename)
                 try:
-                    sha, b3, size = self._transfer(self._fresh(job), part, state_path)
+                    sha, b3, size = self._transfer(self._fresh(job), part, state_path,
+                                                   job.mirrors)  # fmt: skip
                 except Restart as again:
                     _discard(part, state_path)
                     raise IncompleteDownloadError(
                         job.url, f"{again} (again after starting over)"
                     ) from again
+            if job.sha256 is not None and sha != job.sha256 and job.mirrors:
+                sha, b3, size = self._one_source_at_a_time(job, part, state_path, sha)
         finally:
             self.reporter.file_finished(job.filename)
         return self._finish(job, part, state_path, Sha256(sha), Blake3(b3), size)
+
+    def _one_source_at_a_time(
+        self, job: DownloadJob, part: Path, state_path: Path, got: str
+    ) -> tuple[str, str, int]:
+        """Some source served wrong bytes: try each alone, and keep the first that verifies."""
+        log.warning("%s: the bytes do not match the index's sha256 (got %s); fetching it "
+                    "from each source alone", job.filename, got)  # fmt: skip
+        for url in (job.url, *job.mirrors):
+            _discard(part, state_path)
+            alone = replace(self._fresh(job), url=url)
+            try:
+                result = self._transfer(alone, part, state_path, ())
+            except (Restart, DownloadError) as exc:
+                log.warning("%s: %s failed: %s", job.filename, url, exc)
+                continue
+            if result[0] == job.sha256:
+                return result
+            log.warning("%s: %s serves bytes with sha256 %s, not the index's %s; rejected",
+                        job.filename, url, result[0], job.sha256)  # fmt: skip
+        _discard(part, state_path)
+        assert job.sha256 is not None
+        raise HashMismatchError(job.url, job.filename, job.sha256, got)
 
     def _finish(
         self, job: DownloadJob, part: Path, state_path: Path, sha: Sha256, b3: Blake3, size: int
@@ -235,7 +267,7 @@ class Downloader:
             project=job.project,
             version=job.version,
             url=job.url,
-            hash_origin="index" if job.sha256 else "computed",
+            hash_origin=job.hash_origin if job.sha256 else "computed",
         )
 
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
@@ -24,11 +25,11 @@ from .client import Http, HttpSettings, PageStore
 from .download import Downloader, DownloadJob, TransferSettings
 from .errors import CacheError, IndexPageError, RequirementError, TargetError
 from .evaluator import Candidate
-from .finder import IndexFinder, Sources
+from .finder import IndexFinder, Mirror, Sources
 from .progress import Reporter
 from .provider import Req, Resolution, resolve
 from .target import Target
-from .variants import DEFAULT_TORCH_INDEX, torch_index_for
+from .variants import DEFAULT_TORCH_INDEX, is_torch_family, torch_index_for
 
 __all__ = ["FetchRequest", "FetchResult", "FetchedFile", "fetch", "parse_requirements"]
 
@@ -46,6 +47,7 @@ class FetchRequest:
     torch_version: str | None = None
     torch_index: str = DEFAULT_TORCH_INDEX
     index_urls: tuple[str, ...] = ()
+    mirrors: tuple[Mirror, ...] = ()
     allow_prereleases: bool = False
     no_deps: bool = False
     offline: bool = False
@@ -196,15 +198,35 @@ def _place(wheel: CachedWheel, dest: Path) -> Path:
     return target
 
 
+def cdn_fallback(url: str, index_url: str) -> str | None:
+    """The same path on the index's own host, for a file linked on another host (a CDN).
+
+    >>> cdn_fallback("https://cdn.invalid/whl/cu118/t.whl", "https://main.invalid/whl/cu118")
+    'https://main.invalid/whl/cu118/t.whl'
+    >>> cdn_fallback("https://main.invalid/whl/t.whl", "https://main.invalid/whl/cu118") is None
+    True
+    """
+    file, index = urlsplit(url), urlsplit(index_url)
+    if file.netloc == index.netloc or not index.netloc:
+        return None
+    return urlunsplit((index.scheme, index.netloc, file.path, file.query, ""))
+
+
 def _job(c: Candidate, finder: IndexFinder) -> DownloadJob:
+    """One download; its sources in order: mirrors (the bytes), the index's URL, and for a
+    torch-family file linked on a CDN, the same path on the index's own host."""
     f = c.file
+    fallback = cdn_fallback(f.url, finder.sources.torch_index) if is_torch_family(c.name) else None
+    urls = list(dict.fromkeys([*finder.mirror_urls(c), f.url, *([fallback] if fallback else [])]))
     return DownloadJob(
-        url=f.url,
+        url=urls[0],
         filename=f.filename,
         project=c.name,
         version=str(c.version),
         sha256=f.sha256,
         size=f.size or finder.sizes.get(f.url),
+        mirrors=tuple(urls[1:]),
+        hash_origin="mirror" if c.name in finder.mirror_hashed else "index",
     )
 
 
@@ -213,7 +235,9 @@ def fetch(request: FetchRequest, cache: Cache, reporter: Reporter | None = None)
     target = request.target
     reqs = parse_requirements(request.requirements, request.torch_version)
     torch_url, per_variant = torch_index_for(request.torch_index, target.variant)
-    sources = Sources(torch_url, per_variant, tuple(u.rstrip("/") for u in request.index_urls))
+    sources = Sources(
+        torch_url, per_variant, tuple(u.rstrip("/") for u in request.index_urls), request.mirrors
+    )
     http = None if request.offline else Http(request.http)
     try:
         downloader = (

@@ -29,13 +29,14 @@ from .download import Downloader, DownloadJob
 from .errors import (
     DownloadError,
     IndexPageError,
+    IndexUnreachableError,
     MetadataError,
     TargetError,
     WheelcacheError,
 )
 from .evaluator import Candidate, best_per_version, describe_availability, evaluate_file
 from .models import CoreMetadata, DistFile, ProjectPage, parse_core_metadata
-from .simple import PageParseError, parse_project_page
+from .simple import PageParseError, parse_flat_page, parse_project_page
 from .target import Target
 from .variants import KNOWN_VARIANTS, is_torch_family
 from .zipmeta import (
@@ -46,9 +47,31 @@ from .zipmeta import (
     read_local_entry,
 )
 
-__all__ = ["IndexFinder", "Sources"]
+__all__ = ["IndexFinder", "Mirror", "Sources"]
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Mirror:
+    """A PyTorch wheel mirror: a PEP 503 tree per variant, or a flat listing per variant.
+
+    ``url`` may contain ``{variant}``.  Files are matched by filename; their hashes still
+    come from the official index whenever it can be reached.
+    """
+
+    url: str
+    layout: str = "pep503"  # or "flat"
+
+    def base(self, variant: str) -> str:
+        return self.url.replace("{variant}", variant).rstrip("/")
+
+    @classmethod
+    def parse(cls, text: str) -> Mirror:
+        """``URL`` (PEP 503 tree) or ``flat+URL`` (a directory listing of wheels)."""
+        if text.startswith("flat+"):
+            return cls(text[len("flat+") :], "flat")
+        return cls(text.removeprefix("pep503+"), "pep503")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +81,7 @@ class Sources:
     torch_index: str  # URL of the PyTorch index for this variant (no trailing slash)
     per_variant: bool  # True when it is a per-variant tree (local versions are filtered)
     index_urls: tuple[str, ...]  # everything else, first match wins
+    mirrors: tuple[Mirror, ...] = ()  # PyTorch wheel mirrors (torch family only)
 
 
 def _project_url(index: str, name: str) -> str:
@@ -102,6 +126,9 @@ class IndexFinder:
         self.sizes: dict[str, int] = {}
         #: Wheels downloaded whole during resolution (server without ranges).
         self.fetched_whole: set[str] = set()
+        #: Projects listed from a mirror because the official index was unreachable.
+        self.mirror_hashed: set[NormalizedName] = set()
+        self._mirror_warned: set[str] = set()
 
     def close(self) -> None:
         """Stop prefetching (queued work is dropped; running requests finish)."""
@@ -157,7 +184,10 @@ class IndexFinder:
                 return self._pages[name]
         if is_torch_family(name):
             url = _project_url(self.sources.torch_index, name)
-            page = self._get_page(url, name)
+            try:
+                page = self._get_page(url, name)
+            except IndexUnreachableError as exc:
+                page = self._page_from_mirrors(name, exc)
             if page is None and self.sources.per_variant:
                 self._check_variant_exists()
         else:
@@ -169,6 +199,58 @@ class IndexFinder:
         with self._lock:
             self._pages[name] = page
         return page
+
+    # -- mirrors --------------------------------------------------------------------------
+    def _mirror_files(self, mirror: Mirror, name: NormalizedName) -> dict[str, DistFile]:
+        """The mirror's files of project *name*, by filename ({} when it cannot be read)."""
+        base = mirror.base(self.target.variant)
+        try:
+            if mirror.layout == "flat":
+                resp = self.pages.get(base + "/", accept="text/html")
+                files = parse_flat_page(resp.body, base_url=resp.url) if resp.status == 200 else ()
+            else:
+                page = self._get_page(_project_url(base, name), name)
+                files = page.files if page else ()
+        except (IndexPageError, PageParseError) as exc:
+            with self._lock:
+                warned = base in self._mirror_warned
+                self._mirror_warned.add(base)
+            if not warned:
+                log.warning("mirror %s cannot be read (%s); not using it", base, exc)
+            return {}
+        prefix = name.replace("-", "_") + "-"
+        return {f.filename: f for f in files if f.filename.lower().startswith(prefix)}
+
+    def mirror_urls(self, candidate: Candidate) -> tuple[str, ...]:
+        """URLs of the same file on the configured mirrors (matched by filename)."""
+        if not is_torch_family(candidate.name):
+            return ()
+        urls = []
+        for mirror in self.sources.mirrors:
+            f = self._mirror_files(mirror, candidate.name).get(candidate.file.filename)
+            if f is not None and f.url != candidate.file.url:
+                urls.append(f.url)
+        return tuple(urls)
+
+    def _page_from_mirrors(
+        self, name: NormalizedName, exc: IndexUnreachableError
+    ) -> ProjectPage | None:
+        """The official index is down: list the project from the first mirror that has it."""
+        for mirror in self.sources.mirrors:
+            files = self._mirror_files(mirror, name)
+            if files:
+                hashed = any(f.sha256 for f in files.values())
+                log.warning(
+                    "%s; using mirror %s for %s: the hashes are the mirror's%s, not the "
+                    "official index's",
+                    exc, mirror.base(self.target.variant), name,
+                    "" if hashed else " (it gives none: each file's computed hash is recorded)",
+                )  # fmt: skip
+                with self._lock:
+                    self.mirror_hashed.add(name)
+                listed = tuple(sorted(files.values(), key=lambda f: f.filename))
+                return ProjectPage(name, mirror.base(self.target.variant), listed)
+        raise exc
 
     def _check_variant_exists(self) -> None:
         root = self.sources.torch_index + "/"

@@ -38,6 +38,7 @@ __all__ = [
 ]
 
 PYTHON = "<python>"
+TORCH_FAMILY_SET = frozenset(TORCH_FAMILY)
 
 
 class CandidateSource(Protocol):
@@ -140,6 +141,7 @@ class WheelProvider(AbstractProvider):  # type: ignore[type-arg]
         self.metadata = metadata
         self.allow_prereleases = allow_prereleases
         self.no_deps = no_deps
+        self.roots: frozenset[NormalizedName] = frozenset()
         self._python = Version(target.python_version_full)
 
     # -- identity -------------------------------------------------------------------------
@@ -257,13 +259,16 @@ class WheelProvider(AbstractProvider):  # type: ignore[type-arg]
                 and any(self._applies(r.marker, e) for e in candidate.extras)
             ]
             return [pin, *deps]
-        if self.no_deps:
+        if self.no_deps and not (candidate.name in TORCH_FAMILY and self.roots & TORCH_FAMILY_SET):
             return []
         md = self._metadata(candidate)
         deps = [
             Req.from_requirement(r, parent=_label(candidate))
             for r in md.requires_dist
             if self._applies(r.marker)
+            # --no-deps keeps only the pins between requested torch-family projects, so that
+            # "--no-deps torch torchvision" still gets a torchvision built for that torch.
+            and (not self.no_deps or canonicalize_name(r.name) in self.roots & TORCH_FAMILY_SET)
         ]
         if md.requires_python is not None:
             py = Req(
@@ -326,6 +331,7 @@ def resolve(
     provider = WheelProvider(
         target, candidates, metadata, allow_prereleases=allow_prereleases, no_deps=no_deps
     )
+    provider.roots = frozenset(r.name for r in requirements)
     resolver: Resolver[Req, _Cand, str] = Resolver(provider, _LogReporter())
     try:
         result = resolver.resolve(list(requirements), max_rounds=max_rounds)

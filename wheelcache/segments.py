@@ -24,7 +24,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,6 +150,26 @@ class Restart(Exception):
     """The partial cannot be trusted; the caller starts the file again from byte 0."""
 
 
+class _DropSource(Exception):
+    """This source misbehaves for this file; others may still serve it."""
+
+
+@dataclass
+class _Source:
+    """One URL the bytes can come from (the index's, a CDN fallback, a mirror)."""
+
+    url: str
+    etag: str | None = None
+    last_modified: str | None = None
+    alive: bool = True
+    got: int = 0
+    seconds: float = 0.0
+
+    @property
+    def rate(self) -> float | None:
+        return self.got / self.seconds if self.seconds > 0.5 else None
+
+
 class _Retry(Exception):
     def __init__(self, reason: str, retry_after: str | None = None) -> None:
         super().__init__(reason)
@@ -189,9 +209,16 @@ class Transfer:
         cancel: threading.Event,
         save: Any,  # Callable[[PartialState], None]
         count: Any,  # Callable[[int], None]: bytes received, for the run's total
+        mirrors: Sequence[str] = (),
     ) -> None:
         self.http = http
         self.st = state
+        # Sources: the state's URL first (its validators were saved with it), then the
+        # others; segments are spread over the healthy ones and a failing one is dropped.
+        self.sources = [_Source(state.url, state.etag, state.last_modified)] + [
+            _Source(u) for u in dict.fromkeys(mirrors) if u != state.url
+        ]
+        self._turn = 0
         self.part = part
         self.settings = settings
         self.limiter = limiter
@@ -350,22 +377,58 @@ class Transfer:
         except BaseException as exc:  # any failure stops the whole transfer
             self._fail(exc)
 
+    def _pick_source(self) -> _Source | None:
+        """A healthy source, turn by turn among those at least half as fast as the best."""
+        with self._lock:
+            alive = [src for src in self.sources if src.alive]
+            if not alive:
+                return None
+            rates = [src.rate for src in alive if src.rate is not None]
+            best = max(rates, default=None)
+            fast = [src for src in alive if best is None or src.rate is None
+                    or src.rate >= best / 2]  # fmt: skip
+            pick = fast[self._turn % len(fast)]  # the first source (a mirror) goes first
+            self._turn += 1
+            return pick
+
+    def _drop(self, src: _Source, why: str) -> bool:
+        """Drop *src* for this file if another source is left; False when it was the last."""
+        with self._lock:
+            others = [o for o in self.sources if o.alive and o is not src]
+            if not others:
+                return False
+            src.alive = False
+        log.warning("%s: dropping %s for this file (%s); %d other source(s) left",
+                    self.st.filename, src.url, why, len(others))  # fmt: skip
+        return True
+
     def _run_segment(self, seg: Segment) -> None:
         failures = 0
-        while not seg.complete and not self._stop.is_set():
+        src = self._pick_source()
+        while src is not None and not seg.complete and not self._stop.is_set():
             before = seg.pos
             try:
-                self._request(seg)
+                self._request(seg, src)
                 if seg.end is None:  # a plain stream of unknown size ended: that is the end
                     with self._lock:
                         seg.end = seg.pos
                         self.st.size = seg.pos
                     return
+            except (_DropSource, Restart, DownloadError) as exc:
+                if isinstance(exc, Restart) and src is self.sources[0] or not self._drop(
+                    src, str(exc)
+                ):
+                    raise
+                failures, src = 0, self._pick_source()
+                continue
             except _Retry as exc:
                 failures = 0 if seg.pos > before else failures + 1
                 if failures > self.http.settings.retries:
+                    if self._drop(src, exc.reason):
+                        failures, src = 0, self._pick_source()
+                        continue
                     raise DownloadError(
-                        self.st.url,
+                        src.url,
                         f"{exc.reason} (gave up after {failures} attempts without progress; "
                         f"{self.st.done} bytes kept, run again to resume)",
                     ) from exc
@@ -376,7 +439,7 @@ class Transfer:
                     return
 
     # -- one request ----------------------------------------------------------------------
-    def _headers(self, seg: Segment) -> tuple[dict[str, str], int]:
+    def _headers(self, seg: Segment, src: _Source) -> tuple[dict[str, str], int]:
         """Request headers and the end (exclusive) of the range asked for.
 
         Of unknown size, ask for ``probe_size`` first: a big file is then planned into bounded
@@ -385,28 +448,34 @@ class Transfer:
         """
         asked = seg.end if seg.end is not None else seg.pos + self.settings.probe_size
         headers = {"Accept-Encoding": "identity", "Range": f"bytes={seg.pos}-{asked - 1}"}
-        validator = self.st.etag or self.st.last_modified
+        validator = src.etag or src.last_modified
         if validator:
             headers["If-Range"] = validator
         return headers, asked
 
-    def _request(self, seg: Segment) -> None:
+    def _request(self, seg: Segment, src: _Source) -> None:
+        start = time.monotonic()
         with self._lock:
-            seg.t0, seg.p0 = time.monotonic(), seg.pos
-        headers, asked = self._headers(seg)
+            seg.t0, seg.p0 = start, seg.pos
+        headers, asked = self._headers(seg, src)
         try:
-            with self.limiter.slot(self.st.url), self.http.stream(
-                self.st.url, headers, read_timeout=self.settings.stall_seconds
+            with self.limiter.slot(src.url), self.http.stream(
+                src.url, headers, read_timeout=self.settings.stall_seconds
             ) as r:
-                if self._check_response(seg, r, asked):
+                if self._check_response(seg, r, asked, src):
                     asked = seg.end if seg.end is not None else asked
-                self._receive(seg, r, asked)
+                try:
+                    self._receive(seg, r, asked)
+                finally:
+                    with self._lock:
+                        src.got += seg.pos - seg.p0
+                        src.seconds += time.monotonic() - start
         except httpx.TimeoutException as exc:
             raise _Retry("stalled (no data)") from exc
         except httpx.TransportError as exc:
             raise _Retry(_transport_reason(exc)) from exc
 
-    def _check_response(self, seg: Segment, r: httpx.Response, asked: int) -> bool:
+    def _check_response(self, seg: Segment, r: httpx.Response, asked: int, src: _Source) -> bool:
         """Validate the answer; True when it is the whole file (200), not the range asked."""
         status = r.status_code
         if status in RETRY_STATUS:
@@ -422,23 +491,23 @@ class Transfer:
                 length = r.headers.get("Content-Length")
                 total = int(length) if length and length.isdigit() else None
                 self._accept_size(total, seg, None)
-                self._accept_validators(etag, r)
+                self._accept_validators(etag, r, src)
             self._announce()
             return True
         if status == 416 and seg.end is not None and seg.pos >= seg.end:
             return False
         if status != 206:
-            raise DownloadError(self.st.url, f"HTTP {status}")
+            raise DownloadError(src.url, f"HTTP {status}")
         start, total = _content_range(r.headers.get("Content-Range", ""))
         if start != seg.pos:
             raise Restart(f"Content-Range starts at {start}, asked for {seg.pos}")
         with self._lock:
-            if self.st.etag and etag and etag != self.st.etag:
+            if src.etag and etag and etag != src.etag:
                 raise Restart("the ETag changed between requests (the file changed)")
             if total is not None and self.st.size is not None and total != self.st.size:
                 raise Restart(f"Content-Range says {total} bytes, expected {self.st.size}")
             self._accept_size(total, seg, asked)
-            self._accept_validators(etag, r)
+            self._accept_validators(etag, r, src)
             first = self._ranges is None
             self._ranges = True
             extra = self._plan_rest(seg) if first else 0
@@ -486,9 +555,11 @@ class Transfer:
             split = total >= self.settings.split_size and self.settings.connections > 1
             seg.end = min(total, asked_end) if split and asked_end is not None else total
 
-    def _accept_validators(self, etag: str | None, r: httpx.Response) -> None:
-        self.st.etag = etag or self.st.etag
-        self.st.last_modified = r.headers.get("Last-Modified") or self.st.last_modified
+    def _accept_validators(self, etag: str | None, r: httpx.Response, src: _Source) -> None:
+        src.etag = etag or src.etag
+        src.last_modified = r.headers.get("Last-Modified") or src.last_modified
+        if src is self.sources[0]:  # the state file keeps the validators of its own URL
+            self.st.etag, self.st.last_modified = src.etag, src.last_modified
 
     def _receive(self, seg: Segment, r: httpx.Response, asked: int) -> None:
         stall = self.settings.stall_seconds

@@ -251,7 +251,7 @@ def test_two_processes_one_file(server: FileServer, payload: Path, tmp_path: Pat
     transferred = sorted(int(o[0].split()[1]) for o in outs)
     assert transferred[0] == 0 and transferred[1] == SIZE
     assert any("another wheelcache process is downloading it" in o[1] for o in outs)
-    assert _body_bytes(server) <= SIZE * 1.02
+    assert _body_bytes(server) < SIZE * 1.5  # not downloaded twice
 
 
 @pytest.fixture

@@ -208,3 +208,14 @@ def test_conflict_error_names_both_sides() -> None:
         _versions(WIN39, "torch==2.5.1", "torchvision==0.19.0")
     msg = str(info.value)
     assert "torch==2.5.1" in msg and "torchvision 0.19.0+cu118 requires torch==2.4.0+cu118" in msg
+
+
+def test_no_deps_still_keeps_requested_companions_matched() -> None:
+    got = _versions(WIN310, "torch==2.4.0", "torchvision", "torchaudio", no_deps=True)
+    assert got == {
+        "torch": "2.4.0+cu118", "torchvision": "0.19.0+cu118", "torchaudio": "2.4.0+cu118"
+    }  # fmt: skip
+    # ...but does not pull torch in when only a companion was asked for.
+    assert _versions(WIN310, "torchvision==0.19.0", no_deps=True) == {
+        "torchvision": "0.19.0+cu118"
+    }
