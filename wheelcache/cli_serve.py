@@ -118,7 +118,9 @@ def serve_command(
     except OSError as exc:
         raise WheelcacheError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
     # One access line per request: shown without -v, unlike the rest of the library's INFO.
-    logging.getLogger("wheelcache.server").setLevel(logging.INFO)
+    access = logging.getLogger("wheelcache.server")
+    if access.getEffectiveLevel() > logging.INFO:
+        access.setLevel(logging.INFO)
     snap = view.snapshot()
     url_host = socket.gethostname() if host in _WILDCARD_HOSTS else host
     click.echo(
@@ -131,6 +133,8 @@ def serve_command(
     try:
         server.serve_forever(poll_interval=0.5)
     except KeyboardInterrupt:
+        # Let answers in flight finish (and log) for a moment; big downloads are resumable.
+        server.wait_idle(timeout=3)
         click.echo("stopped", err=True)
     finally:
         server.server_close()

@@ -257,7 +257,10 @@ class CacheView:
         self.selection = selection or Selection()
         self._metadata = _MetadataStore(cache)
         self._root = os.path.realpath(cache.root)
+        catalog = str(cache.layout.catalog)
+        self._watched = (catalog, f"{catalog}-wal", str(cache.layout.wheels))
         self._lock = threading.Lock()
+        self._skipped: set[str] = set()
         self._key: tuple[object, ...] | None = None
         self._loaded_at = 0.0
         self._snapshot = Snapshot(0)
@@ -274,8 +277,7 @@ class CacheView:
 
     def _change_key(self) -> tuple[object, ...]:
         key: list[object] = []
-        catalog = Path(self.cache.layout.catalog)
-        for p in (catalog, Path(f"{catalog}-wal"), Path(self.cache.layout.wheels)):
+        for p in self._watched:  # plain strings: this runs on every request
             try:
                 st = os.stat(p)
                 key.append((st.st_ino, st.st_size, st.st_mtime_ns))
@@ -320,16 +322,22 @@ class CacheView:
         log.debug("snapshot %d: %d files of %d projects", generation, len(files), len(projects))
         return Snapshot(generation, files, {k: tuple(v) for k, v in sorted(projects.items())})
 
+    def _skip(self, row: CatalogRow, why: str) -> None:
+        if row.sha256 not in self._skipped:  # once, not at every reload during a fetch
+            self._skipped.add(row.sha256)
+            log.warning("not publishing %s: %s (wheelcache verify checks the cache)",
+                        row.filename, why)
+
     def _publish(self, row: CatalogRow) -> PublishedFile | None:
         try:
             blob = Path(self.cache.layout.blob(row.blake3))
             self.cache.layout.wheel(row.filename)  # raises ValueError on an unsafe name
             st = blob.stat()
         except (OSError, ValueError) as exc:
-            log.warning("not publishing %s: %s", row.filename, exc)
+            self._skip(row, str(exc))
             return None
         if st.st_size != row.size or not _inside(blob, self._root):
-            log.warning("not publishing %s: its blob is damaged or outside the cache", row.filename)
+            self._skip(row, "its blob has the wrong size or lies outside the cache")
             return None
         md = self._metadata.get(row, blob)
         entry = IndexEntry(

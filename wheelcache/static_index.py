@@ -113,7 +113,7 @@ server {{
     tcp_nopush on;
     autoindex off;
     absolute_redirect off;
-    disable_symlinks on;
+    disable_symlinks on from=$document_root;  # hard links are fine; symlinks out are not
 
     location ^~ {prefix}simple/ {{
         alias "{root_s}/simple/";

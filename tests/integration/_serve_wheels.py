@@ -29,6 +29,7 @@ from wheelcache.server import AccessRecord, IndexServer
 
 __all__ = [
     "DEMO",
+    "Nginx",
     "Served",
     "add_wheel",
     "build_demo_cache",
