@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -229,7 +230,8 @@ def test_wrong_hash_names_both_digests_and_stores_nothing(
 
 def test_two_processes_one_file(server: FileServer, payload: Path, tmp_path: Path) -> None:
     """Two processes at once: one downloads, the other waits and finds it in the cache."""
-    server.fault(PATH, throttle_bps=SIZE // 2, times=None)  # a few seconds
+    # Slow enough (about 4 s) that the second process surely starts while the first works.
+    server.fault(PATH, throttle_bps=SIZE // 8, times=None)
     code = (
         "import sys; from wheelcache.cache import Cache; from wheelcache.client import Http;"
         "from wheelcache.download import Downloader, DownloadJob;"
@@ -304,3 +306,35 @@ def test_cancel_keeps_a_resumable_partial(
 @pytest.fixture(autouse=True)
 def _warnings_visible(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="wheelcache")
+
+
+def test_content_range_total_differing_from_the_index_size_fails_clearly(
+    server: FileServer, payload: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    job = replace(_job(server, payload), size=SIZE + 10)  # the index says another size
+    client = Http(FAST)
+    try:
+        with pytest.raises(DownloadError) as info:
+            Downloader(client, Cache(tmp_path), settings=SEGMENTED).fetch(job)
+    finally:
+        client.close()
+    assert f"Content-Range says {SIZE} bytes, expected {SIZE + 10}" in str(info.value)
+    assert [p for p in (tmp_path / "blobs-v1").rglob("*") if p.is_file()] == []
+
+
+@pytest.fixture
+def read_only_fs(tmp_path: Path) -> Iterator[Path]:
+    """A read-only filesystem (root ignores file modes, so chmod would prove nothing)."""
+    mnt = tmp_path / "ro"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", str(mnt)], check=True)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_unwritable_cache_is_one_clear_error(read_only_fs: Path) -> None:
+    with pytest.raises(CacheError) as info:
+        Cache(read_only_fs / "cache")
+    assert "cannot write to" in str(info.value) and "--cache-dir" in str(info.value)
