@@ -514,8 +514,9 @@ def _quiet_pip_indexes() -> list[str]:
 
 def _register_commands() -> None:
     """Commands that live in their own modules (serving, offline hosts) join the group here."""
-    from . import cli_cache, cli_matrix, cli_offline, cli_serve
+    from . import cli_cache, cli_config, cli_matrix, cli_offline, cli_serve
 
+    cli_config.register(main)
     cli_matrix.register(main)
     cli_serve.register(main)
     cli_offline.register(main)

@@ -119,7 +119,7 @@ def pip_index_urls(environ: Mapping[str, str] = os.environ) -> tuple[list[str], 
     """
     index: str | None = None
     extra: list[str] = []
-    origin = "pip's default"
+    origin, extra_origin = "pip's default", ""
     parser = configparser.RawConfigParser()
     for path in _pip_config_files(environ):
         try:
@@ -132,18 +132,20 @@ def pip_index_urls(environ: Mapping[str, str] = os.environ) -> tuple[list[str], 
                 index, origin = parser.get(section, "index-url").strip(), f"pip config {path}"
             if parser.has_option(section, "extra-index-url"):
                 extra = parser.get(section, "extra-index-url").split()
-                origin = f"pip config {path}"
+                extra_origin = f"pip config {path}"
     if environ.get("PIP_INDEX_URL"):
         index, origin = environ["PIP_INDEX_URL"].strip(), "PIP_INDEX_URL"
     if environ.get("PIP_EXTRA_INDEX_URL"):
-        extra, origin = environ["PIP_EXTRA_INDEX_URL"].split(), "PIP_EXTRA_INDEX_URL"
+        extra, extra_origin = environ["PIP_EXTRA_INDEX_URL"].split(), "PIP_EXTRA_INDEX_URL"
     if index is None:
         index = _pip_default_index()
     urls = [u for u in [index, *extra] if u]
     usable = [u for u in urls if u.startswith(("http://", "https://"))]
     for u in urls:
         if u not in usable:
-            log.info("skipping non-HTTP index %s from %s", u, origin)
+            log.info("skipping non-HTTP index %s", u)
+    if any(u in usable for u in extra):
+        origin += f"; extra indexes from {extra_origin}"
     if not usable:
         raise WheelcacheError(
             "no HTTP package index is configured for pip on this machine; pass --index-url URL"
