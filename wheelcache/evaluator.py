@@ -7,7 +7,7 @@ and picks the best file per version.  A rejection is data, so that "no wheel fit
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -29,6 +29,8 @@ __all__ = [
     "best_per_version",
     "describe_availability",
     "evaluate_file",
+    "variant_mismatch",
+    "variant_wheels",
 ]
 
 
@@ -103,13 +105,45 @@ def evaluate_file(
     if not ranks:
         shown = ", ".join(sorted(str(t) for t in tags)[:3])
         return _reject(file, f"built for {shown}, target is {target.describe()}")
-    if variant is not None:
-        local = version.local
-        if local is not None and local != variant:
-            return _reject(file, f"built for +{local}, not {variant}")
-        if local is None and variant != "cpu":
-            return _reject(file, f"plain build without +{variant} (not a {variant} build)")
+    mismatch = variant_mismatch(version, variant)
+    if mismatch:
+        return _reject(file, mismatch)
     return Evaluation(file, Candidate(name, version, file, min(ranks), build))
+
+
+def variant_mismatch(version: Version, variant: str | None) -> str | None:
+    """Why a wheel of *version* is not a *variant* build (None when it is, or no variant).
+
+    A local version naming another variant never is; a plain version only for ``cpu``, whose
+    macOS and aarch64 wheels carry no local version.
+
+    >>> variant_mismatch(Version("2.4.0+cu117"), "cu118")
+    'built for +cu117, not cu118'
+    >>> variant_mismatch(Version("2.4.0"), "cpu") is None
+    True
+    """
+    if variant is None:
+        return None
+    if version.local is not None and version.local != variant:
+        return f"built for +{version.local}, not {variant}"
+    if version.local is None and variant != "cpu":
+        return f"plain build without +{variant} (not a {variant} build)"
+    return None
+
+
+def variant_wheels(
+    files: Iterable[DistFile], project: NormalizedName, variant: str | None
+) -> Iterator[tuple[DistFile, Version, frozenset[Tag]]]:
+    """The wheels of *project* among *files* that are *variant* builds, parsed."""
+    for f in files:
+        if not f.is_wheel:
+            continue
+        try:
+            name, version, _, tags = parse_wheel_filename(f.filename)
+        except (InvalidWheelFilename, ValueError):
+            continue
+        if name == project and variant_mismatch(version, variant) is None:
+            yield f, version, tags
 
 
 def best_per_version(evaluations: Iterable[Evaluation]) -> list[Candidate]:
@@ -158,19 +192,8 @@ def describe_availability(
     torch 2.4.0+cu118 has wheels for cp38–cp312 on linux_x86_64 and win_amd64; none for cp39
     on macosx_11_0_arm64
     """
-    wanted_name = canonicalize_name(project)
     by_version: dict[Version, list[frozenset[Tag]]] = {}
-    for f in files:
-        if not f.is_wheel:
-            continue
-        try:
-            name, ver, _, tags = parse_wheel_filename(f.filename)
-        except (InvalidWheelFilename, ValueError):
-            continue
-        if name != wanted_name or (variant is not None and ver.local not in (variant, None)):
-            continue
-        if variant is not None and variant != "cpu" and ver.local is None:
-            continue
+    for _, ver, tags in variant_wheels(files, canonicalize_name(project), variant):
         if specifier is None or specifier.contains(ver, prereleases=True):
             by_version.setdefault(ver, []).append(tags)
     want = f"none for {target.abi} on {target.platform}"

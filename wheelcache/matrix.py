@@ -18,17 +18,15 @@ from typing import Any
 
 from packaging.tags import Tag
 from packaging.utils import (
-    InvalidWheelFilename,
     NormalizedName,
     canonicalize_name,
-    parse_wheel_filename,
 )
 from packaging.version import Version
 
 from .cache import Cache
 from .client import Http, HttpSettings, PageStore
 from .errors import TargetError, WheelcacheError
-from .evaluator import Candidate
+from .evaluator import Candidate, variant_wheels
 from .finder import IndexFinder, Sources
 from .models import DistFile, ProjectPage
 from .target import make_target
@@ -107,20 +105,9 @@ def _wheels_by_version(
     """Wheels per *public* version: a variant page's ``2.4.0+cpu`` Linux/Windows wheels and
     its plain ``2.4.0`` macOS/aarch64 wheels are one release."""
     out: dict[Version, list[_Wheel]] = {}
-    for f in page.files if page else ():
-        if not f.is_wheel:
-            continue
-        try:
-            name, version, _, tags = parse_wheel_filename(f.filename)
-        except (InvalidWheelFilename, ValueError):
-            continue
-        if name != project or version.is_devrelease:
-            continue
-        if variant is not None and version.local not in (variant, None):
-            continue
-        if variant not in (None, "cpu") and version.local is None:
-            continue
-        out.setdefault(Version(version.public), []).append((f, tags, version))
+    for f, version, tags in variant_wheels(page.files if page else (), project, variant):
+        if not version.is_devrelease:
+            out.setdefault(Version(version.public), []).append((f, tags, version))
     return out
 
 

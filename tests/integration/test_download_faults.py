@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -256,16 +257,22 @@ def test_two_processes_one_file(server: FileServer, payload: Path, tmp_path: Pat
     assert _body_bytes(server) < SIZE * 1.5  # not downloaded twice
 
 
-@pytest.fixture
-def tiny_fs(tmp_path: Path) -> Iterator[Path]:
-    """A 3 MiB tmpfs: a real full disk (CI runs as root, as here)."""
-    mnt = tmp_path / "tiny"
+@contextmanager
+def _tmpfs(mnt: Path, options: str) -> Iterator[Path]:
+    """A real tmpfs mounted for the test (CI runs as root, as here)."""
     mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mnt)], check=True)
     try:
         yield mnt
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+@pytest.fixture
+def tiny_fs(tmp_path: Path) -> Iterator[Path]:
+    """A 3 MiB filesystem: a real full disk."""
+    with _tmpfs(tmp_path / "tiny", "size=3m") as mnt:
+        yield mnt
 
 
 def test_disk_full_is_clear_keeps_partial_and_resumes_after_space_is_freed(
@@ -325,13 +332,8 @@ def test_content_range_total_differing_from_the_index_size_fails_clearly(
 @pytest.fixture
 def read_only_fs(tmp_path: Path) -> Iterator[Path]:
     """A read-only filesystem (root ignores file modes, so chmod would prove nothing)."""
-    mnt = tmp_path / "ro"
-    mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", str(mnt)], check=True)
-    try:
+    with _tmpfs(tmp_path / "ro", "size=1m,ro") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def test_unwritable_cache_is_one_clear_error(read_only_fs: Path) -> None:
