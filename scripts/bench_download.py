@@ -332,6 +332,8 @@ def main() -> None:
     ap.add_argument("--skip-pip-throttled", action="store_true",
                     help="skip the slowest peer (pip on the throttled large file)")
     ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--only", default="large,throttled,small,small-throttled,resume,hash",
+                    help="comma-separated scenarios to run")
     args = ap.parse_args()
     for tool in ("nginx", "curl", "aria2c", "sha256sum"):
         if shutil.which(tool) is None:
@@ -348,12 +350,16 @@ def main() -> None:
         "wheelcache": tools.wheelcache, "curl+sha256sum": tools.curl,
         f"aria2c -x{args.connections}": tools.aria2c, "pip download": tools.pip,
     }  # fmt: skip
+    only = set(args.only.split(","))
     scenarios = [
-        (f"large {args.size}, loopback", ["bigpkg"], False, size),
-        (f"large {args.throttled_size}, {args.rate}/s per connection", ["midpkg"], True, tsize),
-        (f"{args.small} small wheels, loopback", small, False, 0),
-        (f"{args.small} small wheels, {args.rate}/s per connection", small, True, 0),
-    ]
+        (f"large {args.size}, loopback", ["bigpkg"], False, size, "large"),
+        (f"large {args.throttled_size}, {args.rate}/s per connection", ["midpkg"], True, tsize,
+         "throttled"),
+        (f"{args.small} small wheels, loopback", small, False, 0, "small"),
+        (f"{args.small} small wheels, {args.rate}/s per connection", small, True, 0,
+         "small-throttled"),
+    ]  # fmt: skip
+    scenarios = [s[:4] for s in scenarios if s[4] in only]
     rows: list[tuple[str, str, Measure, float, float]] = []
     try:
         for title, projects, slow, nbytes in scenarios:
@@ -368,8 +374,8 @@ def main() -> None:
                                   .stat().st_size for p in projects)  # fmt: skip
             for name, m in results.items():
                 rows.append((title, name, m, total / m.seconds / MiB, m.seconds / wc.seconds))
-        resume = bench_resume(tools, server, tsize)
-        hashing = bench_hash_designs(tools, args.runs)
+        resume = bench_resume(tools, server, tsize) if "resume" in only else None
+        hashing = bench_hash_designs(tools, args.runs) if "hash" in only else {}
     finally:
         server.stop()
     print(f"\nmachine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, "
@@ -379,10 +385,12 @@ def main() -> None:
     for title, name, m, rate, ratio in rows:
         print(f"| {title} | {name} | {m.seconds:.2f} | {rate:.0f} | {ratio:.2f}× | "
               f"{m.rss_mb:.0f} |")  # fmt: skip
-    print(f"\nresume after kill -9 at 50 % ({args.throttled_size}, throttled): nginx sent "
-          f"{resume:.3f}× the file size in total")  # fmt: skip
-    print("hashing design, large file on loopback (library, median): " + ", ".join(
-        f"{k}: {v:.2f} s" for k, v in hashing.items()))  # fmt: skip
+    if resume is not None:
+        print(f"\nresume after kill -9 at 50 % ({args.throttled_size}, throttled): nginx sent "
+              f"{resume:.3f}× the file size in total")  # fmt: skip
+    if hashing:
+        print("hashing design, large file on loopback (library, median): " + ", ".join(
+            f"{k}: {v:.2f} s" for k, v in hashing.items()))  # fmt: skip
     if args.workdir is None:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -255,7 +255,10 @@ class Transfer:
             big = (self.st.size or 0) >= self.settings.split_size
             n = self.settings.connections if big else max(1, resumable)
         self._spawn(n)
-        self._checkpoint(sync=True)
+        if (self.st.size or 0) >= self.settings.split_size:
+            # Reserve the state file while there is room: a disk that fills up later can
+            # still record how far a big download got (see Downloader._save_state).
+            self._checkpoint(sync=True)
         synced = time.monotonic()
         try:
             while True:
@@ -273,7 +276,8 @@ class Transfer:
             self._stop.set()
             for t in list(self._workers):
                 t.join()
-            self._checkpoint(sync=True)
+            if self._error is not None or self._unfinished():
+                self._checkpoint(sync=True)  # keep what we have for the next run
             with self._progress:
                 self._progress.notify_all()
             hasher.join()
@@ -310,6 +314,10 @@ class Transfer:
             self._save(snapshot)
         except WheelcacheError as exc:  # disk full while saving state: keep going, report once
             self._fail(exc)
+
+    def _unfinished(self) -> bool:
+        with self._lock:
+            return not all(s.complete for s in self.st.segments)
 
     def _fail(self, exc: BaseException) -> None:
         with self._lock:
