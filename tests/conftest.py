@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +27,16 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
             monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
     monkeypatch.setenv("WHEELCACHE_CONFIG", str(tmp_path / "no-config.toml"))
+
+
+@pytest.fixture(autouse=True)
+def _restore_wheelcache_logger() -> Iterator[None]:
+    """The CLI configures the "wheelcache" logger for a terminal (own handler, no
+    propagation); undo that after each test so caplog keeps seeing library records."""
+    logger = logging.getLogger("wheelcache")
+    saved = (logger.handlers[:], logger.level, logger.propagate)
+    yield
+    logger.handlers[:], logger.level, logger.propagate = saved
 
 
 @pytest.fixture

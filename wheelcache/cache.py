@@ -265,3 +265,12 @@ class Cache:
         if wheel is None:
             raise CacheError(f"{blob} vanished right after it was stored")
         return wheel
+
+    # -- added for cache care and bundles ------------------------------------------------------
+    def place_view(self, row: CatalogRow) -> Path:
+        """(Re)make ``wheels-v1/<filename>`` for *row*'s blob; used to repair a broken view."""
+        return self._view(Path(self.layout.blob(row.blake3)), row.filename)
+
+    def blob_path(self, blake3: str) -> Path:
+        """Where the blob named *blake3* lives (whether or not it exists)."""
+        return Path(self.layout.blob(Blake3(blake3)))

@@ -61,8 +61,18 @@ class Catalog:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        with self._connect() as db:
-            db.executescript(_SCHEMA)
+        # Two processes may create the catalog at the same moment; switching to WAL takes an
+        # exclusive lock that sqlite's busy timeout does not always wait for, so retry.
+        for attempt in range(50):
+            try:
+                with self._connect() as db:
+                    db.execute("PRAGMA journal_mode=WAL")
+                    db.executescript(_SCHEMA)
+                break
+            except CacheError as exc:
+                if "locked" not in str(exc) or attempt == 49:
+                    raise
+                time.sleep(0.1)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -71,7 +81,6 @@ class Catalog:
         except sqlite3.Error as exc:
             raise CacheError(f"cannot open the catalog {self.path}: {exc}") from exc
         try:
-            db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             yield db
         except sqlite3.Error as exc:
@@ -116,3 +125,41 @@ class Catalog:
 
     def all(self) -> list[CatalogRow]:
         return self._rows("ORDER BY filename", ())
+
+    # -- added for cache care and bundles (ls, rm, gc, verify, export, import) ---------------
+    def by_blake3(self, blake3: str) -> list[CatalogRow]:
+        """Rows whose bytes are the blob *blake3* (one, unless two sha256 rows share it)."""
+        return self._rows("WHERE blake3=?", (blake3,))
+
+    def targets(self) -> dict[str, list[str]]:
+        """sha256 → the target descriptions (``cp39-win_amd64 (cu118)``) it was fetched for."""
+        with self._connect() as db:
+            cur = db.execute("SELECT sha256, target FROM wheel_targets ORDER BY sha256, target")
+            out: dict[str, list[str]] = {}
+            for sha256, target in cur.fetchall():
+                out.setdefault(sha256, []).append(target)
+            return out
+
+    def remove(self, sha256: str) -> bool:
+        """Delete a row and its target rows in one transaction; True if a row was there.
+
+        Callers delete the row *before* the blob, so no reader ever finds a row whose blob
+        is gone (a reader that already holds the row may still find the blob missing).
+        """
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                cur = db.execute("DELETE FROM wheels WHERE sha256=?", (sha256,))
+                db.execute("DELETE FROM wheel_targets WHERE sha256=?", (sha256,))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            return cur.rowcount > 0
+
+    def touch(self, sha256s: list[str], when: float | None = None) -> None:
+        """Mark wheels as used now (LRU for ``gc``); exporting a wheel is a use."""
+        now = time.time() if when is None else when
+        with self._connect() as db:
+            rows = [(now, s) for s in sha256s]
+            db.executemany("UPDATE wheels SET used_at=? WHERE sha256=?", rows)

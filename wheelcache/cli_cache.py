@@ -1,11 +1,377 @@
-"""Commands that look after the cache and carry it to offline hosts; registered by cli."""
+"""Commands that look after the cache and carry it to offline hosts; registered by cli.
+
+``export``, ``import`` and ``verify`` move wheels over a USB stick (:mod:`wheelcache.bundle`,
+:mod:`wheelcache.bundle_import`); ``ls``, ``rm``, ``gc`` and ``info`` look after the cache
+(:mod:`wheelcache.care`).  Thin, as every command: parse, call one library function, render.
+Findings (a corrupt file, a refused wheel) are printed one per line and end in exit code 1.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import shlex
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
 import click
 
+from .bundle import ExportResult, export_bundle
+from .bundle_import import import_bundle, verify_bundle
+from .bundle_select import read_inventory, select_wheels
+from .bundle_texts import human_size
+from .bundle_verify import INCOMPLETE_MARKER, MANIFEST, format_problem
+from .cache import Cache
+from .care import (
+    GcResult,
+    cache_info,
+    collect_garbage,
+    list_wheels,
+    parse_age,
+    parse_size,
+    remove_wheels,
+    verify_cache,
+)
+from .config import default_cache_dir, host_platform, host_python
+from .errors import BundleError, TargetError
+from .target import Target, make_target
+from .targetfile import read_target_description
+from .variants import parse_variant
+
 __all__ = ["register"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _cache_dir_option(func: F) -> F:
+    return click.option(
+        "--cache-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        envvar="WHEELCACHE_CACHE_DIR",
+        help="Cache location (default: platformdirs).",
+    )(func)
+
+
+def _cache(cache_dir: Path | None) -> Cache:
+    return Cache(cache_dir or default_cache_dir())
+
+
+def _when(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
+
+
+def _command_line(args: list[str]) -> str:
+    return subprocess.list2cmdline(args) if os.name == "nt" else shlex.join(args)
+
+
+class _Parsed(click.ParamType):  # type: ignore[type-arg]
+    """A click type from one of care's parsers (sizes, ages)."""
+
+    def __init__(self, name: str, parse: Callable[[str], Any]) -> None:
+        self.name = name
+        self._parse = parse
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            return self._parse(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def _this_machine() -> Target:
+    plat, glibc = host_platform()
+    return make_target(python=host_python(), platform=plat, glibc=glibc)
+
+
+def _target_arg(
+    value: str | None, requirements: tuple[str, ...]
+) -> tuple[Target | None, str | None, dict[str, Any] | None]:
+    """``--target``: a probe file (exact tags), else the text of a target the cache recorded."""
+    if value is None:
+        return None, None, None
+    path = Path(value)
+    if not path.is_file():
+        return None, value, None
+    desc = read_target_description(path)
+    raw = path.read_bytes()
+    encoding = "utf-16" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig"
+    variant = "cpu"
+    for text in requirements:  # torch==2.4.0+cu118 names the variant
+        local = text.partition("+")[2].strip()
+        if local:
+            try:
+                variant = parse_variant(local)
+                break
+            except TargetError:
+                continue
+    return desc.to_target(variant), None, json.loads(raw.decode(encoding))
+
+
+def _render_export(result: ExportResult, requested: tuple[str, ...]) -> None:
+    out = click.echo
+    delta = f", {result.left_out} left out (the other side has them)" if result.left_out else ""
+    out(f"Bundle in {result.dest}: {result.wheels} wheels{delta}, {result.files} files, "
+        f"{human_size(result.size)}; {result.copied} written, {result.reused} already there "
+        "and verified; every file read back and checked.")  # fmt: skip
+    if result.removed:
+        out(f"Removed {result.removed} files of an earlier export that are no longer selected.")
+    out("\nOn the offline host:")
+    out("  python verify.py                      check the copy (Python 3.8+, no wheelcache)")
+    out("  install.bat | install.ps1 | sh install.sh   install with pip alone")
+    out("  wheelcache import DIR                 or add the wheels to that host's cache")
+    if requested:
+        out(f"\nSelected: {' '.join(requested)}")
+
+
+def _register_bundle_commands(group: click.Group) -> None:
+    @group.command("export")
+    @click.argument("dest", type=click.Path(file_okay=False, path_type=Path))
+    @click.argument("requirements", nargs=-1)
+    @click.option("--lock", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+                  help="A hash-pinned requirements file (fetch writes one per target).")
+    @click.option("--all", "everything", is_flag=True, help="Every wheel in the cache.")
+    @click.option("--target", "target_value", metavar="FILE|TEXT",
+                  help="A target file from `wheelcache probe`, or a target the cache recorded "
+                  "(as `wheelcache ls` shows it, e.g. 'cp39-win_amd64 (cu118)').")
+    @click.option("--exclude-present", type=click.Path(dir_okay=False, exists=True,
+                  path_type=Path), metavar="INVENTORY",
+                  help="`wheelcache ls --json` from the offline host: leave out what it has.")
+    @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+    @_cache_dir_option
+    def export_command(
+        dest: Path,
+        requirements: tuple[str, ...],
+        lock: Path | None,
+        everything: bool,
+        target_value: str | None,
+        exclude_present: Path | None,
+        as_json: bool,
+        cache_dir: Path | None,
+    ) -> None:
+        """Write a self-checking bundle of cached wheels to DEST (a folder, e.g. a USB stick).
+
+        REQUIREMENTs are pins like torch==2.4.0+cu118; their whole dependency closure comes
+        along, resolved over the cache (no network).
+        """
+        if sum(map(bool, (requirements, lock, everything))) != 1:
+            raise click.UsageError("give REQUIREMENTs, --lock FILE or --all (one of them)")
+        cache = _cache(cache_dir)
+        target, text, doc = _target_arg(target_value, requirements)
+        selection = select_wheels(
+            cache, requirements=requirements, lock=lock, everything=everything, target=target,
+            target_text=text, target_document=doc,
+            fallback=_this_machine() if requirements else None,
+        )  # fmt: skip
+        exclude = read_inventory(exclude_present) if exclude_present else frozenset()
+
+        def progress(rel: str, done: int, total: int) -> None:
+            if done == 0 and rel.startswith("wheels/") and rel.endswith(".whl") and not as_json:
+                click.echo(f"copying {rel[7:]} ({human_size(total)})", err=True)
+
+        result = export_bundle(
+            cache, dest, selection, exclude=exclude, progress=progress,
+            inventory_name=exclude_present.name if exclude_present else None,
+        )  # fmt: skip
+        if as_json:
+            data = {k: str(v) if isinstance(v, Path) else v for k, v in vars(result).items()}
+            click.echo(json.dumps({**data, "requested": list(selection.requested),
+                                   "targets": list(selection.targets)}, indent=2))  # fmt: skip
+        else:
+            _render_export(result, selection.requested)
+
+    @group.command("import")
+    @click.argument("src", type=click.Path(file_okay=False, exists=True, path_type=Path))
+    @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+    @_cache_dir_option
+    @click.pass_context
+    def import_command(ctx: click.Context, src: Path, as_json: bool,
+                       cache_dir: Path | None) -> None:  # fmt: skip
+        """Verify the bundle SRC and add its wheels to this machine's cache.
+
+        Damaged wheels are refused and named; the good ones are still imported (exit 1 if
+        any was refused).
+        """
+        cache = _cache(cache_dir)
+        res = import_bundle(cache, src)
+        if as_json:
+            click.echo(json.dumps({
+                "imported": list(res.imported), "present": list(res.present),
+                "refused": [p._asdict() for p in res.refused],
+                "problems": [p._asdict() for p in res.problems], "absent": list(res.absent),
+            }, indent=2))  # fmt: skip
+        else:
+            for p in res.refused:
+                click.echo(f"REFUSED   {format_problem(p)}")
+            for p in res.problems:
+                click.echo(format_problem(p))
+            click.echo(f"Imported {len(res.imported)} wheels into {cache.root}; "
+                       f"{len(res.present)} were already there; {len(res.refused)} refused.")
+            if res.absent:
+                click.echo(f"Warning: this delta bundle expects {len(res.absent)} wheel(s) this "
+                           f"cache lacks: {', '.join(res.absent[:5])}")  # fmt: skip
+            if res.requirements is not None:
+                cmd = ["pip", "install", "--no-index", "--find-links", str(cache.layout.wheels),
+                       "--require-hashes", "-r", str(res.requirements)]  # fmt: skip
+                click.echo("Install from the cache with:\n  " + _command_line(cmd))
+        if not res.ok:
+            click.echo(f"wheelcache: error: {len(res.refused)} wheel(s) refused", err=True)
+            ctx.exit(1)
+
+    @group.command("verify")
+    @click.argument("path", required=False, type=click.Path(path_type=Path))
+    @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+    @_cache_dir_option
+    @click.pass_context
+    def verify_command(ctx: click.Context, path: Path | None, as_json: bool,
+                       cache_dir: Path | None) -> None:  # fmt: skip
+        """Check a bundle (PATH) or the cache (no PATH): every missing, extra, truncated or
+        corrupt file is named; corrupt cache blobs are moved to quarantine-v1/."""
+        if path is not None and ((path / MANIFEST).exists()
+                                 or (path / INCOMPLETE_MARKER).exists()):  # fmt: skip
+            report = verify_bundle(path)
+            if as_json:
+                click.echo(json.dumps({"ok": report.ok, "files": report.files,
+                                       "size": report.size, "checked": ["size", "sha256",
+                                       "blake3"], "problems": [p._asdict()
+                                       for p in report.problems]}, indent=2))  # fmt: skip
+            else:
+                for p in report.problems:
+                    click.echo(format_problem(p))
+                if report.ok:
+                    click.echo(f"OK: all {report.files} files ({human_size(report.size)}) of "
+                               f"{path} match the manifest (size, sha256, blake3)")
+            if not report.ok:
+                click.echo(f"wheelcache: error: {len(report.problems)} problem(s) in {path}",
+                           err=True)
+                ctx.exit(1)
+            return
+        if path is not None and not (path / "catalog-v1.sqlite").is_file():
+            raise BundleError(f"{path} is neither a wheelcache bundle (no {MANIFEST}) nor a "
+                              "wheelcache cache")  # fmt: skip
+        cache = Cache(path) if path is not None else _cache(cache_dir)
+        res = verify_cache(cache)
+        if as_json:
+            click.echo(json.dumps({"ok": res.ok, "checked": res.checked, "size": res.size,
+                                   "problems": [vars(p) for p in res.problems]}, indent=2))
+        else:
+            for cp in res.problems:
+                click.echo(f"{cp.kind.upper():<9} {cp.filename}: {cp.detail}")
+            bad = sum(p.is_error for p in res.problems)
+            click.echo(f"{'OK' if res.ok else 'FAILED'}: checked {res.checked} wheels "
+                       f"({human_size(res.size)}) in {cache.root}"
+                       + (f"; {bad} bad" if bad else ""))  # fmt: skip
+        if not res.ok:
+            ctx.exit(1)
+
+
+def _register_care_commands(group: click.Group) -> None:
+    @group.command("ls")
+    @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout (an "
+                  "inventory for `export --exclude-present`).")  # fmt: skip
+    @click.option("--project", metavar="NAME", help="Only this project.")
+    @click.option("--target", "target_text", metavar="TEXT",
+                  help="Only wheels fetched for a target containing TEXT (e.g. cu118).")
+    @click.option("-l", "--long", "long_", is_flag=True, help="Origin URL, digests, dates.")
+    @_cache_dir_option
+    def ls_command(as_json: bool, project: str | None, target_text: str | None, long_: bool,
+                   cache_dir: Path | None) -> None:  # fmt: skip
+        """List the cached wheels and the targets they were fetched for."""
+        cache = _cache(cache_dir)
+        wheels = list_wheels(cache, project=project, target=target_text)
+        if as_json:
+            click.echo(json.dumps({"format": "wheelcache-inventory", "version": 1,
+                                   "cache": str(cache.root),
+                                   "wheels": [w.to_dict() for w in wheels]}, indent=2))
+            return
+        width = max((len(w.row.filename) for w in wheels), default=8)
+        for w in wheels:
+            r = w.row
+            missing = "" if w.present else "  (blob missing: run wheelcache verify)"
+            click.echo(f"{r.filename:<{width}}  {human_size(r.size):>10}  {_when(r.fetched_at)}"
+                       f"  {', '.join(w.targets) or '-'}{missing}")  # fmt: skip
+            if long_:
+                click.echo(f"    {r.project} {r.version}; from {r.url}; used {_when(r.used_at)}")
+                click.echo(f"    sha256 {r.sha256}  blake3 {r.blake3}  ({r.hash_origin} hash)")
+        total = sum(w.row.size for w in wheels)
+        click.echo(f"{len(wheels)} wheels, {human_size(total)}", err=True)
+
+    @group.command("rm")
+    @click.argument("specs", nargs=-1, required=True, metavar="SPEC...")
+    @click.option("--dry-run", is_flag=True, help="Show what would be removed.")
+    @_cache_dir_option
+    def rm_command(specs: tuple[str, ...], dry_run: bool, cache_dir: Path | None) -> None:
+        """Remove wheels: SPEC is a filename, a project name, or name==version."""
+        cache = _cache(cache_dir)
+        for spec in specs:
+            res = remove_wheels(cache, spec, dry_run=dry_run)
+            verb = "would remove" if dry_run else "removed"
+            for row in res.removed:
+                click.echo(f"{verb} {row.filename} ({human_size(row.size)})")
+            for row in res.busy:
+                click.echo(f"kept {row.filename}: another wheelcache process is using it")
+
+    @group.command("gc")
+    @click.option("--max-size", type=_Parsed("size", parse_size), metavar="SIZE",
+                  help="Evict least recently used wheels until they fit (e.g. 20G).")
+    @click.option("--older-than", type=_Parsed("age", parse_age), metavar="AGE",
+                  help="Remove wheels unused and partial downloads untouched for AGE (90d, "
+                  "12h); partials default to 30d.")  # fmt: skip
+    @click.option("--dry-run", is_flag=True, help="Show what would be removed.")
+    @_cache_dir_option
+    def gc_command(max_size: int | None, older_than: float | None, dry_run: bool,
+                   cache_dir: Path | None) -> None:  # fmt: skip
+        """Remove stale partial downloads, unreferenced blobs, then least recently used
+        wheels; safe while fetch or serve run."""
+        res = collect_garbage(_cache(cache_dir), max_size=max_size, older_than=older_than,
+                              dry_run=dry_run)  # fmt: skip
+        _render_gc(res, dry_run)
+
+    @group.command("info")
+    @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+    @_cache_dir_option
+    def info_command(as_json: bool, cache_dir: Path | None) -> None:
+        """Where the cache is, its size, and how many wheels, blobs, partials and pages."""
+        i = cache_info(_cache(cache_dir))
+        if as_json:
+            click.echo(json.dumps(i.to_dict(), indent=2))
+            return
+        free = f" ({human_size(i.free)} free on that disk)" if i.free is not None else ""
+        for label, text in (
+            ("Location", str(i.root)),
+            ("Size", f"{human_size(i.total_size)} on disk{free}"),
+            ("Wheels", f"{i.wheels} ({human_size(i.wheels_size)})"),
+            ("Blobs", f"{i.blobs} ({human_size(i.blobs_size)})"),
+            ("Partials", f"{i.partials} ({human_size(i.partials_size)}) resumable downloads"),
+            ("Pages", f"{i.pages} cached index pages ({human_size(i.pages_size)})"),
+            ("Quarantine", f"{i.quarantined} damaged files moved aside by verify"),
+        ):
+            click.echo(f"{label + ':':<12}{text}")
+
+
+def _render_gc(res: GcResult, dry_run: bool) -> None:
+    verb = "Would remove" if dry_run else "Removed"
+    parts = [
+        f"{len(res.partials)} stale partial download(s)",
+        f"{len(res.orphans)} unreferenced blob(s)",
+        f"{len(res.evicted)} wheel(s)",
+    ]
+    if res.temp_files or res.views or res.metadata:
+        parts.append(f"{res.temp_files + res.views + res.metadata} leftover file(s)")
+    click.echo(f"{verb} {', '.join(parts)}; {'would free' if dry_run else 'freed'} "
+               f"{human_size(res.freed)}. Wheels now take {human_size(res.size_after)}.")
+    for row in res.evicted:
+        click.echo(f"  {row.filename} (last used {_when(row.used_at)})")
+    if res.partials_busy:
+        click.echo(f"Kept {len(res.partials_busy)} partial download(s) a running fetch holds.")
+    if res.kept_recent:
+        click.echo(f"Kept {res.kept_recent} wheel(s) used in the last 15 minutes (a running "
+                   "fetch may be handing them out).")
 
 
 def register(group: click.Group) -> None:
     """Add this module's commands to *group*."""
+    _register_bundle_commands(group)
+    _register_care_commands(group)

@@ -83,7 +83,8 @@ def test_corrupt_file_on_the_mirror_is_rejected_and_fetched_elsewhere(
 ) -> None:
     bad = FAMILY[1]
     mirror.fault(f"/pytorch-wheels/cu118/files/{bad}", corrupt=True, times=None)
-    result = _run(torch_index, tmp_path / "c", "--mirror", f"{mirror.url}/pytorch-wheels/{{variant}}")
+    pep503 = f"{mirror.url}/pytorch-wheels/{{variant}}"
+    result = _run(torch_index, tmp_path / "c", "--mirror", pep503)
     data = _ok(result)
     got = next(f for f in data["files"] if f["filename"] == bad)
     assert got["sha256"] == torch_index.sha256(bad)
@@ -107,7 +108,8 @@ def test_mirror_failing_mid_file_is_dropped(
 ) -> None:
     big = FAMILY[0]
     mirror.fault(f"/pytorch-wheels/cu118/files/{big}", status=503, times=None)
-    result = _run(torch_index, tmp_path / "c", "--mirror", f"{mirror.url}/pytorch-wheels/{{variant}}")
+    pep503 = f"{mirror.url}/pytorch-wheels/{{variant}}"
+    result = _run(torch_index, tmp_path / "c", "--mirror", pep503)
     data = _ok(result)
     assert next(f for f in data["files"] if f["filename"] == big)["sha256"] == (
         torch_index.sha256(big)
