@@ -64,7 +64,7 @@ from .bundle_texts import (
     render_requirements,
 )
 from .bundle_verify import INCOMPLETE_MARKER, MANIFEST, ManifestError
-from .cache import Cache, describe_os_error
+from .cache import Cache, describe_os_error, fsync_dir
 from .care import file_digests
 from .catalog import CatalogRow
 from .errors import BundleError
@@ -321,16 +321,6 @@ def _preflight(dest: Path, items: Sequence[_Item], fs: str | None,
                           "leave out what the other side has with --exclude-present")
 
 
-def _fsync_dir(path: Path) -> None:
-    if sys.platform != "win32":
-        with contextlib.suppress(OSError):
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-
-
 def write_hashed(
     tmp: Path,
     *,
@@ -385,7 +375,7 @@ def _place(dest: Path, item: _Item, progress: Progress | None) -> bool:
         if item.rel in _EXECUTABLE and os.name != "nt":
             os.chmod(tmp, 0o755)  # ./install.sh works too (FAT ignores it; README says sh)
         os.replace(tmp, final)
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
@@ -478,7 +468,7 @@ def export_bundle(
         manifest = _manifest(selection, items, left_out, inventory_name)
         _place(dest, _data_item(MANIFEST, manifest, "manifest"), None)
         (dest / INCOMPLETE_MARKER).unlink()
-        _fsync_dir(dest)
+        fsync_dir(dest)
     except OSError as exc:
         raise _os_error(exc, getattr(exc, "filename", None) or dest) from exc
     cache.catalog.touch([r.sha256 for r in carried])

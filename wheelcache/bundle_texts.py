@@ -20,6 +20,7 @@ from packaging.version import InvalidVersion, Version
 
 from . import __version__
 from .catalog import CatalogRow
+from .units import human_size
 
 __all__ = [
     "human_size",
@@ -115,20 +116,6 @@ else {{ $py = 'python'; $pyArgs = @() }}
 exit $LASTEXITCODE
 """
     return text.replace("\n", "\r\n")
-
-
-def human_size(n: int) -> str:
-    """``2.5 GB``: decimal units, as disk makers and file managers show them.
-
-    >>> human_size(999), human_size(2_500_000_000)
-    ('999 bytes', '2.5 GB')
-    """
-    value = float(n)
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{n} bytes" if unit == "bytes" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{value:.1f} GB"
 
 
 def render_readme(

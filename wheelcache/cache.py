@@ -26,7 +26,7 @@ from .errors import CacheError
 from .layout import CACHEDIR_TAG, CacheLayout
 from .models import Blake3, Sha256
 
-__all__ = ["Cache", "CachedWheel", "FileLock", "describe_os_error"]
+__all__ = ["Cache", "CachedWheel", "FileLock", "describe_os_error", "fsync_dir"]
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,8 @@ class FileLock:
         self.release()
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a rename in *path* durable (a no-op where directories cannot be synced)."""
     if sys.platform == "win32":
         return  # directories cannot be opened for fsync on Windows; NTFS journals renames
     with contextlib.suppress(OSError):
@@ -252,7 +253,7 @@ class Cache:
                 tmp.unlink()  # same content already stored (content addressing)
             else:
                 os.replace(tmp, blob)
-                _fsync_dir(blob.parent)
+                fsync_dir(blob.parent)
         except OSError as exc:
             raise CacheError(describe_os_error(exc, blob)) from exc
         now = time.time()

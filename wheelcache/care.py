@@ -39,6 +39,7 @@ from .cache import Cache, describe_os_error
 from .catalog import CatalogRow
 from .errors import CacheError
 from .publish import METADATA_BUCKET
+from .units import parse_age, parse_size
 
 __all__ = [
     "QUARANTINE",
@@ -81,32 +82,6 @@ def file_digests(path: Path) -> tuple[str, str, int]:
             b3.update(buf)
             size += len(buf)
     return sha.hexdigest(), str(b3.hexdigest()), size
-
-
-def parse_size(text: str) -> int:
-    """``20G``, ``500M``, ``1.5T``, ``0`` → bytes (binary units).
-
-    >>> parse_size("20G"), parse_size("512k"), parse_size("0")
-    (21474836480, 524288, 0)
-    """
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*", text, re.IGNORECASE)
-    if not m:
-        raise ValueError(f"{text!r} is not a size like 20G or 500M")
-    factor = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}[m.group(2).upper()]
-    return int(float(m.group(1)) * factor)
-
-
-def parse_age(text: str) -> float:
-    """``90d``, ``12h``, ``30m``, ``45s``, ``2w`` → seconds.
-
-    >>> parse_age("90d"), parse_age("12h"), parse_age("0s")
-    (7776000.0, 43200.0, 0.0)
-    """
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text, re.IGNORECASE)
-    if not m:
-        raise ValueError(f"{text!r} is not an age like 90d, 12h or 30m")
-    unit = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[m.group(2).lower()]
-    return float(m.group(1)) * unit
 
 
 # -- ls -------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ import click
 
 from . import __version__
 from .cache import Cache
+from .cli_options import SIZE, cache_dir_option
 from .client import HttpSettings
 from .config import (
     config_file_path,
@@ -43,6 +44,7 @@ from .targetfile import (
     parse_target_description,
     read_target_description,
 )
+from .units import human_size
 from .variants import DEFAULT_TORCH_INDEX, KNOWN_VARIANTS, parse_cuda, parse_variant
 
 __all__ = ["main"]
@@ -129,14 +131,7 @@ def _variant(cuda: str | None, cpu: bool, variant: str | None) -> str:
 
 
 def _human_size(n: int | None) -> str:
-    if n is None:
-        return "?"
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{size:.1f} GB"
+    return "?" if n is None else human_size(n)
 
 
 def _command_line(args: list[str]) -> str:
@@ -226,28 +221,6 @@ class _TqdmReporter:
         self._total.close()
 
 
-class _SizeType(click.ParamType):  # type: ignore[type-arg]
-    """``16M``, ``1G``, ``512K`` or plain bytes."""
-
-    name = "size"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        if isinstance(value, int):
-            return value
-        text = str(value).strip().upper().rstrip("B").rstrip("I")
-        factor = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}.get(text[-1:], 1)
-        try:
-            number = float(text[:-1] if factor > 1 else text)
-        except ValueError:
-            self.fail(f"{value!r} is not a size like 16M or 1G", param, ctx)
-        if number <= 0:
-            self.fail(f"{value!r} must be positive", param, ctx)
-        return int(number * factor)
-
-
-_SIZE = _SizeType()
-
-
 @main.command("fetch")
 @click.argument("requirements", nargs=-1)
 @click.option(
@@ -328,7 +301,7 @@ _SIZE = _SizeType()
 )
 @click.option(
     "--split-size",
-    type=_SIZE,
+    type=SIZE,
     default="16M",
     show_default=True,
     help="Files at least this big are split across connections.",
@@ -355,12 +328,7 @@ _SIZE = _SizeType()
     type=click.Path(file_okay=False, path_type=Path),
     help="Also place the wheels (and requirements.txt) in DIR.",
 )
-@click.option(
-    "--cache-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    envvar="WHEELCACHE_CACHE_DIR",
-    help="Cache location (default: platformdirs).",
-)
+@cache_dir_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout, nothing else.")
 @click.pass_context
 def fetch_command(

@@ -13,16 +13,14 @@ import os
 import shlex
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
 from .bundle import ExportResult, export_bundle
 from .bundle_import import import_bundle, verify_bundle
 from .bundle_select import read_inventory, select_wheels
-from .bundle_texts import human_size
 from .bundle_verify import INCOMPLETE_MARKER, MANIFEST, format_problem
 from .cache import Cache
 from .care import (
@@ -30,30 +28,18 @@ from .care import (
     cache_info,
     collect_garbage,
     list_wheels,
-    parse_age,
-    parse_size,
     remove_wheels,
     verify_cache,
 )
+from .cli_options import AGE, SIZE, cache_dir_option
 from .config import default_cache_dir, host_platform, host_python
 from .errors import BundleError, TargetError
 from .target import Target, make_target
 from .targetfile import read_target_description
+from .units import human_size
 from .variants import parse_variant
 
 __all__ = ["register"]
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _cache_dir_option(func: F) -> F:
-    return click.option(
-        "--cache-dir",
-        type=click.Path(file_okay=False, path_type=Path),
-        envvar="WHEELCACHE_CACHE_DIR",
-        help="Cache location (default: platformdirs).",
-    )(func)
-
 
 def _cache(cache_dir: Path | None) -> Cache:
     return Cache(cache_dir or default_cache_dir())
@@ -65,20 +51,6 @@ def _when(ts: float) -> str:
 
 def _command_line(args: list[str]) -> str:
     return subprocess.list2cmdline(args) if os.name == "nt" else shlex.join(args)
-
-
-class _Parsed(click.ParamType):  # type: ignore[type-arg]
-    """A click type from one of care's parsers (sizes, ages)."""
-
-    def __init__(self, name: str, parse: Callable[[str], Any]) -> None:
-        self.name = name
-        self._parse = parse
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        try:
-            return self._parse(str(value))
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
 
 
 def _this_machine() -> Target:
@@ -140,7 +112,7 @@ def _register_bundle_commands(group: click.Group) -> None:
                   path_type=Path), metavar="INVENTORY",
                   help="`wheelcache ls --json` from the offline host: leave out what it has.")
     @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
-    @_cache_dir_option
+    @cache_dir_option
     def export_command(
         dest: Path,
         requirements: tuple[str, ...],
@@ -185,7 +157,7 @@ def _register_bundle_commands(group: click.Group) -> None:
     @group.command("import")
     @click.argument("src", type=click.Path(file_okay=False, exists=True, path_type=Path))
     @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
-    @_cache_dir_option
+    @cache_dir_option
     @click.pass_context
     def import_command(ctx: click.Context, src: Path, as_json: bool,
                        cache_dir: Path | None) -> None:  # fmt: skip
@@ -223,7 +195,7 @@ def _register_bundle_commands(group: click.Group) -> None:
     @group.command("verify")
     @click.argument("path", required=False, type=click.Path(path_type=Path))
     @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
-    @_cache_dir_option
+    @cache_dir_option
     @click.pass_context
     def verify_command(ctx: click.Context, path: Path | None, as_json: bool,
                        cache_dir: Path | None) -> None:  # fmt: skip
@@ -275,7 +247,7 @@ def _register_care_commands(group: click.Group) -> None:
     @click.option("--target", "target_text", metavar="TEXT",
                   help="Only wheels fetched for a target containing TEXT (e.g. cu118).")
     @click.option("-l", "--long", "long_", is_flag=True, help="Origin URL, digests, dates.")
-    @_cache_dir_option
+    @cache_dir_option
     def ls_command(as_json: bool, project: str | None, target_text: str | None, long_: bool,
                    cache_dir: Path | None) -> None:  # fmt: skip
         """List the cached wheels and the targets they were fetched for."""
@@ -301,7 +273,7 @@ def _register_care_commands(group: click.Group) -> None:
     @group.command("rm")
     @click.argument("specs", nargs=-1, required=True, metavar="SPEC...")
     @click.option("--dry-run", is_flag=True, help="Show what would be removed.")
-    @_cache_dir_option
+    @cache_dir_option
     def rm_command(specs: tuple[str, ...], dry_run: bool, cache_dir: Path | None) -> None:
         """Remove wheels: SPEC is a filename, a project name, or name==version."""
         cache = _cache(cache_dir)
@@ -314,13 +286,13 @@ def _register_care_commands(group: click.Group) -> None:
                 click.echo(f"kept {row.filename}: another wheelcache process is using it")
 
     @group.command("gc")
-    @click.option("--max-size", type=_Parsed("size", parse_size), metavar="SIZE",
+    @click.option("--max-size", type=SIZE, metavar="SIZE",
                   help="Evict least recently used wheels until they fit (e.g. 20G).")
-    @click.option("--older-than", type=_Parsed("age", parse_age), metavar="AGE",
+    @click.option("--older-than", type=AGE, metavar="AGE",
                   help="Remove wheels unused and partial downloads untouched for AGE (90d, "
                   "12h); partials default to 30d.")  # fmt: skip
     @click.option("--dry-run", is_flag=True, help="Show what would be removed.")
-    @_cache_dir_option
+    @cache_dir_option
     def gc_command(max_size: int | None, older_than: float | None, dry_run: bool,
                    cache_dir: Path | None) -> None:  # fmt: skip
         """Remove stale partial downloads, unreferenced blobs, then least recently used
@@ -331,7 +303,7 @@ def _register_care_commands(group: click.Group) -> None:
 
     @group.command("info")
     @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
-    @_cache_dir_option
+    @cache_dir_option
     def info_command(as_json: bool, cache_dir: Path | None) -> None:
         """Where the cache is, its size, and how many wheels, blobs, partials and pages."""
         i = cache_info(_cache(cache_dir))

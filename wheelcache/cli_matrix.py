@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from .cache import Cache
+from .cli_options import cache_dir_option
 from .config import default_cache_dir
 from .matrix import VariantMatrix, build_matrix, filter_rows, platform_family
 from .target import parse_python
@@ -66,8 +67,7 @@ def register(group: click.Group) -> None:
                   help="Only sets for this platform (win_amd64, linux_x86_64, …).")  # fmt: skip
     @click.option("--torch-index", metavar="URL", default=DEFAULT_TORCH_INDEX, show_default=True,
                   envvar="WHEELCACHE_TORCH_INDEX")  # fmt: skip
-    @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
-                  envvar="WHEELCACHE_CACHE_DIR")  # fmt: skip
+    @cache_dir_option
     @click.option("--offline", is_flag=True, help="From cached pages only.")
     @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
     def matrix_command(

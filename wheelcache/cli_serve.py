@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import click
 
 from .cache import Cache
+from .cli_options import cache_dir_option
 from .config import default_cache_dir
 from .errors import WheelcacheError
 from .publish import CacheView, Pin, Selection, read_requirements_file
@@ -46,12 +47,7 @@ def _common_options(func: F) -> F:
         type=click.Path(dir_okay=False, path_type=Path),
         help="Publish only what this requirements file pins (e.g. one `fetch` wrote).",
     )(func)
-    return click.option(
-        "--cache-dir",
-        type=click.Path(file_okay=False, path_type=Path),
-        envvar="WHEELCACHE_CACHE_DIR",
-        help="Cache location (default: platformdirs).",
-    )(func)
+    return cache_dir_option(func)
 
 
 def _view(cache_dir: Path | None, files: tuple[Path, ...], projects: tuple[str, ...]) -> CacheView:
