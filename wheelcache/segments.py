@@ -58,7 +58,7 @@ READ_BLOCK = 1024 * 1024
 class TransferSettings:
     connections: int = 8  # per file
     split_size: int = 16 * 1024 * 1024  # files at least this big are split
-    min_segment: int = 1024 * 1024  # never split a segment into pieces smaller than this
+    min_segment: int = 256 * 1024  # never split a segment into pieces smaller than this
     stall_seconds: float = 10.0  # a connection with no progress for this long is replaced
     #: Of a file of unknown size, the first request asks for this much: small files come in
     #: one request, and a big one is planned into segments after the first answer.
@@ -84,6 +84,7 @@ class Segment:
     active: bool = field(default=False, compare=False)
     t0: float = field(default=0.0, compare=False)  # when its current request began
     p0: int = field(default=0, compare=False)  # pos at that moment
+    src: Any = field(default=None, compare=False)  # the _Source of its current request
 
     def seconds_left(self, now: float) -> float:
         """Expected time to finish at the current request's rate (inf when unknown)."""
@@ -165,9 +166,16 @@ class _Source:
     got: int = 0
     seconds: float = 0.0
 
-    @property
-    def rate(self) -> float | None:
-        return self.got / self.seconds if self.seconds > 0.5 else None
+    def rate(self, segments: Sequence[Segment], now: float) -> float | None:
+        """Bytes per second per connection, counting requests still running."""
+        got, seconds = self.got, self.seconds
+        for s in segments:
+            if s.active and s.src is self and s.t0:
+                got += s.pos - s.p0
+                seconds += now - s.t0
+        if seconds < 0.5 and got < 256 * 1024:
+            return None  # too little to judge yet
+        return got / max(seconds, 1e-3)
 
 
 class _Retry(Exception):
@@ -342,25 +350,44 @@ class Transfer:
             if not self._ranges or self.st.size is None:
                 return None
             now = time.monotonic()
-            busy = [
-                s
-                for s in self.st.segments
-                if s.active and s.left >= 2 * self.settings.min_segment
-                and s.seconds_left(now) > self.settings.steal_seconds
-            ]  # fmt: skip
-            if not busy:
-                return None
-            victim = max(busy, key=lambda s: s.seconds_left(now))
-            assert victim.end is not None
-            mid = victim.pos + victim.left // 2
-            mid -= mid % ALIGN
-            if mid <= victim.pos:
+            busy = sorted(
+                (s for s in self.st.segments if s.active and s.left >= 2 * ALIGN
+                 and s.seconds_left(now) > self.settings.steal_seconds),
+                key=lambda s: s.seconds_left(now),
+                reverse=True,
+            )  # fmt: skip
+            for victim in busy:
+                assert victim.end is not None
+                keep = self._kept_by_victim(victim, now)
+                if victim.left < 2 * self.settings.min_segment and 2 * keep >= victim.left:
+                    continue  # similar speeds: a small segment is not worth a new request
+                mid = victim.pos + keep
+                mid -= mid % ALIGN
+                if victim.pos < mid < victim.end:
+                    break
+            else:
                 return None
             new = Segment(mid, mid, victim.end, active=True)
             victim.end = mid
             self.st.segments.append(new)
             self.st.segments.sort(key=lambda s: s.start)
             return new
+
+    def _kept_by_victim(self, victim: Segment, now: float) -> int:
+        """How much of its segment a victim keeps: the share that makes both finish together.
+
+        Equal speeds split in half; a victim on a source ten times slower than the best keeps
+        a tenth, so a slow mirror gives most of its work away.
+        """
+        elapsed = now - victim.t0
+        victim_rate = (victim.pos - victim.p0) / elapsed if elapsed > 0 else 0.0
+        rates = [src.rate(self.st.segments, now) for src in self.sources if src.alive]
+        thief_rate = max([*(r for r in rates if r is not None), victim_rate])
+        if victim_rate <= 0 or thief_rate <= 0:
+            share = 0.5 if victim_rate > 0 else 0.0
+        else:
+            share = victim_rate / (victim_rate + thief_rate)
+        return max(ALIGN, int(victim.left * share))
 
     def _may_steal_later(self) -> bool:
         with self._lock:
@@ -391,10 +418,10 @@ class Transfer:
             alive = [src for src in self.sources if src.alive]
             if not alive:
                 return None
-            rates = [src.rate for src in alive if src.rate is not None]
-            best = max(rates, default=None)
-            fast = [src for src in alive if best is None or src.rate is None
-                    or src.rate >= best / 2]  # fmt: skip
+            now = time.monotonic()
+            rates = [(src, src.rate(self.st.segments, now)) for src in alive]
+            best = max((r for _, r in rates if r is not None), default=None)
+            fast = [src for src, r in rates if best is None or r is None or r >= best / 2]
             pick = fast[self._turn % len(fast)]  # the first source (a mirror) goes first
             self._turn += 1
             return pick
@@ -464,7 +491,7 @@ class Transfer:
     def _request(self, seg: Segment, src: _Source) -> None:
         start = time.monotonic()
         with self._lock:
-            seg.t0, seg.p0 = start, seg.pos
+            seg.t0, seg.p0, seg.src = start, seg.pos, src
         headers, asked = self._headers(seg, src)
         try:
             with self.limiter.slot(src.url), self.http.stream(
@@ -478,6 +505,7 @@ class Transfer:
                     with self._lock:
                         src.got += seg.pos - seg.p0
                         src.seconds += time.monotonic() - start
+                        seg.src = None
         except httpx.TimeoutException as exc:
             raise _Retry("stalled (no data)") from exc
         except httpx.TransportError as exc:

@@ -160,3 +160,19 @@ def test_named_mirror_from_the_config_file(
     monkeypatch.setenv("WHEELCACHE_CONFIG", str(config))
     _ok(_run(torch_index, tmp_path / "c", "--mirror", "lan"))
     assert len(_file_gets(mirror)) >= 3
+
+
+def test_slow_mirror_gives_way_to_the_faster_source(
+    torch_index: TorchIndex, mirror: FileServer, tmp_path: Path
+) -> None:
+    big = FAMILY[0]  # 4 MiB: split into segments over both sources
+    size = torch_index.file_path(big).stat().st_size
+    mirror.fault(f"/pytorch-wheels/cu118/files/{big}", throttle_bps=100_000, times=None)
+    pep503 = f"{mirror.url}/pytorch-wheels/{{variant}}"
+    data = _ok(_run(torch_index, tmp_path / "c", "--mirror", pep503, "--split-size", "1M"))
+    assert next(f for f in data["files"] if f["filename"] == big)["sha256"] == (
+        torch_index.sha256(big)
+    )
+    from_mirror = sum(r.body_bytes for r in mirror.requests if r.path.endswith(big))
+    from_official = sum(r.body_bytes for r in torch_index.cdn.requests if r.path.endswith(big))
+    assert from_official > size / 2 > from_mirror
