@@ -110,6 +110,19 @@ class FileLock:
         self.release()
 
 
+def _replace(src: Path, dest: Path) -> None:
+    """``os.replace``, retried briefly on Windows, where a reader holding *dest* open (a
+    virus scanner, ``serve``, another process) makes it fail for a moment."""
+    for attempt in range(20):
+        try:
+            os.replace(src, dest)
+            return
+        except PermissionError:
+            if sys.platform != "win32" or attempt == 19:
+                raise
+            time.sleep(0.05)
+
+
 def fsync_dir(path: Path) -> None:
     """Make a rename in *path* durable (a no-op where directories cannot be synced)."""
     if sys.platform == "win32":
@@ -155,17 +168,22 @@ class Cache:
         os.close(fd)
         return Path(name)
 
-    def write_atomic(self, path: Path, data: bytes) -> None:
-        """Write *data* to *path* so that readers see the old file or the new one, whole."""
+    def write_atomic(self, path: Path, data: bytes, *, durable: bool = True) -> None:
+        """Write *data* to *path* so that readers see the old file or the new one, whole.
+
+        *durable* fsyncs the data first (survives a power loss); without it the write is
+        still atomic for every reader and for a crashed process.
+        """
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.temp_path()
             try:
                 with open(tmp, "wb") as fh:
                     fh.write(data)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, path)
+                    if durable:
+                        fh.flush()
+                        os.fsync(fh.fileno())
+                _replace(tmp, path)
             finally:
                 with contextlib.suppress(FileNotFoundError):
                     tmp.unlink()

@@ -22,8 +22,9 @@ from .client import Http
 from .errors import CacheError, DownloadError, HashMismatchError, IncompleteDownloadError
 from .layout import url_key
 from .models import Blake3, Sha256
+from .partial import PartialState
 from .progress import NullReporter, Reporter
-from .segments import HostLimiter, PartialState, Restart, Transfer, TransferSettings
+from .segments import HostLimiter, Restart, Transfer, TransferSettings
 
 __all__ = ["DownloadJob", "Downloader", "TransferSettings"]
 
@@ -43,6 +44,9 @@ class DownloadJob:
     #: Other URLs with the same bytes (a CDN's main host, mirrors); segments are spread over
     #: all of them and a failing or slow one is dropped for this file.
     mirrors: tuple[str, ...] = ()
+    #: URLs tried only once every other source has failed (a CDN file's path on the index's
+    #: own host).
+    fallbacks: tuple[str, ...] = ()
     hash_origin: str = "index"  # where ``sha256`` came from: "index" or "mirror"
 
 
@@ -149,7 +153,7 @@ class Downloader:
                         st.size or "unknown")  # fmt: skip
         return st
 
-    def _save_state(self, st: PartialState, state_path: Path) -> None:
+    def _save_state(self, st: PartialState, state_path: Path, *, durable: bool = True) -> None:
         """Save atomically; on a full disk, rewrite the padded state file in place.
 
         The padding reserves the blocks, so a disk that filled up during the download can
@@ -158,7 +162,7 @@ class Downloader:
         data = json.dumps(st.to_json()).encode()
         data += b" " * max(0, STATE_PAD - len(data))
         try:
-            self.cache.write_atomic(state_path, data)
+            self.cache.write_atomic(state_path, data, durable=durable)
         except CacheError as exc:
             try:
                 with open(state_path, "r+b") as fh:
@@ -171,7 +175,12 @@ class Downloader:
             log.warning("%s: disk full; saved the download state in place", st.filename)
 
     def _transfer(
-        self, st: PartialState, part: Path, state_path: Path, mirrors: tuple[str, ...]
+        self,
+        st: PartialState,
+        part: Path,
+        state_path: Path,
+        mirrors: tuple[str, ...],
+        fallbacks: tuple[str, ...] = (),
     ) -> tuple[str, str, int]:
         return Transfer(
             self.http,
@@ -181,9 +190,10 @@ class Downloader:
             limiter=self.limiter,
             reporter=self.reporter,
             cancel=self.cancel,
-            save=lambda snapshot: self._save_state(snapshot, state_path),
+            save=lambda snapshot, durable: self._save_state(snapshot, state_path, durable=durable),
             count=self._count,
             mirrors=mirrors,
+            fallbacks=fallbacks,
         ).run()
 
     def _download(self, job: DownloadJob, key: str) -> CachedWheel:
@@ -192,7 +202,7 @@ class Downloader:
         resumed = st.done > 0
         try:
             try:
-                sha, b3, size = self._transfer(st, part, state_path, job.mirrors)
+                sha, b3, size = self._transfer(st, part, state_path, job.mirrors, job.fallbacks)
                 if resumed and job.sha256 is not None and sha != job.sha256:
                     # Bytes an earlier run counted did not survive (a power loss between two
                     # syncs): fetch the file again rather than fail on our own partial.
@@ -203,13 +213,13 @@ class Downloader:
                 self.reporter.file_restarted(job.filename)
                 try:
                     sha, b3, size = self._transfer(self._fresh(job), part, state_path,
-                                                   job.mirrors)  # fmt: skip
+                                                   job.mirrors, job.fallbacks)  # fmt: skip
                 except Restart as again:
                     _discard(part, state_path)
                     raise IncompleteDownloadError(
                         job.url, f"{again} (again after starting over)"
                     ) from again
-            if job.sha256 is not None and sha != job.sha256 and job.mirrors:
+            if job.sha256 is not None and sha != job.sha256 and (job.mirrors or job.fallbacks):
                 sha, b3, size = self._one_source_at_a_time(job, part, state_path, sha)
         finally:
             self.reporter.file_finished(job.filename)
@@ -221,7 +231,7 @@ class Downloader:
         """Some source served wrong bytes: try each alone, and keep the first that verifies."""
         log.warning("%s: the bytes do not match the index's sha256 (got %s); fetching it "
                     "from each source alone", job.filename, got)  # fmt: skip
-        for url in (job.url, *job.mirrors):
+        for url in (job.url, *job.mirrors, *job.fallbacks):
             _discard(part, state_path)
             alone = replace(self._fresh(job), url=url)
             try:

@@ -213,11 +213,12 @@ def cdn_fallback(url: str, index_url: str) -> str | None:
 
 
 def _job(c: Candidate, finder: IndexFinder) -> DownloadJob:
-    """One download; its sources in order: mirrors (the bytes), the index's URL, and for a
-    torch-family file linked on a CDN, the same path on the index's own host."""
+    """One download; its sources in order: mirrors (the bytes), the index's URL, and, only
+    once those failed, for a torch-family file linked on a CDN the same path on the index's
+    own host."""
     f = c.file
     fallback = cdn_fallback(f.url, finder.sources.torch_index) if is_torch_family(c.name) else None
-    urls = list(dict.fromkeys([*finder.mirror_urls(c), f.url, *([fallback] if fallback else [])]))
+    urls = list(dict.fromkeys([*finder.mirror_urls(c), f.url]))
     return DownloadJob(
         url=urls[0],
         filename=f.filename,
@@ -226,6 +227,7 @@ def _job(c: Candidate, finder: IndexFinder) -> DownloadJob:
         sha256=f.sha256,
         size=f.size or finder.sizes.get(f.url),
         mirrors=tuple(urls[1:]),
+        fallbacks=(fallback,) if fallback else (),
         hash_origin="mirror" if c.name in finder.mirror_hashed else "index",
     )
 

@@ -1,12 +1,15 @@
 """One file's transfer: byte-range segments over several connections, resumable, hashed.
 
-A transfer starts with one connection asking for ``bytes=0-``.  If the server answers 206 and
-the file is above the split size, more workers join; each new worker *steals* half of the
-segment with the most bytes left, so a slow connection never keeps the last megabytes to itself.
-A server that answers 200 gets one plain stream.
+A transfer of a file of unknown size starts with one connection asking for the first MiB; if
+the server answers 206 and the file is above the split size, the rest is planned into bounded
+segments for more connections (a known size is planned at once).  An idle connection *steals*
+from a segment that would take long: the share that makes both finish together, so a slow
+connection or a slow mirror never keeps the last megabytes to itself.  A server that answers
+200 gets one plain stream.
 
-Every segment is ``[start, pos, end)``; the list is saved (after an fsync of the data) every
-second, so a killed process resumes each segment where it stood.  A hasher thread follows the
+Every segment is ``[start, pos, end)``; the list is saved every 50 ms and, with the list as of
+the last fsync of the data, every 2 s, so a killed process resumes each segment where it stood
+and a rebooted machine where the disk surely has it.  A hasher thread follows the
 contiguous prefix and feeds sha256 and blake3 from the page cache while the network is still
 busy, so the digests are ready moments after the last byte (measured against inline hashing in
 ``scripts/bench_download.py``).
@@ -26,7 +29,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -37,20 +40,13 @@ from blake3 import blake3
 from .cache import describe_os_error
 from .client import RETRY_STATUS, Http, retry_delay
 from .errors import CacheError, DownloadError, WheelcacheError
+from .partial import ALIGN, PartialState, Segment, boot_marker, plan
 from .progress import Reporter
 
-__all__ = [
-    "HostLimiter",
-    "PartialState",
-    "Restart",
-    "Segment",
-    "Transfer",
-    "TransferSettings",
-]
+__all__ = ["HostLimiter", "Restart", "Transfer", "TransferSettings"]
 
 log = logging.getLogger(__name__)
 
-ALIGN = 64 * 1024
 READ_BLOCK = 1024 * 1024
 
 
@@ -76,79 +72,12 @@ class TransferSettings:
     hash_during: bool = True
 
 
-@dataclass
-class Segment:
-    start: int
-    pos: int
-    end: int | None  # exclusive; None while the size is unknown
-    active: bool = field(default=False, compare=False)
-    t0: float = field(default=0.0, compare=False)  # when its current request began
-    p0: int = field(default=0, compare=False)  # pos at that moment
-    src: Any = field(default=None, compare=False)  # the _Source of its current request
-
-    def seconds_left(self, now: float) -> float:
-        """Expected time to finish at the current request's rate (inf when unknown)."""
-        elapsed, got = now - self.t0, self.pos - self.p0
-        if elapsed < 0.5 or got <= 0:
-            return float("inf") if elapsed >= 0.5 else 0.0
-        return self.left / (got / elapsed)
-
-    @property
-    def left(self) -> int:
-        return 0 if self.end is None else self.end - self.pos
-
-    @property
-    def complete(self) -> bool:
-        return self.end is not None and self.pos >= self.end
-
-
-@dataclass
-class PartialState:
-    """What is saved next to a partial file (``partial-v1/<key>.json``)."""
-
-    url: str
-    filename: str
-    sha256: str | None
-    size: int | None
-    etag: str | None = None
-    last_modified: str | None = None
-    segments: list[Segment] = field(default_factory=list)
-
-    @property
-    def done(self) -> int:
-        return sum(s.pos - s.start for s in self.segments)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "url": self.url,
-            "filename": self.filename,
-            "sha256": self.sha256,
-            "size": self.size,
-            "etag": self.etag,
-            "last_modified": self.last_modified,
-            "segments": [[s.start, s.pos, s.end] for s in self.segments],
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> PartialState:
-        segs = [Segment(int(a), int(b), None if c is None else int(c)) for a, b, c in
-                data["segments"]]  # fmt: skip
-        for s in segs:
-            if not s.start <= s.pos <= (s.end if s.end is not None else s.pos):
-                raise ValueError("inconsistent segment")
-        return cls(
-            url=str(data["url"]),
-            filename=str(data["filename"]),
-            sha256=data.get("sha256"),
-            size=data.get("size"),
-            etag=data.get("etag"),
-            last_modified=data.get("last_modified"),
-            segments=sorted(segs, key=lambda s: s.start),
-        )
-
-
 class Restart(Exception):
     """The partial cannot be trusted; the caller starts the file again from byte 0."""
+
+
+class _Abandon(Exception):
+    """This connection's segment no longer exists (another took the whole body)."""
 
 
 class _DropSource(Exception):
@@ -163,8 +92,10 @@ class _Source:
     etag: str | None = None
     last_modified: str | None = None
     alive: bool = True
+    standby: bool = False  # a fallback, used only once every other source has failed
     got: int = 0
     seconds: float = 0.0
+    dropped_because: str | None = None
 
     def rate(self, segments: Sequence[Segment], now: float) -> float | None:
         """Bytes per second per connection, counting requests still running."""
@@ -218,14 +149,23 @@ class Transfer:
         save: Any,  # Callable[[PartialState], None]
         count: Any,  # Callable[[int], None]: bytes received, for the run's total
         mirrors: Sequence[str] = (),
+        fallbacks: Sequence[str] = (),
     ) -> None:
         self.http = http
         self.st = state
         # Sources: the state's URL first (its validators were saved with it), then the
         # others; segments are spread over the healthy ones and a failing one is dropped.
+        # Fallbacks (a CDN file's path on the index's own host) wait until all have failed.
         self.sources = [_Source(state.url, state.etag, state.last_modified)] + [
             _Source(u) for u in dict.fromkeys(mirrors) if u != state.url
         ]
+        self.sources += [
+            _Source(u, alive=False, standby=True)
+            for u in dict.fromkeys(fallbacks)
+            if all(u != src.url for src in self.sources)
+        ]
+        self._boot = boot_marker()
+        self._synced = state.synced
         self._turn = 0
         self.part = part
         self.settings = settings
@@ -246,7 +186,7 @@ class Transfer:
         self._b3 = blake3(max_threads=blake3.AUTO)
         if not self.st.segments:
             if self.st.size is not None and self.st.size >= settings.split_size:
-                self.st.segments = _plan(0, self.st.size, settings.connections)
+                self.st.segments = plan(0, self.st.size, settings.connections)
                 self._ranges = None  # still unproven: the first answer decides
             else:
                 self.st.segments = [Segment(0, 0, self.st.size)]
@@ -293,7 +233,7 @@ class Transfer:
             raise self._error
         size = self.st.size if self.st.size is not None else self.st.segments[-1].pos
         if self._hashed != size:
-            raise DownloadError(self.st.url, f"hashed {self._hashed} of {size} bytes")
+            raise Restart(f"the partial is inconsistent (hashed {self._hashed} of {size} bytes)")
         return self._sha.hexdigest(), self._b3.hexdigest(), size
 
     def _checkpoint(self, *, sync: bool) -> None:
@@ -304,9 +244,10 @@ class Transfer:
         counted bytes unwritten, and the sha256 check at the end catches that.
         """
         with self._lock:
+            current = [Segment(s.start, s.pos, s.end) for s in self.st.segments]
             snapshot = PartialState(
                 self.st.url, self.st.filename, self.st.sha256, self.st.size, self.st.etag,
-                self.st.last_modified, [Segment(s.start, s.pos, s.end) for s in self.st.segments],
+                self.st.last_modified, current, self._synced, self._boot,
             )  # fmt: skip
         if sync:
             try:
@@ -318,8 +259,10 @@ class Transfer:
             except OSError as exc:
                 log.debug("fsync of %s failed: %s", self.part, exc)
                 return
+            # Everything in this snapshot is now on the disk: after a reboot, resume from it.
+            self._synced = snapshot.synced = current
         try:
-            self._save(snapshot)
+            self._save(snapshot, durable=sync)
         except WheelcacheError as exc:  # disk full while saving state: keep going, report once
             self._fail(exc)
 
@@ -427,15 +370,27 @@ class Transfer:
             return pick
 
     def _drop(self, src: _Source, why: str) -> bool:
-        """Drop *src* for this file if another source is left; False when it was the last."""
+        """Drop *src* for this file if another source is left (waking a fallback when none
+        is); False when it was the last."""
         with self._lock:
+            if not src.alive:
+                return True  # another worker already dropped it
             others = [o for o in self.sources if o.alive and o is not src]
             if not others:
+                others = [o for o in self.sources if o.standby]
+                for o in others:
+                    o.alive, o.standby = True, False
+            if not others:
                 return False
-            src.alive = False
-        log.warning("%s: dropping %s for this file (%s); %d other source(s) left",
-                    self.st.filename, src.url, why, len(others))  # fmt: skip
+            src.alive, src.dropped_because = False, why
+        log.warning("%s: dropping %s for this file (%s); trying %s",
+                    self.st.filename, src.url, why, ", ".join(o.url for o in others))  # fmt: skip
         return True
+
+    def _earlier_failures(self) -> str:
+        with self._lock:
+            gone = [f"{s.url}: {s.dropped_because}" for s in self.sources if s.dropped_because]
+        return f" (earlier: {'; '.join(gone)})" if gone else ""
 
     def _run_segment(self, seg: Segment) -> None:
         failures = 0
@@ -443,16 +398,20 @@ class Transfer:
         while src is not None and not seg.complete and not self._stop.is_set():
             before = seg.pos
             try:
-                self._request(seg, src)
-                if seg.end is None:  # a plain stream of unknown size ended: that is the end
+                ended = self._request(seg, src)
+                if seg.end is None and ended:  # a body of unknown size ended: that is the end
                     with self._lock:
                         seg.end = seg.pos
                         self.st.size = seg.pos
                     return
+            except _Abandon:
+                return
             except (_DropSource, Restart, DownloadError) as exc:
-                if isinstance(exc, Restart) and src is self.sources[0] or not self._drop(
-                    src, str(exc)
-                ):
+                if isinstance(exc, Restart) and src is self.sources[0]:
+                    raise
+                if not self._drop(src, getattr(exc, "reason", str(exc))):
+                    if isinstance(exc, DownloadError) and not isinstance(exc, Restart):
+                        raise DownloadError(exc.url, exc.reason + self._earlier_failures()) from exc
                     raise
                 failures, src = 0, self._pick_source()
                 continue
@@ -465,7 +424,8 @@ class Transfer:
                     raise DownloadError(
                         src.url,
                         f"{exc.reason} (gave up after {failures} attempts without progress; "
-                        f"{self.st.done} bytes kept, run again to resume)",
+                        f"{self.st.done} bytes kept, run again to resume)"
+                        + self._earlier_failures(),
                     ) from exc
                 delay = retry_delay(max(1, failures), exc.retry_after, self.http.settings)
                 log.warning("%s: %s at byte %d; retrying in %.1fs",
@@ -483,24 +443,34 @@ class Transfer:
         """
         asked = seg.end if seg.end is not None else seg.pos + self.settings.probe_size
         headers = {"Accept-Encoding": "identity", "Range": f"bytes={seg.pos}-{asked - 1}"}
-        validator = src.etag or src.last_modified
+        # If-Range needs a strong validator (RFC 9110 13.1.5): a weak ETag would make a
+        # conforming server answer 200.  The sha256 check guards the bytes either way.
+        strong = src.etag if src.etag and not src.etag.startswith("W/") else None
+        validator = strong or src.last_modified
         if validator:
             headers["If-Range"] = validator
         return headers, asked
 
-    def _request(self, seg: Segment, src: _Source) -> None:
+    def _request(self, seg: Segment, src: _Source) -> bool:
+        """One request for *seg*; True when its body ended the file (whole-file 200, a short
+        206 of unknown total, or 416 at the end)."""
         start = time.monotonic()
         with self._lock:
             seg.t0, seg.p0, seg.src = start, seg.pos, src
         headers, asked = self._headers(seg, src)
         try:
-            with self.limiter.slot(src.url), self.http.stream(
-                src.url, headers, read_timeout=self.settings.stall_seconds
-            ) as r:
-                if self._check_response(seg, r, asked, src):
-                    asked = seg.end if seg.end is not None else asked
+            with (
+                self.limiter.slot(src.url),
+                self.http.stream(src.url, headers, read_timeout=self.settings.stall_seconds) as r,
+            ):
+                whole = self._check_response(seg, r, asked, src)
+                if whole is None:
+                    return True  # 416: nothing more to read
+                if whole:
+                    asked = seg.end if seg.end is not None else 1 << 62
                 try:
-                    self._receive(seg, r, asked)
+                    short = self._receive(seg, r, asked)
+                    return whole or short
                 finally:
                     with self._lock:
                         src.got += seg.pos - seg.p0
@@ -511,27 +481,36 @@ class Transfer:
         except httpx.TransportError as exc:
             raise _Retry(_transport_reason(exc)) from exc
 
-    def _check_response(self, seg: Segment, r: httpx.Response, asked: int, src: _Source) -> bool:
-        """Validate the answer; True when it is the whole file (200), not the range asked."""
+    def _check_response(
+        self, seg: Segment, r: httpx.Response, asked: int, src: _Source
+    ) -> bool | None:
+        """Validate the answer: True for the whole file (200), False for the range asked,
+        None for 416 at the end of the file."""
         status = r.status_code
         if status in RETRY_STATUS:
             raise _Retry(f"HTTP {status}", r.headers.get("Retry-After"))
         etag = r.headers.get("ETag")
         if status == 200:
             with self._lock:
-                fresh = self.st.done == 0 and len(self.st.segments) == 1
-                if not fresh:
+                if seg not in self.st.segments or self._ranges is False:
+                    raise _Abandon  # another connection already took the whole body
+                if self.st.done or self._ranges:
                     raise Restart("the server sent the whole file instead of the range asked "
                                   "for (it ignores Range, or the file changed)")  # fmt: skip
+                # Nothing downloaded yet and ranges unproven: take this body as the file.
                 self._ranges = False
                 length = r.headers.get("Content-Length")
                 total = int(length) if length and length.isdigit() else None
-                self._accept_size(total, seg, None)
+                seg.start = seg.pos = 0
+                seg.end = total
+                self.st.segments = [seg]
+                if total is not None:
+                    self.st.size = total
                 self._accept_validators(etag, r, src)
             self._announce()
             return True
-        if status == 416 and seg.end is not None and seg.pos >= seg.end:
-            return False
+        if status == 416 and (seg.end is None or seg.pos >= seg.end):
+            return None
         if status != 206:
             raise DownloadError(src.url, f"HTTP {status}")
         start, total = _content_range(r.headers.get("Content-Range", ""))
@@ -542,11 +521,12 @@ class Transfer:
                 raise Restart("the ETag changed between requests (the file changed)")
             if total is not None and self.st.size is not None and total != self.st.size:
                 raise Restart(f"Content-Range says {total} bytes, expected {self.st.size}")
+            newly_sized = self.st.size is None and total is not None
             self._accept_size(total, seg, asked)
             self._accept_validators(etag, r, src)
             first = self._ranges is None
             self._ranges = True
-            extra = self._plan_rest(seg) if first else 0
+            extra = self._plan_rest(seg) if first or newly_sized else 0
         self._announce()
         if extra:
             self._spawn(extra)
@@ -567,7 +547,7 @@ class Transfer:
             if seg.end is None or seg.end > size:
                 seg.end = size
             return 0
-        rest = _plan(seg.end, size, self.settings.connections - 1)
+        rest = plan(seg.end, size, self.settings.connections - 1)
         self.st.segments.extend(rest)
         self.st.segments.sort(key=lambda s: s.start)
         return len(rest)
@@ -597,7 +577,9 @@ class Transfer:
         if src is self.sources[0]:  # the state file keeps the validators of its own URL
             self.st.etag, self.st.last_modified = src.etag, src.last_modified
 
-    def _receive(self, seg: Segment, r: httpx.Response, asked: int) -> None:
+    def _receive(self, seg: Segment, r: httpx.Response, asked: int) -> bool:
+        """Write the body at the segment's position; True when a body of unknown total
+        ended before *asked* (that is the end of the file)."""
         stall = self.settings.stall_seconds
         window_start, window_bytes = time.monotonic(), 0
         # Unbuffered: a byte counted in seg.pos has reached the OS, so a checkpoint's fsync
@@ -606,12 +588,12 @@ class Transfer:
             fh.seek(seg.pos)
             for chunk in r.iter_raw():
                 if self._stop.is_set():
-                    return
+                    return False
                 with self._lock:
                     end = seg.end
                 take = len(chunk) if end is None else min(len(chunk), end - seg.pos)
                 if take <= 0:
-                    return  # a thief took the rest of this segment
+                    return False  # a thief took the rest of this segment
                 try:
                     view = memoryview(chunk)[:take]
                     while view:  # a raw write may be partial
@@ -619,21 +601,26 @@ class Transfer:
                 except OSError as exc:
                     raise CacheError(describe_os_error(exc, self.part)) from exc
                 with self._progress:
+                    # A thief may have moved the end while this chunk was written; the bytes
+                    # past it are the thief's to write again.
+                    take = take if seg.end is None else max(0, min(take, seg.end - seg.pos))
                     seg.pos += take
                     self._progress.notify_all()
                 self.reporter.file_advanced(self.st.filename, take)
                 self._count(take)
                 if take < len(chunk):
-                    return
+                    return False
                 now = time.monotonic()
                 window_bytes += take
                 if now - window_start >= stall:
                     if window_bytes < 1024:
                         raise _Retry(f"stalled (under 1 KiB in {stall:.0f}s)")
                     window_start, window_bytes = now, 0
-        limit = asked if seg.end is None else min(asked, seg.end)
-        if seg.pos < limit:
+        if seg.end is None:
+            return seg.pos < asked
+        if seg.pos < min(asked, seg.end):
             raise _Retry(f"connection closed at byte {seg.pos}")
+        return False
 
     # -- hashing --------------------------------------------------------------------------
     def _prefix(self) -> int:
@@ -672,23 +659,12 @@ class Transfer:
                     while self._hashed < target:
                         block = fh.read(min(READ_BLOCK, target - self._hashed))
                         if not block:
-                            raise DownloadError(self.st.url, "partial file shorter than written")
+                            raise Restart("the partial file is shorter than its state says")
                         self._sha.update(block)
                         self._b3.update(block)
                         self._hashed += len(block)
         except BaseException as exc:
             self._fail(exc)
-
-
-def _plan(start: int, end: int, n: int) -> list[Segment]:
-    """Split ``[start, end)`` into *n* aligned segments.
-
-    >>> [(s.start, s.end) for s in _plan(0, 10 * ALIGN, 3)]
-    [(0, 196608), (196608, 393216), (393216, 655360)]
-    """
-    step = max(ALIGN, (end - start) // max(n, 1) // ALIGN * ALIGN)
-    cuts = list(range(start, end, step))[:n] + [end]
-    return [Segment(a, a, b) for a, b in zip(cuts, cuts[1:], strict=False) if a < b]
 
 
 def _content_range(value: str) -> tuple[int, int | None]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import http.server
+import json
 import logging
 import random
 import subprocess
@@ -22,6 +24,7 @@ from wheelcache.client import Http, HttpSettings
 from wheelcache.download import Downloader, DownloadJob
 from wheelcache.errors import CacheError, DownloadError, HashMismatchError
 from wheelcache.models import Sha256
+from wheelcache.partial import boot_marker
 from wheelcache.segments import TransferSettings
 
 SIZE = 6 * 1024 * 1024 + 12345
@@ -343,3 +346,110 @@ def test_unwritable_cache_is_one_clear_error(read_only_fs: Path) -> None:
     with pytest.raises(CacheError) as info:
         Cache(read_only_fs / "cache")
     assert "cannot write to" in str(info.value) and "--cache-dir" in str(info.value)
+
+
+class _Quirky(http.server.BaseHTTPRequestHandler):
+    """Serves PAYLOAD with a weak ETag, or with ``Content-Range: …/*`` (total unknown)."""
+
+    payload = b""
+    mode = "weak"
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+    def do_GET(self) -> None:
+        data, rng, if_range = self.payload, self.headers.get("Range"), self.headers.get("If-Range")
+        weak_if_range = bool(if_range and if_range.startswith("W/"))  # never matches (RFC 9110)
+        if rng and not weak_if_range:
+            first, _, last = rng.split("=")[1].partition("-")
+            a, b = int(first), min(int(last), len(data) - 1) if last else len(data) - 1
+            body = data[a : b + 1]
+            self.send_response(206)
+            total = "*" if self.mode == "star" else str(len(data))
+            self.send_header("Content-Range", f"bytes {a}-{b}/{total}")
+        else:
+            body = data
+            self.send_response(200)
+        if self.mode == "weak":
+            self.send_header("ETag", 'W/"v1"')
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.mark.parametrize("mode", ["weak", "star"])
+def test_weak_etag_and_unknown_total_still_download_whole_files(
+    payload: Path, tmp_path: Path, mode: str
+) -> None:
+    data = payload.read_bytes()[: 3 * 1024 * 1024]
+    handler = type("H", (_Quirky,), {"payload": data, "mode": mode})
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    client = Http(FAST)
+    try:
+        url = f"http://127.0.0.1:{srv.server_address[1]}/{NAME}"
+        # No index hash: only the size logic stands between a truncated file and the cache.
+        wheel = Downloader(client, Cache(tmp_path), settings=SEGMENTED).fetch(
+            DownloadJob(url, NAME, "big", "1.0")
+        )
+        assert wheel.path.read_bytes() == data
+    finally:
+        client.close()
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_server_ignoring_ranges_for_a_file_of_known_size(
+    server: FileServer, payload: Path, tmp_path: Path
+) -> None:
+    """Segments are planned up front from the index's size; a 200 then becomes one stream."""
+    server.fault(PATH, no_ranges=True)
+    client = Http(FAST)
+    try:
+        job = replace(_job(server, payload), size=SIZE)
+        wheel = Downloader(client, Cache(tmp_path), settings=SEGMENTED).fetch(job)
+    finally:
+        client.close()
+    assert wheel.path.read_bytes() == payload.read_bytes()
+    assert _body_bytes(server) < 2 * SIZE
+
+
+def _write_partial(cache_dir: Path, payload: Path, state: dict[str, object], upto: int) -> None:
+    cache = Cache(cache_dir)
+    part, state_path = (Path(p) for p in cache.layout.partial_files(_sha(payload)))
+    part.write_bytes(payload.read_bytes()[:upto])
+    base = {"url": "x", "filename": NAME, "sha256": _sha(payload), "etag": None,
+            "last_modified": None, "synced": None, "boot": boot_marker()}  # fmt: skip
+    state_path.write_text(json.dumps({**base, **state}))
+
+
+def test_resume_of_a_partial_saved_before_the_size_was_known(
+    server: FileServer, payload: Path, tmp_path: Path
+) -> None:
+    _write_partial(tmp_path, payload, {"size": None, "segments": [[0, 500_000, None]]}, 500_000)
+    _download(server, payload, tmp_path)
+    assert _gets(server)[0].startswith("bytes=500000-")  # type: ignore[union-attr]
+
+
+def test_partial_shorter_than_its_state_starts_over(
+    server: FileServer, payload: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _write_partial(tmp_path, payload, {"size": SIZE, "segments": [[0, 2_000_000, SIZE]]}, 1000)
+    _download(server, payload, tmp_path)
+    assert "starting over from byte 0" in caplog.text
+
+
+def test_after_a_reboot_only_the_synced_segments_are_trusted(
+    server: FileServer, payload: Path, tmp_path: Path
+) -> None:
+    """Bytes counted after the last fsync may be zeros after a power loss: not used."""
+    size = SIZE
+    good = payload.read_bytes()[:1_000_000]
+    _write_partial(tmp_path, payload, {
+        "size": size, "boot": "another-boot",
+        "segments": [[0, 3_000_000, size]], "synced": [[0, 1_000_000, size]],
+    }, 0)  # fmt: skip
+    part = next((tmp_path / "partial-v1").glob("*.part"))
+    part.write_bytes(good + b"\0" * 2_000_000)  # what a power loss can leave behind
+    _download(server, payload, tmp_path, TransferSettings(connections=1, split_size=1 << 30))
+    assert _gets(server)[0] == f"bytes=1000000-{size - 1}"
