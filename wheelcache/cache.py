@@ -202,18 +202,22 @@ class Cache:
 
     # -- wheels ----------------------------------------------------------------------------
     def _view(self, blob: Path, filename: str) -> Path:
-        """Place ``wheels-v1/<filename>`` for a blob: a hard link, else a copy."""
+        """Place ``wheels-v1/<filename>`` for a blob: a hard link, else a copy.
+
+        A view that is already there with the blob's size is kept as it is: where hard links
+        are impossible (FAT/exFAT sticks, some network shares) it is a copy, and copying 2.5 GB
+        again on every lookup, or replacing a file pip or ``serve`` holds open, must not happen.
+        """
         dest = Path(self.layout.wheel(filename))
         try:
             if dest.exists() and dest.stat().st_size == blob.stat().st_size:
-                if os.path.samefile(dest, blob):
-                    return dest
+                return dest
             tmp = Path(self.layout.tmp) / f"view-{os.getpid()}-{time.monotonic_ns()}"
             try:
                 os.link(blob, tmp)
             except OSError:
                 shutil.copyfile(blob, tmp)
-            os.replace(tmp, dest)
+            _replace(tmp, dest)
         except OSError as exc:
             raise CacheError(describe_os_error(exc, dest)) from exc
         return dest

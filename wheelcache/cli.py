@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 
@@ -94,16 +95,14 @@ def _setup_logging(verbose: int) -> None:
 
 
 def _default_map() -> dict[str, Any]:
+    """The config file as click's default_map: top-level keys for every command."""
     try:
         data = load_config_file(config_file_path())
     except WheelcacheError as exc:
         click.echo(f"wheelcache: warning: {exc}", err=True)
         return {}
     common = data.pop("*", {})
-    return {
-        **{k: v for k, v in data.items()},
-        **({"fetch": common} if "fetch" not in data and common else {}),
-    }
+    return {name: {**common, **data.get(name, {})} for name in main.commands}
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -184,6 +183,13 @@ class _TqdmReporter:
 
     def file_started(self, filename: str, total: int | None, initial: int) -> None:
         with self._lock:
+            old = self._bars.get(filename)
+            if old is not None:  # started over: the same bar, from zero
+                self._total.total = (self._total.total or 0) - (old.total or 0) + (total or 0)
+                old.reset(total=total)
+                old.update(initial)
+                self._total.update(initial)
+                return
             bar = self._tqdm(
                 total=total,
                 initial=initial,
@@ -381,6 +387,8 @@ def fetch_command(
         )
 
     target = make(chosen_variant)
+    for url in (torch_index, index_url, *extra_index_url):
+        _check_url(url)
     if index_url:
         indexes = (index_url, *extra_index_url)
     elif offline and not extra_index_url:
@@ -457,16 +465,32 @@ def _auto_variant(
                               f"for {candidate.target.describe()}")  # fmt: skip
 
 
+def _check_url(url: str | None) -> None:
+    """Refuse what is not an http(s) URL before any request (a usage error, exit 2)."""
+    if url is None:
+        return
+    parts = urlsplit(url.replace("{variant}", "cpu"))
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise click.UsageError(f"{url!r} is not an http:// or https:// URL")
+    try:
+        _ = parts.port  # raises for a port out of range or not a number
+    except ValueError as exc:
+        raise click.UsageError(f"{url!r}: {exc}") from exc
+
+
 def _mirror(value: str) -> Mirror:
     """A ``--mirror`` value: a URL, or the name of a ``[mirrors.NAME]`` table in the config."""
     if "://" in value:
-        return Mirror.parse(value)
+        mirror = Mirror.parse(value)
+        _check_url(mirror.url)
+        return mirror
     table = load_config_file(config_file_path()).get("mirrors", {}).get(value)
     if not isinstance(table, dict) or "url" not in table:
         raise click.UsageError(
             f"unknown mirror {value!r}: give a URL, or define it in {config_file_path()} as "
             f'[mirrors.{value}] with url = "https://…/{{variant}}" and layout = "pep503" or "flat"'
         )
+    _check_url(str(table["url"]))
     layout = str(table.get("layout", "pep503"))
     if layout not in ("pep503", "flat"):
         raise click.UsageError(f"mirror {value!r}: layout must be pep503 or flat, not {layout!r}")

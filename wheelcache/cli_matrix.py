@@ -42,7 +42,7 @@ def _render(matrices: list[VariantMatrix]) -> None:
         if not m.rows:
             continue
         plats = sorted({p for r in m.rows for p in r.available})
-        click.echo(f"{m.variant}  ({m.index})")
+        click.echo(f"{m.variant}  ({m.index})" if m.variant else m.index)
         head = ["torch", "torchvision", "torchaudio", *plats]
         table = [head] + [
             [r.torch, r.torchvision or "-", r.torchaudio or "-",
@@ -84,6 +84,7 @@ def register(group: click.Group) -> None:
         """Which torch/torchvision/torchaudio sets exist (versions × Pythons × platforms)."""
         variants = [parse_cuda(c) for c in cuda] + [parse_variant(v) for v in variant]
         variants += ["cpu"] if cpu else []
+        explicit = bool(variants)
         if not variants:
             variants = list(KNOWN_VARIANTS)  # every variant the index turns out to have
         py = None
@@ -96,6 +97,7 @@ def register(group: click.Group) -> None:
             torch_index=torch_index,
             cache=Cache(cache_dir or default_cache_dir()),
             offline=offline,
+            explicit=explicit,
         )
         matrices = filter_rows(matrices, python=py, platform=plat)
         if as_json:

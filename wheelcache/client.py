@@ -43,6 +43,8 @@ ACCEPT_SIMPLE = (
     "text/html;q=0.01"
 )
 RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+#: Errors that no retry can mend: a URL without http(s), a malformed request.
+NOT_RETRYABLE = (httpx.UnsupportedProtocol, httpx.LocalProtocolError)
 T = TypeVar("T")
 
 
@@ -105,6 +107,11 @@ class Http:
             follow_redirects=True,
             trust_env=True,
         )
+        self.cancelled = threading.Event()
+
+    def cancel(self) -> None:
+        """Stop every retry wait at once and refuse new requests (Ctrl-C, a failed run)."""
+        self.cancelled.set()
 
     def close(self) -> None:
         self.client.close()
@@ -116,8 +123,12 @@ class Http:
         attempt = 0
         while True:
             attempt += 1
+            if self.cancelled.is_set():
+                raise on_fail("cancelled")
             try:
                 return fn()
+            except NOT_RETRYABLE as exc:  # a bad URL does not get better by waiting
+                raise on_fail(_describe(exc)) from exc
             except (httpx.TransportError, RetryableStatus) as exc:
                 reason = _describe(exc)
                 if attempt > self.settings.retries:
@@ -125,8 +136,9 @@ class Http:
                 retry_after = exc.retry_after if isinstance(exc, RetryableStatus) else None
                 delay = retry_delay(attempt, retry_after, self.settings)
                 log.warning("%s: %s; retrying in %.1fs", url, reason, delay)
-                time.sleep(delay)
-            except httpx.HTTPError as exc:
+                if self.cancelled.wait(delay):
+                    raise on_fail("cancelled") from exc
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:
                 raise on_fail(_describe(exc)) from exc
 
     def get(self, url: str, headers: dict[str, str] | None = None) -> httpx.Response:
@@ -223,6 +235,7 @@ class PageResponse:
     status: int  # 200 or 404
     body: bytes
     content_type: str
+    from_cache: bool = False  # the stored copy (offline, or revalidated with a 304)
 
 
 class PageStore:
@@ -243,16 +256,20 @@ class PageStore:
         with self._lock:
             return self._url_locks.setdefault(url, threading.Lock())
 
-    def get(self, url: str, accept: str = ACCEPT_SIMPLE) -> PageResponse:
-        """GET a page (404 is an answer, not an error); other failures raise."""
+    def get(self, url: str, accept: str = ACCEPT_SIMPLE, *, fresh: bool = False) -> PageResponse:
+        """GET a page (404 is an answer, not an error); other failures raise.
+
+        *fresh* ignores the stored copy (it turned out to be unreadable) and asks the index
+        without conditional headers.
+        """
         with self._url_lock(url):
-            if url in self._memo:
+            if url in self._memo and not fresh:
                 return self._memo[url]
-            page = self._fetch(url, accept)
+            page = self._fetch(url, accept, fresh)
             self._memo[url] = page
             return page
 
-    def _fetch(self, url: str, accept: str) -> PageResponse:
+    def _fetch(self, url: str, accept: str, fresh: bool = False) -> PageResponse:
         body_path, meta_path = (Path(p) for p in self.cache.layout.page(url))
         meta = self.cache.read_json(meta_path)
         cached: PageResponse | None = None
@@ -263,6 +280,7 @@ class PageStore:
                     status=int(meta["status"]),
                     body=body_path.read_bytes() if meta["status"] == 200 else b"",
                     content_type=str(meta.get("content_type", "")),
+                    from_cache=True,
                 )
             except (OSError, KeyError, ValueError):
                 cached = None
@@ -273,7 +291,7 @@ class PageStore:
                 )
             return cached
         headers = {"Accept": accept}
-        if cached is not None and meta is not None and cached.status == 200:
+        if cached is not None and meta is not None and cached.status == 200 and not fresh:
             if meta.get("etag"):
                 headers["If-None-Match"] = str(meta["etag"])
             if meta.get("last_modified"):

@@ -173,4 +173,9 @@ def host_platform() -> tuple[str, str | None]:
     libc, version = platform.libc_ver()
     if libc == "glibc" and version:
         return f"linux_{arch}", ".".join(version.split(".")[:2])
+    from .probe_script import musl_version  # Alpine and friends: musllinux wheels only
+
+    musl = musl_version(sys.executable)
+    if musl is not None:
+        return f"musllinux_{musl[0]}_{musl[1]}_{arch}", None
     return f"linux_{arch}", None

@@ -71,6 +71,7 @@ class Downloader:
         self.limiter = HostLimiter(max(per_host, 1))
         self.cancel = threading.Event()
         self.downloaded_bytes = 0
+        self.transferred: set[str] = set()  # filenames this process downloaded
         self._count_lock = threading.Lock()
 
     def _count(self, n: int) -> None:
@@ -268,6 +269,8 @@ class Downloader:
         except OSError as exc:
             raise CacheError(describe_os_error(exc, part)) from exc
         _discard(state_path)
+        with self._count_lock:
+            self.transferred.add(job.filename)
         return self.cache.ingest(
             tmp,
             sha256=sha,

@@ -99,7 +99,7 @@ def evaluate_file(
             spec = SpecifierSet(file.requires_python)
         except InvalidSpecifier:
             return _reject(file, f"invalid requires-python {file.requires_python!r}")
-        if not spec.contains(target.python_version_full, prereleases=True):
+        if not any(spec.contains(v, prereleases=True) for v in target.python_versions):
             return _reject(file, f"requires Python {file.requires_python}")
     ranks = [target.tag_priority[t] for t in tags if t in target.tag_priority]
     if not ranks:

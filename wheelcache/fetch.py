@@ -144,15 +144,26 @@ class FetchResult:
         }
 
 
-def parse_requirements(texts: Sequence[str], torch_version: str | None) -> list[Req]:
-    """Requirement strings (plus ``--torch``) → resolver requirements."""
+def parse_requirements(
+    texts: Sequence[str], torch_version: str | None, target: Target | None = None
+) -> list[Req]:
+    """Requirement strings (plus ``--torch``) → resolver requirements.
+
+    A requirement whose marker does not hold on *target* is left out, with a warning.
+    """
     reqs: list[Req] = []
     for text in texts or DEFAULT_REQUIREMENTS:
         try:
-            reqs.append(Req.from_requirement(Requirement(text)))
+            req = Requirement(text)
         except InvalidRequirement as exc:
             why = str(exc).splitlines()[0]
             raise RequirementError(f"invalid requirement {text!r}: {why}") from exc
+        if req.marker is not None and target is not None:
+            if not req.marker.evaluate({**target.marker_environment, "extra": ""}):
+                log.warning("leaving out %s: its marker does not hold on %s", text,
+                            target.describe())  # fmt: skip
+                continue
+        reqs.append(Req.from_requirement(req))
     if torch_version:
         try:
             pin = Requirement(f"torch=={torch_version.strip()}")
@@ -235,7 +246,7 @@ def _job(c: Candidate, finder: IndexFinder) -> DownloadJob:
 def fetch(request: FetchRequest, cache: Cache, reporter: Reporter | None = None) -> FetchResult:
     """Resolve and download everything *request* asks for; see the module docstring."""
     target = request.target
-    reqs = parse_requirements(request.requirements, request.torch_version)
+    reqs = parse_requirements(request.requirements, request.torch_version, target)
     torch_url, per_variant = torch_index_for(request.torch_index, target.variant)
     sources = Sources(
         torch_url, per_variant, tuple(u.rstrip("/") for u in request.index_urls), request.mirrors
@@ -261,22 +272,27 @@ def fetch(request: FetchRequest, cache: Cache, reporter: Reporter | None = None)
                 allow_prereleases=request.allow_prereleases,
                 no_deps=request.no_deps,
             )
-        finally:
-            finder.close()
+        except BaseException:
+            if http is not None:
+                http.cancel()  # wake prefetch threads sleeping in a retry
+            finder.close(wait=False)
+            raise
+        finder.close()
         requested = _requested_pins(reqs, resolution)
+        for c in resolution.candidates:
+            if c.file.yanked:
+                log.warning("%s is yanked (%s); taken because it was pinned exactly",
+                            c.file.filename, c.file.yanked_reason or "no reason given")  # fmt: skip
         if request.dry_run:
             if http is not None:
                 _learn_sizes(http, finder, resolution.candidates, request.jobs)
             plan = tuple(_planned(c, cache, finder, resolution) for c in resolution.candidates)
             return FetchResult(target, requested, plan, Path(cache.layout.wheels), None, True, 0)
-        before = {
-            c.file.filename
-            for c in resolution.candidates
-            if cache.find(c.file.filename, c.file.sha256) is not None
-        }
         if downloader is None:
             missing = [
-                c.file.filename for c in resolution.candidates if c.file.filename not in before
+                c.file.filename
+                for c in resolution.candidates
+                if cache.find(c.file.filename, c.file.sha256) is None
             ]
             if missing:
                 raise CacheError(
@@ -306,7 +322,8 @@ def fetch(request: FetchRequest, cache: Cache, reporter: Reporter | None = None)
             assert w is not None
             cache.catalog.add_target(w.sha256, target.describe())
             path = _place(w, dest) if dest is not None else w.path
-            source = "cache" if c.file.filename in before else "network"
+            fetched_here = downloader is not None and c.file.filename in downloader.transferred
+            source = "network" if fetched_here else "cache"
             files.append(
                 FetchedFile(
                     w.filename,
@@ -338,6 +355,10 @@ def fetch(request: FetchRequest, cache: Cache, reporter: Reporter | None = None)
             False,
             downloader.downloaded_bytes if downloader else 0,
         )
+    except BaseException:
+        if http is not None:
+            http.cancel()
+        raise
     finally:
         if http is not None:
             http.close()

@@ -124,16 +124,15 @@ class IndexFinder:
         )
         #: Sizes learnt on the way (range reads tell the total), for ``--dry-run``.
         self.sizes: dict[str, int] = {}
-        #: Wheels downloaded whole during resolution (server without ranges).
-        self.fetched_whole: set[str] = set()
         #: Projects listed from a mirror because the official index was unreachable.
         self.mirror_hashed: set[NormalizedName] = set()
         self._mirror_warned: set[str] = set()
 
-    def close(self) -> None:
-        """Stop prefetching (queued work is dropped; running requests finish)."""
+    def close(self, *, wait: bool = True) -> None:
+        """Stop prefetching: queued work is dropped; running requests finish, or with
+        ``wait=False`` (an interrupted run) are left to fail on the cancelled client."""
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool.shutdown(wait=wait, cancel_futures=True)
 
     # -- prefetching ------------------------------------------------------------------------
     def prefetch(self, names: Iterable[NormalizedName]) -> None:
@@ -169,14 +168,20 @@ class IndexFinder:
     # -- pages ----------------------------------------------------------------------------
     def _get_page(self, url: str, name: NormalizedName) -> ProjectPage | None:
         resp = self.pages.get(url)
-        if resp.status == 404:
-            return None
-        try:
-            return parse_project_page(
-                resp.body, content_type=resp.content_type, base_url=resp.url, project=name
-            )
-        except PageParseError as exc:
-            raise IndexPageError(url, f"cannot parse the page: {exc}") from exc
+        for attempt in (1, 2):
+            if resp.status == 404:
+                return None
+            try:
+                return parse_project_page(
+                    resp.body, content_type=resp.content_type, base_url=resp.url, project=name
+                )
+            except PageParseError as exc:
+                if attempt == 2 or not resp.from_cache or self.http is None:
+                    raise IndexPageError(url, f"cannot parse the page: {exc}") from exc
+                # The stored copy is damaged (a bad answer once): ask again, unconditionally.
+                log.warning("cached page %s is unreadable (%s); fetching it again", url, exc)
+                resp = self.pages.get(url, fresh=True)
+        raise AssertionError("unreachable")
 
     def page(self, name: NormalizedName) -> ProjectPage | None:
         with self._lock:
@@ -301,10 +306,18 @@ class IndexFinder:
             lock = self._md_locks.setdefault(f.url, threading.Lock())
         with lock:  # a prefetch and the resolver may want the same file
             raw = self._metadata_bytes(candidate)
-        try:
-            md = parse_core_metadata(raw, source=f.filename)
-        except ValueError as exc:
-            raise MetadataError(f.filename, str(exc)) from exc
+            try:
+                md = parse_core_metadata(raw, source=f.filename)
+            except ValueError as exc:
+                stored = Path(self.cache.layout.metadata(f.url))
+                if self.http is None or not stored.exists():
+                    raise MetadataError(f.filename, str(exc)) from exc
+                log.warning("cached metadata of %s is unreadable; fetching it again", f.filename)
+                stored.unlink()
+                try:
+                    md = parse_core_metadata(self._metadata_bytes(candidate), source=f.filename)
+                except ValueError as again:
+                    raise MetadataError(f.filename, str(again)) from again
         self._prefetch_dependencies(md)
         return md
 
@@ -395,7 +408,6 @@ class IndexFinder:
         wheel = self.downloader.fetch(
             DownloadJob(f.url, f.filename, candidate.name, str(candidate.version), f.sha256, f.size)
         )
-        self.fetched_whole.add(f.filename)
         return _metadata_from_wheel(wheel.path, f.filename)
 
 

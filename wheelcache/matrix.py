@@ -25,7 +25,7 @@ from packaging.version import Version
 
 from .cache import Cache
 from .client import Http, HttpSettings, PageStore
-from .errors import TargetError, WheelcacheError
+from .errors import IndexPageError, TargetError, WheelcacheError
 from .evaluator import Candidate, variant_wheels
 from .finder import IndexFinder, Sources
 from .models import DistFile, ProjectPage
@@ -189,8 +189,8 @@ def _torch_pin(finder: IndexFinder, project: NormalizedName, files: Sequence[_Wh
 def _variant_matrix(
     variant: str, template: str, cache: Cache, http: Http | None, jobs: int
 ) -> VariantMatrix | None:
-    url, per_variant = torch_index_for(template, variant)
-    placeholder = make_target(python="3.12", platform="linux_x86_64", variant=variant)
+    url, per_variant = torch_index_for(template, variant or "cpu")
+    placeholder = make_target(python="3.12", platform="linux_x86_64", variant=variant or "cpu")
     finder = IndexFinder(placeholder, Sources(url, per_variant, ()), PageStore(cache, http),
                          cache, http, None, prefetch=0)  # fmt: skip
     local = variant if per_variant else None
@@ -234,13 +234,27 @@ def build_matrix(
     offline: bool = False,
     http_settings: HttpSettings | None = None,
     jobs: int = 8,
+    explicit: bool = True,
 ) -> list[VariantMatrix]:
-    """The matrix for each variant the index has (missing variants are left out)."""
+    """The matrix for each variant the index has (missing variants are left out).
+
+    An index URL without ``{variant}`` is one index: one table, whatever *variants* says.
+    Offline, a variant whose pages were never fetched is left out unless it was asked for
+    (*variants* given explicitly): then it is an error naming the page.
+    """
     http = None if offline else Http(http_settings)
     try:
+        if "{variant}" not in torch_index:
+            m = _variant_matrix("", torch_index, cache, http, jobs)
+            return [m] if m is not None else []
         out = []
         for v in variants:
-            m = _variant_matrix(v, torch_index, cache, http, jobs)
+            try:
+                m = _variant_matrix(v, torch_index, cache, http, jobs)
+            except IndexPageError:
+                if offline and not explicit:
+                    continue
+                raise
             if m is not None:
                 out.append(m)
         return out

@@ -142,7 +142,6 @@ class WheelProvider(AbstractProvider):  # type: ignore[type-arg]
         self.allow_prereleases = allow_prereleases
         self.no_deps = no_deps
         self.roots: frozenset[NormalizedName] = frozenset()
-        self._python = Version(target.python_version_full)
 
     # -- identity -------------------------------------------------------------------------
     def identify(self, requirement_or_candidate: Any) -> str:
@@ -201,13 +200,31 @@ class WheelProvider(AbstractProvider):  # type: ignore[type-arg]
         reqs = list(requirements[identifier])
         bad = {c.version for c in incompatibilities[identifier]}
         if identifier == PYTHON:
-            fits = self._python not in bad and all(
-                r.specifier.contains(self._python, prereleases=True) for r in reqs
-            )
-            return [_PythonCandidate(self._python)] if fits else []
+            # Requires-Python holds when some patch release the target may run satisfies it.
+            for full in self.target.python_versions:
+                version = Version(full)
+                if version not in bad and all(
+                    r.specifier.contains(version, prereleases=True) for r in reqs
+                ):
+                    return [_PythonCandidate(version)]
+            return []
         name = canonicalize_name(identifier.split("[", 1)[0])
         extras = frozenset().union(*(r.extras for r in reqs))
         pre = self._allows_pre(reqs)
+        out = self._matching(name, reqs, bad, extras, pre)
+        if not out and not pre:
+            # PEP 440: pre-releases are accepted when they are all there is.
+            out = self._matching(name, reqs, bad, extras, True)
+        return out
+
+    def _matching(
+        self,
+        name: NormalizedName,
+        reqs: Sequence[Req],
+        bad: set[Version],
+        extras: frozenset[NormalizedName],
+        pre: bool,
+    ) -> list[_Cand]:
         out: list[_Cand] = []
         for c in self.source.find_candidates(name):
             if c.version in bad:
@@ -236,11 +253,11 @@ class WheelProvider(AbstractProvider):  # type: ignore[type-arg]
             )
         return md
 
-    def _env(self, extra: str = "") -> dict[str, str]:
-        return {**self.target.marker_environment, "extra": extra}
-
     def _applies(self, marker: Marker | None, extra: str = "") -> bool:
-        return marker is None or marker.evaluate(self._env(extra))
+        """Whether a marker holds on the target (on any patch release it may run)."""
+        return marker is None or any(
+            marker.evaluate({**env, "extra": extra}) for env in self.target.marker_environments
+        )
 
     def get_dependencies(self, candidate: _Cand) -> list[Req]:
         if isinstance(candidate, _PythonCandidate):
@@ -292,10 +309,9 @@ def _explain(
     for cause in exc.causes:
         req: Req = cause.requirement
         if req.name == PYTHON:
-            lines.append(
-                f"{req.parent or '?'} requires {req} but the target has Python "
-                f"{target.python_version_full}"
-            )
+            versions = target.python_versions
+            py = versions[0] if len(versions) == 1 else target.marker_environment["python_version"]
+            lines.append(f"{req.parent or '?'} requires {req} but the target has Python {py}")
             continue
         lines.append(f"{req.parent} requires {req}" if req.parent else f"you asked for {req}")
         wanted[req.name] = wanted.get(req.name, SpecifierSet()) & req.specifier

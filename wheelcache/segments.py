@@ -38,7 +38,7 @@ import httpx
 from blake3 import blake3
 
 from .cache import describe_os_error
-from .client import RETRY_STATUS, Http, retry_delay
+from .client import NOT_RETRYABLE, RETRY_STATUS, Http, retry_delay
 from .errors import CacheError, DownloadError, WheelcacheError
 from .partial import ALIGN, PartialState, Segment, boot_marker, plan
 from .progress import Reporter
@@ -478,6 +478,8 @@ class Transfer:
                         seg.src = None
         except httpx.TimeoutException as exc:
             raise _Retry("stalled (no data)") from exc
+        except NOT_RETRYABLE as exc:
+            raise DownloadError(src.url, f"{type(exc).__name__}: {exc}") from exc
         except httpx.TransportError as exc:
             raise _Retry(_transport_reason(exc)) from exc
 

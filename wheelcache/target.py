@@ -213,6 +213,33 @@ class Target:
     def python_version_full(self) -> str:
         return self.marker_environment["python_full_version"]
 
+    @cached_property
+    def python_versions(self) -> tuple[str, ...]:
+        """The full Python versions the target may run: its own when a target file said so,
+        else the first and a late patch release of ``X.Y`` (``--py 3.9`` is "some 3.9")."""
+        if self.python_full is not None or "python_full_version" in dict(self.markers):
+            return (self.python_version_full,)
+        major, minor = self.python
+        return (f"{major}.{minor}.0", f"{major}.{minor}.99")
+
+    @cached_property
+    def marker_environments(self) -> tuple[dict[str, str], ...]:
+        """One marker environment per entry of :attr:`python_versions`.
+
+        A dependency is needed when its marker holds in any of them: ``python_full_version >=
+        "3.9.1"`` applies to the 3.9 host that will install it.
+
+        >>> t = make_target(python="39", platform="win_amd64")
+        >>> [e["python_full_version"] for e in t.marker_environments]
+        ['3.9.0', '3.9.99']
+        """
+        out = []
+        for full in self.python_versions:
+            env = dict(self.marker_environment)
+            env["python_full_version"] = env["implementation_version"] = full
+            out.append(env)
+        return tuple(out)
+
     def describe(self) -> str:
         """``cp39-win_amd64 (cu118)`` — short text for messages."""
         return f"{self.abi}-{self.platform} ({self.variant})"

@@ -219,3 +219,24 @@ def test_no_deps_still_keeps_requested_companions_matched() -> None:
     assert _versions(WIN310, "torchvision==0.19.0", no_deps=True) == {
         "torchvision": "0.19.0+cu118"
     }
+
+
+def test_prereleases_are_taken_when_they_are_all_there_is() -> None:
+    src = DictSource(WIN39)
+    src.files["newthing"] = [DistFile("newthing-1.0b1-py3-none-any.whl", "https://h.invalid/n")]
+    src.meta["newthing-1.0b1-py3-none-any.whl"] = CoreMetadata(canonicalize_name("newthing"),
+                                                                "1.0b1")  # fmt: skip
+    res = resolve(_reqs("newthing"), WIN39, src, src)
+    assert [str(c.version) for c in res.candidates] == ["1.0b1"]
+
+
+def test_python_full_version_markers_hold_for_some_patch_release() -> None:
+    from packaging.markers import Marker
+
+    from wheelcache.provider import WheelProvider
+
+    src = DictSource(WIN39)
+    provider = WheelProvider(WIN39, src, src)
+    assert provider._applies(Marker('python_full_version >= "3.9.1"'))
+    assert provider._applies(Marker('python_full_version < "3.9.2"'))
+    assert not provider._applies(Marker('python_full_version >= "3.10"'))
