@@ -201,7 +201,7 @@ class Cache:
         return FileLock(Path(self.layout.lock(key)))
 
     # -- wheels ----------------------------------------------------------------------------
-    def _view(self, blob: Path, filename: str) -> Path:
+    def _view(self, blob: Path, filename: str, *, force: bool = False) -> Path:
         """Place ``wheels-v1/<filename>`` for a blob: a hard link, else a copy.
 
         A view that is already there with the blob's size is kept as it is: where hard links
@@ -210,7 +210,7 @@ class Cache:
         """
         dest = Path(self.layout.wheel(filename))
         try:
-            if dest.exists() and dest.stat().st_size == blob.stat().st_size:
+            if not force and dest.exists() and dest.stat().st_size == blob.stat().st_size:
                 return dest
             tmp = Path(self.layout.tmp) / f"view-{os.getpid()}-{time.monotonic_ns()}"
             try:
@@ -291,8 +291,9 @@ class Cache:
 
     # -- added for cache care and bundles ------------------------------------------------------
     def place_view(self, row: CatalogRow) -> Path:
-        """(Re)make ``wheels-v1/<filename>`` for *row*'s blob; used to repair a broken view."""
-        return self._view(Path(self.layout.blob(row.blake3)), row.filename)
+        """Remake ``wheels-v1/<filename>`` from *row*'s blob, whatever is there now (a view
+        found damaged by ``verify``)."""
+        return self._view(Path(self.layout.blob(row.blake3)), row.filename, force=True)
 
     def blob_path(self, blake3: str) -> Path:
         """Where the blob named *blake3* lives (whether or not it exists)."""

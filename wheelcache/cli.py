@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shlex
 import signal
-import subprocess
 import sys
 import threading
 from collections.abc import Callable
@@ -24,7 +21,7 @@ import click
 
 from . import __version__
 from .cache import Cache
-from .cli_options import SIZE, cache_dir_option
+from .cli_options import SIZE, cache_dir_option, command_line
 from .client import HttpSettings
 from .config import (
     config_file_path,
@@ -133,12 +130,6 @@ def _human_size(n: int | None) -> str:
     return "?" if n is None else human_size(n)
 
 
-def _command_line(args: list[str]) -> str:
-    if os.name == "nt":
-        return subprocess.list2cmdline(args)
-    return shlex.join(args)
-
-
 def _render(result: FetchResult) -> None:
     out = click.echo
     files = result.files
@@ -166,8 +157,8 @@ def _render(result: FetchResult) -> None:
         return
     out(f"\nHash-pinned requirements: {result.requirements_file}")
     out("\nInstall on the target with either:")
-    out("  " + _command_line(result.install_files_command))
-    out("  " + _command_line(result.install_find_links_command))
+    out("  " + command_line(result.install_files_command))
+    out("  " + command_line(result.install_find_links_command))
 
 
 class _TqdmReporter:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shlex
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -10,9 +13,16 @@ import click
 
 from .units import parse_age, parse_size
 
-__all__ = ["AGE", "SIZE", "Parsed", "cache_dir_option"]
+__all__ = ["AGE", "SIZE", "Parsed", "cache_dir_option", "command_line"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def command_line(args: list[str]) -> str:
+    """A command as the user's shell wants it quoted (cmd.exe rules on Windows)."""
+    if os.name == "nt":
+        return subprocess.list2cmdline(args)
+    return shlex.join(args)
 
 
 def cache_dir_option(func: F) -> F:

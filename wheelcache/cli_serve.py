@@ -7,23 +7,26 @@ the server or the exporter, print what the user types next.
 from __future__ import annotations
 
 import logging
-import shlex
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from packaging.version import Version
 
 from .cache import Cache
-from .cli_options import cache_dir_option
+from .cli_options import cache_dir_option, command_line
 from .config import default_cache_dir
 from .errors import WheelcacheError
-from .publish import CacheView, Pin, Selection, read_requirements_file
+from .publish import CacheView, Pin, PublishedFile, Selection, read_requirements_file
 from .server import IndexServer
 from .static_index import SNIPPET_NAME, write_static_index
+from .variants import is_torch_family
 
 __all__ = ["install_lines", "register"]
+
+log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
 _WILDCARD_HOSTS = ("", "0.0.0.0", "::")
@@ -59,6 +62,16 @@ def _view(cache_dir: Path | None, files: tuple[Path, ...], projects: tuple[str, 
     return view
 
 
+def _torch_variants(files: Iterable[PublishedFile]) -> set[str]:
+    """The local versions (``cu121``, ``cpu`` …) of the torch-family wheels published."""
+    out = set()
+    for f in files:
+        if is_torch_family(f.entry.project):
+            local = Version(f.entry.version).local
+            out.add(local or "plain")
+    return out
+
+
 def install_lines(
     url_host: str, port: int, requirement_files: tuple[Path, ...], projects: tuple[str, ...]
 ) -> list[str]:
@@ -80,7 +93,7 @@ def install_lines(
         what = list(projects) or ["PACKAGE"]
     pip = ["pip", "install", "--index-url", index, *trusted, *what]
     uv = ["uv", "pip", "install", "--index-url", index, *what]
-    return [shlex.join(pip), shlex.join(uv)]
+    return [command_line(pip), command_line(uv)]
 
 
 @click.command("serve")
@@ -118,6 +131,13 @@ def serve_command(
     if access.getEffectiveLevel() > logging.INFO:
         access.setLevel(logging.INFO)
     snap = view.snapshot()
+    mixed = _torch_variants(snap.files.values())
+    if len(mixed) > 1:
+        log.warning(
+            "this selection holds torch builds of several variants (%s): pip may mix them; "
+            "serve one with --requirements FILE (a requirements-*.txt that fetch wrote)",
+            ", ".join(sorted(mixed)),
+        )
     url_host = socket.gethostname() if host in _WILDCARD_HOSTS else host
     click.echo(
         f"Serving {len(snap.files)} wheels of {len(snap.projects)} projects from "
@@ -162,7 +182,8 @@ def index_command(
     click.echo("Host it with nginx (PEP 691 JSON + HTML):")
     click.echo(f"  include {result.outdir / SNIPPET_NAME};   # in the http {{}} block")
     click.echo("or with any static web server (HTML pages), e.g.:")
-    click.echo(f"  python -m http.server --directory {shlex.quote(str(result.outdir))} 8000")
+    click.echo("  " + command_line(["python", "-m", "http.server", "--directory",
+                                    str(result.outdir), "8000"]))
     click.echo("and install with:")
     index = (base_url.rstrip("/") + "/simple/") if base_url else "http://HOST:8000/simple/"
     click.echo(f"  pip install --index-url {index} PACKAGE")

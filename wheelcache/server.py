@@ -328,7 +328,7 @@ class _Handler(socketserver.StreamRequestHandler):
             size = os.fstat(fh.fileno()).st_size if fh is not None else len(data or b"")
             etag = f'"{digest}"'
             headers = [("ETag", etag), ("Last-Modified", http_date(mtime)),
-                       ("Accept-Ranges", "bytes"), ("Cache-Control", "public, max-age=86400")]
+                       ("Accept-Ranges", "bytes"), ("Cache-Control", "no-cache")]
             status = _file_status(h, etag, mtime, size)
             if status == 304:
                 self._start(304, headers)
@@ -402,7 +402,8 @@ class IndexServer(socketserver.ThreadingTCPServer):
     """A threaded HTTP/1.1 server over a :class:`CacheView`; ``serve_forever`` runs it."""
 
     daemon_threads = True
-    allow_reuse_address = True
+    # On Windows SO_REUSEADDR lets a second server take a port that is in use.
+    allow_reuse_address = sys.platform != "win32"
     request_queue_size = 128
 
     def __init__(

@@ -96,7 +96,7 @@ def render_nginx_snippet(root: Path, *, prefix: str = "/", listen: str = "8080")
     with q=1) and ``index.html`` otherwise; ``q=0`` for JSON counts as a refusal.  A regex
     cannot weigh q-values against each other; no installer relies on that.
     """
-    root_s = str(root).replace('"', '\\"')
+    root_s = root.as_posix().replace('"', '\\"')  # nginx wants / even on Windows
     return f"""\
 # nginx configuration for a static index written by `wheelcache index`.
 # Include it in the http {{}} block (e.g. copy to /etc/nginx/conf.d/wheelcache.conf),

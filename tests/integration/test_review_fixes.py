@@ -103,3 +103,32 @@ def test_cancel_ends_a_retry_wait_at_once() -> None:
             http.get(srv.url + "/page/")
         http.close()
         assert len(srv.requests) == 1  # no second attempt after the 60 s wait was cut short
+
+
+def test_verify_really_remakes_a_damaged_view(torch_index: TorchIndex, tmp_path: Path) -> None:
+    code, out, err = _fetch(torch_index, tmp_path / "c", "filelock")
+    assert code == 0, err
+    view = Path(json.loads(out)["files"][0]["path"])
+    good = view.read_bytes()
+    view.unlink()
+    view.write_bytes(b"\0" * len(good))  # same size, garbage: what a bad copy leaves
+    result = CliRunner().invoke(main, ["verify", "--cache-dir", str(tmp_path / "c")])
+    assert view.read_bytes() == good, result.stdout + result.stderr
+
+
+def test_serve_warns_when_torch_variants_are_mixed(
+    torch_index: TorchIndex, tmp_path: Path
+) -> None:
+    from wheelcache.cache import Cache
+    from wheelcache.cli_serve import _torch_variants
+    from wheelcache.publish import CacheView, Selection
+
+    cache = tmp_path / "c"
+    for variant in ("cpu", "cu121"):
+        result = CliRunner().invoke(main, [
+            "fetch", f"--variant={variant}", "--py", "3.11", "--platform", "linux_x86_64",
+            "--torch", "2.4.0", "--no-deps", "torch", "--torch-index", torch_index.torch_index_url,
+            "--index-url", torch_index.deps_index_url, "--cache-dir", str(cache)])  # fmt: skip
+        assert result.exit_code == 0, result.stderr
+    view = CacheView(Cache(cache), Selection())
+    assert _torch_variants(view.snapshot().files.values()) == {"cpu", "cu121"}
