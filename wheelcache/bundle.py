@@ -6,6 +6,8 @@
     DEST/simple/index.html, <project>/index.html…  a simple index with relative links
     DEST/requirements.txt                          every wheel pinned with --hash=sha256:
     DEST/install.bat, install.ps1, install.sh      pip alone: --no-index --find-links wheels
+      (for wheels of several targets: requirements-<variant>-<abi>-<platform>.txt per target
+      and no install scripts, see :mod:`wheelcache.bundle_texts`)
     DEST/verify.py                                 standard library only, Python 3.8+
     DEST/README.txt                                for the person at the other end
     DEST/manifest.json                             written last: every file's size and digests
@@ -14,13 +16,15 @@ Why it works this way:
 
 * The person at the other end may have no wheelcache, an old Python and a FAT32 stick, so the
   checks run *before* anything is copied (free space; no file of 4 GiB or more on FAT32, which
-  cannot hold one), and ``verify.py`` (:mod:`wheelcache.bundle_verify`) needs nothing but a
-  Python 3.8.
+  cannot hold one: :mod:`wheelcache.bundle_disk`), and ``verify.py``
+  (:mod:`wheelcache.bundle_verify`) needs nothing but a Python 3.8.
 * Every file is written to a temporary name, fsynced, renamed, then read back from the
   destination and checked: a stick that lies about writes is caught here, not at the install.
-  An interrupted export leaves a marker; running it again re-checks what is there and copies
-  only what is missing or wrong.  The manifest is written last, so a bundle with a manifest
-  is complete.
+  An interrupted export leaves a marker that lists what that run had written before it and
+  what it meant to write; the next run (even with another selection) treats all of it as its
+  own, re-checks what is there, copies only what is missing or wrong and removes the rest, so
+  no stray file of the interrupted run is left behind.  The manifest is written last, so a
+  bundle with a manifest is complete.
 * What goes in is chosen by :mod:`wheelcache.bundle_select` (offline, over the cache); the
   text files come from :mod:`wheelcache.bundle_texts`; ``verify.py`` is
   :mod:`wheelcache.bundle_verify` as it is.
@@ -37,10 +41,7 @@ import hashlib
 import json
 import logging
 import os
-import re
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -54,14 +55,16 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
 from . import __version__, bundle_verify
+from .bundle_disk import check_room, filesystem_type, free_bytes
 from .bundle_select import BundleSelection
 from .bundle_texts import (
-    human_size,
+    REQUIREMENTS,
     render_install_bat,
     render_install_ps1,
     render_install_sh,
     render_readme,
     render_requirements,
+    requirements_name,
 )
 from .bundle_verify import INCOMPLETE_MARKER, MANIFEST, ManifestError
 from .cache import Cache, describe_os_error, fsync_dir
@@ -72,118 +75,14 @@ from .layout import safe_filename
 from .publish import CacheView, Pin, Selection, Snapshot
 from .static_index import write_static_index
 
-__all__ = [
-    "FAT32_MAX_FILE",
-    "ExportResult",
-    "export_bundle",
-    "filesystem_type",
-    "free_bytes",
-    "fs_type_from_mount_output",
-    "fs_type_from_mountinfo",
-    "is_fat",
-    "write_hashed",
-]
+__all__ = ["ExportResult", "export_bundle", "write_hashed"]
 
 log = logging.getLogger(__name__)
 
-FAT32_MAX_FILE = 2**32 - 1  # FAT32 stores a file's size in 32 bits
-_FAT = frozenset({"vfat", "msdos", "fat", "fat12", "fat16", "fat32", "umsdos"})
 _TMP_SUFFIX = ".wctmp"
 _EXECUTABLE = frozenset({"install.sh", "verify.py"})
 _CHUNK = 1 << 20
 Progress = Callable[[str, int, int], None]  # (relative path, bytes done, bytes total)
-
-
-# -- the destination's filesystem -------------------------------------------------------------
-def _unescape_mount(text: str) -> str:
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), text)
-
-
-def _under(mount: str, path: str) -> bool:
-    return mount == "/" or path == mount or path.startswith(mount.rstrip("/") + "/")
-
-
-def fs_type_from_mountinfo(text: str, path: str) -> str | None:
-    """The filesystem type of *path* (absolute, resolved) from ``/proc/self/mountinfo``.
-
-    >>> info = ("22 1 8:1 / / rw - ext4 /dev/sda1 rw\\n"
-    ...         "40 22 8:17 / /media/USB\\\\040STICK rw - vfat /dev/sdb1 rw\\n")
-    >>> fs_type_from_mountinfo(info, "/media/USB STICK/bundle"), fs_type_from_mountinfo(info, "/")
-    ('vfat', 'ext4')
-    """
-    best, best_len = None, -1
-    for line in text.splitlines():
-        left, sep, right = line.partition(" - ")
-        fields, after = left.split(), right.split()
-        if not sep or len(fields) < 5 or not after:
-            continue
-        mount = _unescape_mount(fields[4])
-        if _under(mount, path) and len(mount) >= best_len:  # a later over-mount wins a tie
-            best, best_len = after[0], len(mount)
-    return best
-
-
-def fs_type_from_mount_output(text: str, path: str) -> str | None:
-    """The filesystem type of *path* from macOS/BSD ``mount`` output.
-
-    >>> out = ("/dev/disk1s1 on / (apfs, local, journaled)\\n"
-    ...        "/dev/disk4s1 on /Volumes/NO NAME (msdos, local, nodev, nosuid, noowners)\\n")
-    >>> fs_type_from_mount_output(out, "/Volumes/NO NAME/b"), fs_type_from_mount_output(out, "/x")
-    ('msdos', 'apfs')
-    """
-    best, best_len = None, -1
-    for line in text.splitlines():
-        m = re.match(r"^.*? on (.*) \(([^,)]+)", line)
-        if m and _under(m.group(1), path) and len(m.group(1)) >= best_len:
-            best, best_len = m.group(2).strip(), len(m.group(1))
-    return best
-
-
-def _existing(path: Path) -> Path:
-    path = path.absolute()
-    while not path.exists() and path.parent != path:
-        path = path.parent
-    return path
-
-
-def _windows_fs_type(path: str) -> str | None:
-    if sys.platform != "win32":
-        return None
-    import ctypes
-
-    kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
-    root = ctypes.create_unicode_buffer(1024)
-    if not kernel32.GetVolumePathNameW(ctypes.c_wchar_p(path), root, 1024):
-        return None
-    name = ctypes.create_unicode_buffer(261)
-    if not kernel32.GetVolumeInformationW(root, None, 0, None, None, None, name, 261):
-        return None
-    return str(name.value)
-
-
-def filesystem_type(path: Path) -> str | None:
-    """The type of the filesystem *path* is (or would be) on, or None when unknown."""
-    where = _existing(path)
-    try:
-        if sys.platform == "win32":
-            return _windows_fs_type(str(where))
-        real = os.path.realpath(where)
-        if sys.platform == "darwin":
-            out = subprocess.run(["mount"], capture_output=True, text=True, timeout=10).stdout
-            return fs_type_from_mount_output(out, real)
-        return fs_type_from_mountinfo(Path("/proc/self/mountinfo").read_text(), real)
-    except (OSError, ValueError, subprocess.SubprocessError):
-        return None
-
-
-def is_fat(fs_type: str | None) -> bool:
-    """FAT12/16/32 as Linux, macOS and Windows name them (exFAT is fine)."""
-    return fs_type is not None and fs_type.lower() in _FAT
-
-
-def free_bytes(path: Path) -> int:
-    """Free bytes on the filesystem *path* is (or would be) on."""
-    return shutil.disk_usage(_existing(path)).free
 
 
 # -- export -----------------------------------------------------------------------------------
@@ -229,6 +128,8 @@ class ExportResult:
     reused: int
     removed: int
     fs_type: str | None
+    requirement_files: tuple[str, ...] = (REQUIREMENTS,)
+    install_scripts: bool = True  # False for wheels of several targets (see README.txt)
 
 
 def _os_error(exc: OSError, where: Path | str) -> BundleError:
@@ -268,57 +169,49 @@ def _pages(cache: Cache, rows: Sequence[CatalogRow]) -> list[_Item]:
     return items
 
 
-def _previous(dest: Path) -> list[str]:
-    """Files a previous (maybe interrupted) export wrote; refuse a folder that is not ours."""
+def _previous(dest: Path) -> set[str]:
+    """Files a previous (maybe interrupted) export wrote; refuse a folder that is not ours.
+
+    After an interruption that is what the interrupted run found from before it (its
+    ``previous``) and everything it meant to write (its ``planned``; some of it is there), plus
+    a manifest that may still be there; a re-run with another selection removes all of it that
+    it does not write itself.
+    """
     if not dest.exists():
-        return []
+        return set()
     if not dest.is_dir():
         raise BundleError(f"{dest} exists and is not a folder")
+    found: set[str] = set()
     marker = dest / INCOMPLETE_MARKER
     if marker.exists():
         with contextlib.suppress(OSError, ValueError):
             data = json.loads(marker.read_bytes())
-            if isinstance(data, dict) and isinstance(data.get("previous"), list):
-                return [str(p) for p in data["previous"]]
-        return []
+            if isinstance(data, dict):
+                for key in ("previous", "planned"):
+                    if isinstance(data.get(key), list):
+                        found.update(str(p) for p in data[key])
     if (dest / MANIFEST).exists():
         try:
-            return [e.path for e in bundle_verify.manifest_entries(
-                bundle_verify.load_manifest(str(dest)))]  # fmt: skip
+            found.update(e.path for e in bundle_verify.manifest_entries(
+                bundle_verify.load_manifest(str(dest))))  # fmt: skip
         except ManifestError as exc:
-            raise BundleError(f"{dest}: {exc}; choose an empty folder") from exc
-    if any(not bundle_verify.is_ignored(p.name) for p in dest.iterdir()):
+            if not marker.exists():
+                raise BundleError(f"{dest}: {exc}; choose an empty folder") from exc
+    elif not marker.exists() and any(not bundle_verify.is_ignored(p.name)
+                                     for p in dest.iterdir()):  # fmt: skip
         raise BundleError(f"{dest} is not empty and is not a wheelcache bundle; choose an empty "
                           "folder (or one a previous export wrote)")
-    return []
+    return found
 
 
-def _preflight(dest: Path, items: Sequence[_Item], fs: str | None,
-               free: Callable[[Path], int]) -> None:  # fmt: skip
-    """Refuse before copying anything: a FAT32 file-size limit, or too little free space."""
-    if is_fat(fs):
-        big = [i for i in items if i.size > FAT32_MAX_FILE]
-        if big:
-            i = max(big, key=lambda i: i.size)
-            raise BundleError(
-                f"{dest} is on a FAT32 filesystem ({fs}), which cannot hold a file of 4 GiB or "
-                f"more, and {i.rel.rsplit('/', 1)[-1]} is {human_size(i.size)} ({i.size} bytes); "
-                "reformat the stick as exFAT or NTFS (this erases it), or export to another disk"
-            )
-    need = 0
+def _present(dest: Path, items: Sequence[_Item]) -> set[str]:
+    """Items an earlier run left with the right size (checked again before they are kept)."""
+    out = set()
     for i in items:
-        try:
+        with contextlib.suppress(OSError):
             if dest.joinpath(*i.rel.split("/")).stat().st_size == i.size:
-                continue  # there from an earlier run (checked again before it is kept)
-        except OSError:
-            pass
-        need += i.size + 64 * 1024  # a cluster or two of filesystem overhead per file
-    need += 4 << 20
-    have = free(dest)
-    if need > have:
-        raise BundleError(f"not enough free space on {dest}: the bundle needs {human_size(need)}, "
-                          f"{human_size(have)} are free; free some space, use a bigger disk, or "
-                          "leave out what the other side has with --exclude-present")
+                out.add(i.rel)
+    return out
 
 
 def write_hashed(
@@ -451,16 +344,18 @@ def export_bundle(
                 raise BundleError(f"{i.rel} and {seen[i.rel.lower()]} differ only in case")
         previous = _previous(dest)
         fs = (fs_type or filesystem_type)(dest)
-        _preflight(dest, items, fs, free_space or free_bytes)
+        check_room(dest, [(i.rel, i.size) for i in items], fs, free_space or free_bytes,
+                   present=_present(dest, items))  # fmt: skip
         dest.mkdir(parents=True, exist_ok=True)
-        marker = json.dumps({"previous": previous}).encode()
+        marker = json.dumps({"previous": sorted(previous),
+                             "planned": sorted(i.rel for i in items)}).encode()  # fmt: skip
         (dest / INCOMPLETE_MARKER).write_bytes(marker)
         with contextlib.suppress(FileNotFoundError):
             (dest / MANIFEST).unlink()  # the bundle is incomplete from here until the end
         for stale in list(dest.rglob(f"*{_TMP_SUFFIX}")):
             stale.unlink()
         # Wheels first (the long part), then what refers to them, the manifest last.
-        order = {"wheel": 0, "metadata": 1, "page": 2, "text": 3}
+        order = {"wheel": 0, "metadata": 1, "page": 2, "requirements": 3, "text": 3}
         copied = sum(_place(dest, i, progress)
                      for i in sorted(items, key=lambda i: (order.get(i.kind, 9), i.rel)))
         current = {i.rel for i in items}
@@ -473,9 +368,10 @@ def export_bundle(
         raise _os_error(exc, getattr(exc, "filename", None) or dest) from exc
     cache.catalog.touch([r.sha256 for r in carried])
     log.info("bundle in %s: %d wheels, %d files copied", dest, len(carried), copied)
+    reqs = tuple(sorted(i.rel for i in items if i.kind == "requirements"))
     return ExportResult(dest, len(carried), len(left_out), len(items),
                         sum(i.size for i in items), copied, len(items) - copied, removed,
-                        fs)  # fmt: skip
+                        fs, reqs, any(i.rel == "install.sh" for i in items))  # fmt: skip
 
 
 def _manifest(sel: BundleSelection, items: Sequence[_Item], left_out: Sequence[CatalogRow],
@@ -503,15 +399,34 @@ def _manifest(sel: BundleSelection, items: Sequence[_Item], left_out: Sequence[C
 
 def _text_items(sel: BundleSelection, carried: Sequence[CatalogRow],
                 left_out: Sequence[CatalogRow]) -> list[_Item]:  # fmt: skip
-    py = f"{sel.target.python[0]}.{sel.target.python[1]}" if sel.target else None
+    """Requirements, install scripts, README.txt and verify.py.
+
+    Wheels of several targets get one requirements file per target and no install scripts
+    (a script cannot know which host it runs on); see :mod:`wheelcache.bundle_texts`.
+    """
     verify = resources.files("wheelcache").joinpath("bundle_verify.py").read_bytes()
-    texts = {
-        "requirements.txt": render_requirements([*carried, *left_out]),
-        "install.sh": render_install_sh(py),
-        "install.bat": render_install_bat(py),
-        "install.ps1": render_install_ps1(py),
-        "README.txt": render_readme(targets=sel.targets, requested=sel.requested,
-                                    carried=carried, left_out=left_out),  # fmt: skip
-    }
-    items = [_data_item(k, v.encode(), "text") for k, v in texts.items()]
+    rows = [*carried, *left_out]
+    texts: dict[str, str] = {}
+    reqs: dict[str, str] = {}
+    per_target: list[tuple[str, str]] = []
+    unlisted = 0
+    if sel.per_target:
+        listed: set[str] = set()
+        for description, shas in sel.per_target:
+            name = requirements_name(description)
+            wanted = set(shas)
+            reqs[name] = render_requirements([r for r in rows if r.sha256 in wanted], name)
+            per_target.append((description, name))
+            listed |= wanted
+        unlisted = sum(r.sha256 not in listed for r in carried)
+    else:
+        py = f"{sel.target.python[0]}.{sel.target.python[1]}" if sel.target else None
+        reqs[REQUIREMENTS] = render_requirements(rows)
+        texts.update({"install.sh": render_install_sh(py), "install.bat": render_install_bat(py),
+                      "install.ps1": render_install_ps1(py)})  # fmt: skip
+    texts["README.txt"] = render_readme(targets=sel.targets, requested=sel.requested,
+                                        carried=carried, left_out=left_out,
+                                        per_target=per_target, unlisted=unlisted)  # fmt: skip
+    items = [_data_item(k, v.encode(), "requirements") for k, v in reqs.items()]
+    items += [_data_item(k, v.encode(), "text") for k, v in texts.items()]
     return [*items, _data_item("verify.py", verify, "text")]

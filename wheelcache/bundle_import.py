@@ -1,11 +1,13 @@
 """The other side of a bundle: ``wheelcache verify BUNDLE`` and ``wheelcache import BUNDLE``.
 
 ``verify`` runs the checks of the bundle's own ``verify.py`` (:mod:`wheelcache.bundle_verify`)
-and also compares blake3.  ``import`` copies each wheel into a temp file inside the cache while
-hashing it, compares size, sha256 and blake3 with the manifest, and only then ingests it (under
-the same per-sha256 lock the downloader holds), so a damaged file is refused and named while
-the good ones still arrive.  The targets the exporting cache recorded for each wheel are
-recorded here too, so ``ls --target`` and ``export`` of pins work on the offline side as well.
+and also compares blake3.  ``import`` checks each wheel's size only (a stat), then copies it
+into a temp file inside the cache while hashing it, compares size, sha256 and blake3 with the
+manifest, and only then ingests it (under the same per-sha256 lock the downloader holds), so a
+damaged file is refused and named while the good ones still arrive, and each wheel is read
+once (a USB stick reads slowly).  Where the hashes came from (``index``, ``mirror`` or
+``computed``) is carried over as the exporting cache recorded it, and so are the targets it
+recorded for each wheel, so ``ls --target`` and ``export`` of pins work on the offline side.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from .layout import safe_filename
 from .models import Blake3, Sha256
 
 __all__ = ["ImportResult", "import_bundle", "verify_bundle"]
+
+_ORIGINS = frozenset({"index", "mirror", "computed"})  # as fetch records them
 
 
 def _blake3_factory() -> Any:
@@ -72,8 +76,8 @@ def _import_wheel(cache: Cache, src: Path, entry: bundle_verify.Entry,
             cache.catalog.add_target(Sha256(entry.sha256), t)
         # Nothing to import, but a damaged copy on the stick is still worth naming.
         return "present", bundle_verify.check_entry(str(src), entry, _blake3_factory)
-    problem = bundle_verify.check_entry(str(src), entry)  # cheap: missing or wrong size
-    if problem is not None and problem.kind in ("missing", "truncated"):
+    problem = bundle_verify.check_size(str(src), entry)  # a stat; the copy below hashes
+    if problem is not None:
         return "refused", problem
     lock = cache.lock(entry.sha256)  # the key the downloader holds for these bytes
     if not lock.acquire(timeout=120):
@@ -92,7 +96,7 @@ def _import_wheel(cache: Cache, src: Path, entry: bundle_verify.Entry,
             tmp, sha256=Sha256(sha), blake3=Blake3(b3), size=size, filename=filename,
             project=str(item.get("project") or name), version=str(item.get("version") or version),
             url=str(item.get("url") or f"bundle:{filename}"),
-            hash_origin=origin if origin in ("index", "computed") else "computed",
+            hash_origin=origin if origin in _ORIGINS else "computed",
         )  # fmt: skip
         for t in targets:
             cache.catalog.add_target(Sha256(sha), t)

@@ -10,17 +10,31 @@ pinned wheels were fetched for), else this machine.  A wheel ``fetch`` chose for
 target counts as fitting it even where the rebuilt target would reject its tags (a host's
 glibc is not part of the recorded text).
 
+The PyTorch variant (cpu, cu121 …) is part of the target, and a cache often holds several
+builds of one torch that all fit the same host's tags.  A recorded target names its variant;
+otherwise it is the one the pins name (``+cu118``), ``--cuda``/``--cpu``/``--variant`` (or
+``--cuda auto``: the probe file's driver decides among the CUDA builds the cache holds), or
+the only one the cache holds for the target.  When several fit and none was named, the
+selection is refused: silently taking the highest local version once shipped ``+cu121``
+wheels and ``nvidia-*`` wheels in a bundle labelled "(cpu)".  For ``--all`` and ``--lock`` the
+variant also leaves out wheels the cache recorded only for targets of other variants (the
+``nvidia-*`` wheels of a CUDA build).
+
 ``--lock FILE`` selects the lines of a hash-pinned requirements file (``fetch`` writes one per
-target into ``wheels-v1/``), ``--all`` everything; both can be narrowed to a target.
+target into ``wheels-v1/``), ``--all`` everything; both can be narrowed to a target.  Wheels
+recorded for several targets that do not share them are grouped per target
+(:attr:`BundleSelection.per_target`), since one requirements file is right for one target only.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
+import logging
 import re
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -28,21 +42,34 @@ from typing import Any
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
-from packaging.version import Version
+from packaging.version import InvalidVersion, Version
 
 from .cache import Cache
 from .catalog import CatalogRow
-from .errors import BundleError, WheelcacheError
-from .evaluator import Candidate, Evaluation, best_per_version, evaluate_file
+from .errors import BundleError, TargetError, WheelcacheError
+from .evaluator import Candidate, Evaluation, best_per_version, evaluate_file, variant_mismatch
 from .models import CoreMetadata, DistFile, Sha256, parse_core_metadata
 from .provider import Req, resolve
-from .publish import read_requirements_file
+from .publish import dist_info_metadata, read_requirements_file
 from .target import Target, make_target
+from .targetfile import TargetDescription, cuda_version_of
 from .variants import TORCH_FAMILY
 
-__all__ = ["BundleSelection", "read_inventory", "select_wheels", "target_of_description"]
+__all__ = [
+    "AUTO",
+    "BundleSelection",
+    "read_inventory",
+    "select_wheels",
+    "target_of_description",
+    "variant_of_description",
+]
 
+log = logging.getLogger(__name__)
+
+#: ``variant=AUTO``: the newest CUDA build in the cache that the probe file's driver runs.
+AUTO = "auto"
 _DESCRIPTION = re.compile(r"^(\S+)-(\S+) \((\S+)\)$")  # Target.describe(): cp39-win_amd64 (cu118)
+_NAME_IT = "say which with --cuda VER, --cpu or --variant NAME"
 
 
 @dataclass(frozen=True)
@@ -53,7 +80,10 @@ class BundleSelection:
     requested: tuple[str, ...]
     targets: tuple[str, ...]  # target descriptions (cp39-win_amd64 (cu118))
     target: Target | None = None  # when a single target is known
-    target_document: dict[str, Any] | None = None  # the probe's JSON from --target FILE
+    target_document: dict[str, Any] | None = None  # the target and the probe's facts
+    #: (target, sha256 of its wheels) when the rows are for several targets that do not share
+    #: them; empty when one requirements file is right for the whole bundle.
+    per_target: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 class _CacheSource:
@@ -89,10 +119,9 @@ class _CacheSource:
         row = self.by_sha[str(candidate.file.sha256)]
         try:
             with zipfile.ZipFile(self.cache.blob_path(row.blake3)) as zf:
-                names = [n for n in zf.namelist()
-                         if n.count("/") == 1 and n.endswith(".dist-info/METADATA")]  # fmt: skip
-                return parse_core_metadata(zf.read(names[0]), source=row.filename)
-        except (OSError, IndexError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+                data = zf.read(dist_info_metadata(zf, row.project))
+            return parse_core_metadata(data, source=row.filename)
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
             raise BundleError(f"cannot read the METADATA of the cached {row.filename}: {exc}; "
                               "run wheelcache verify") from exc  # fmt: skip
 
@@ -108,6 +137,16 @@ def target_of_description(description: str) -> Target | None:
         return None
 
 
+def variant_of_description(description: str) -> str | None:
+    """The variant a target description names.
+
+    >>> variant_of_description("cp39-win_amd64 (cu118)"), variant_of_description("odd")
+    ('cu118', None)
+    """
+    m = _DESCRIPTION.match(description)
+    return m.group(3) if m else None
+
+
 def _family_variant(reqs: Sequence[Req]) -> str | None:
     """``torch==2.4.0+cu118`` says the variant: companions must be cu118 builds too."""
     for r in reqs:
@@ -120,8 +159,86 @@ def _family_variant(reqs: Sequence[Req]) -> str | None:
     return None
 
 
-def _match_text(text: str, known: Iterable[str]) -> str:
+def _named_variant(variant: str | None, pinned: str | None) -> str | None:
+    """The variant asked for: by an option, or by the pins; both must agree."""
+    if variant is not None and pinned is not None and variant != pinned:
+        raise BundleError(f"the pins ask for +{pinned} builds, but the variant was given as "
+                          f"{variant}; drop one of them")  # fmt: skip
+    return variant or pinned
+
+
+def _local(row: CatalogRow) -> str | None:
+    try:
+        return Version(row.version).local
+    except InvalidVersion:
+        return None
+
+
+def _fits(row: CatalogRow, target: Target) -> bool:
+    f = DistFile(row.filename, row.url)
+    return evaluate_file(f, canonicalize_name(row.project), target).ok
+
+
+def _variants_present(rows: Iterable[CatalogRow]) -> set[str | None]:
+    """The local versions (variants) of the torch family among *rows*; None for plain ones."""
+    return {_local(r) for r in rows if canonicalize_name(r.project) in TORCH_FAMILY}
+
+
+def _show(variants: Iterable[str | None]) -> str:
+    return ", ".join(sorted(v or "plain (no +variant)" for v in variants))
+
+
+def _auto_variant(description: TargetDescription | None, present: set[str | None],
+                  where: str) -> str:  # fmt: skip
+    """``--cuda auto``: the newest CUDA build in the cache that the target's driver runs."""
+    if description is None:
+        raise BundleError("--cuda auto reads the NVIDIA driver from a target file: give "
+                          "--target FILE written by wheelcache probe on that host")  # fmt: skip
+    cuda = sorted(v for v in present if v is not None and cuda_version_of(v) is not None)
+    if not cuda:
+        raise BundleError(f"--cuda auto: the cache holds no CUDA build of torch for {where} "
+                          f"(it holds: {_show(present) or 'none'}); fetch one first or give "
+                          "--cpu")  # fmt: skip
+    variant, reason = description.choose_cuda_variant(cuda)
+    log.warning("--cuda auto: %s (among the builds in the cache: %s)", reason, ", ".join(cuda))
+    return variant
+
+
+def _decide(
+    named: str | None, present: set[str | None], description: TargetDescription | None, where: str
+) -> tuple[str | None, bool]:
+    """(variant, ambiguous): what was named, else the only variant the cache holds."""
+    if named == AUTO:
+        return _auto_variant(description, present, where), False
+    if named is not None:
+        return named, False
+    if len(present) <= 1:
+        return next(iter(present), None), False
+    return None, True
+
+
+def _ambiguous(what: str, present: set[str | None], where: str) -> BundleError:
+    return BundleError(f"the cache holds {what} for several variants that fit {where} "
+                       f"({_show(present)}); {_NAME_IT}")  # fmt: skip
+
+
+def _host(target: Target) -> str:
+    """A target without its variant: ``cp39-win_amd64``."""
+    return target.describe().rsplit(" (", 1)[0]
+
+
+def _make(base: Callable[[str], Target], variant: str | None) -> Target:
+    """The target labelled with *variant* (cpu when none: a bundle without torch)."""
+    try:
+        return base(variant or "cpu")
+    except TargetError:  # a local version that is not a variant name (+git1234)
+        return base("cpu")
+
+
+def _match_text(text: str, known: Iterable[str], variant: str | None = None) -> str:
     names = sorted(set(known))
+    if variant is not None and variant != AUTO:
+        names = [t for t in names if variant_of_description(t) == variant] or names
     exact = [t for t in names if t == text]
     found = exact or [t for t in names if text.lower() in t.lower()]
     if len(found) != 1:
@@ -132,11 +249,23 @@ def _match_text(text: str, known: Iterable[str]) -> str:
     return found[0]
 
 
+def _recorded_variant(description: str, named: str | None) -> None:
+    if named == AUTO:
+        raise BundleError(f"{description} is a recorded target and names its variant; "
+                          "--cuda auto needs --target FILE written by wheelcache probe")
+    if named is not None and named != variant_of_description(description):
+        raise BundleError(f"the target {description} is not a {named} build; give the "
+                          "target of that variant (see wheelcache ls)")  # fmt: skip
+
+
 def _resolve(
     cache: Cache,
     requirements: Sequence[str],
+    *,
     target: Target | None,
+    description: TargetDescription | None,
     target_text: str | None,
+    variant: str | None,
     fallback: Target | None,
 ) -> tuple[list[CatalogRow], tuple[str, ...], Target]:
     reqs = []
@@ -145,14 +274,18 @@ def _resolve(
             reqs.append(Req.from_requirement(Requirement(text)))
         except InvalidRequirement as exc:
             raise BundleError(f"invalid requirement {text!r}: {str(exc).splitlines()[0]}") from exc
+    named = _named_variant(variant, _family_variant(reqs))
     served_by = cache.catalog.targets()
     rows = cache.catalog.all()
-    served: set[str] = set()
-    description: str | None = None
-    if target is None:
+    if target is not None:  # a ready Target: its variant is meant
+        if named not in (None, target.variant):
+            raise BundleError(f"the target {target.describe()} is not a {named} build")
+        return _run(cache, reqs, target, target.variant, set(), ambiguous=None)
+    if description is None:
         recorded = sorted({t for ts in served_by.values() for t in ts})
+        found: str | None = None
         if target_text is not None:
-            description = _match_text(target_text, recorded)
+            found = _match_text(target_text, recorded, named)
         else:
             common: set[str] | None = None
             for r in reqs:
@@ -160,25 +293,87 @@ def _resolve(
                         and r.specifier.contains(row.version, prereleases=True)
                         for t in served_by.get(row.sha256, ())}  # fmt: skip
                 common = mine if common is None else common & mine
+            if common and named not in (None, AUTO):
+                common = {t for t in common if variant_of_description(t) == named}
             if common and len(common) > 1:
                 raise BundleError(f"{' '.join(requirements)} was fetched for several targets "
                                   f"({', '.join(sorted(common))}); say which with --target")
-            description = next(iter(common)) if common else None
-        if description is not None:
-            served = {s for s, ts in served_by.items() if description in ts}
-            target = target_of_description(description)
-            if target is None:
-                raise BundleError(f"cannot rebuild the target {description!r}; use --target "
+            found = next(iter(common)) if common else None
+        if found is not None:
+            _recorded_variant(found, named)
+            served = {s for s, ts in served_by.items() if found in ts}
+            rebuilt = target_of_description(found)
+            if rebuilt is None:
+                raise BundleError(f"cannot rebuild the target {found!r}; use --target "
                                   "with a target file from wheelcache probe")  # fmt: skip
-        elif fallback is not None:
-            target = fallback
-        else:
+            chosen, _, _ = _run(cache, reqs, rebuilt, rebuilt.variant, served, ambiguous=None)
+            return chosen, (found,), rebuilt
+        if fallback is None:
             raise BundleError("no target known for these wheels; give --target")
-    variant = _family_variant(reqs) or (target.variant if description else None)
+        fb = fallback
+        base: Callable[[str], Target] = lambda v: replace(fb, variant=v)  # noqa: E731
+    else:
+        base = description.to_target
+    plain = base("cpu")  # tags and markers do not depend on the variant
+    pins = {r.name: r.specifier for r in reqs}
+    present = _variants_present(
+        r for r in rows if canonicalize_name(r.project) in TORCH_FAMILY and _fits(r, plain)
+        and pins.get(canonicalize_name(r.project), SpecifierSet()).contains(
+            r.version, prereleases=True))  # fmt: skip
+    chosen_variant, ambiguous = _decide(named, present, description, _host(plain))
+    final = _make(base, chosen_variant)
+    return _run(cache, reqs, final, chosen_variant, set(),
+                ambiguous=present if ambiguous else None)  # fmt: skip
+
+
+def _run(
+    cache: Cache,
+    reqs: Sequence[Req],
+    target: Target,
+    variant: str | None,
+    served: set[str],
+    *,
+    ambiguous: set[str | None] | None,
+) -> tuple[list[CatalogRow], tuple[str, ...], Target]:
+    """Resolve over the cache; refuse when torch is in the closure and its variant was open."""
     source = _CacheSource(cache, target, variant, served)
     resolution = resolve(reqs, target, source, source)
+    if ambiguous is not None:
+        torch = sorted(c.name for c in resolution.candidates if c.name in TORCH_FAMILY)
+        if torch:
+            raise _ambiguous(torch[0], ambiguous, _host(target))
     chosen = [source.by_sha[str(c.file.sha256)] for c in resolution.candidates]
-    return chosen, (description,) if description else (target.describe(),), target
+    return chosen, (target.describe(),), target
+
+
+def _of_variant(pool: Sequence[CatalogRow], variant: str | None,
+                served_by: dict[str, list[str]]) -> list[CatalogRow]:  # fmt: skip
+    """Leave out torch builds of other variants, and wheels recorded only for targets of
+    other variants (the ``nvidia-*`` wheels of a CUDA build)."""
+    if variant is None:
+        return list(pool)
+    out = []
+    for r in pool:
+        if canonicalize_name(r.project) in TORCH_FAMILY:
+            try:
+                if variant_mismatch(Version(r.version), variant) is not None:
+                    continue
+            except InvalidVersion:
+                continue
+        else:
+            recorded = {variant_of_description(t) for t in served_by.get(r.sha256, ())}
+            if recorded and variant not in recorded and None not in recorded:
+                continue
+        out.append(r)
+    return out
+
+
+def _document(description: TargetDescription, target: Target) -> dict[str, Any]:
+    """The manifest's ``target``: the target used, and what the probe said about the host."""
+    probe = dataclasses.asdict(description)
+    probe.pop("source", None)
+    probe["markers"] = dict(description.markers)
+    return {**target.to_dict(), "probe": probe}
 
 
 def select_wheels(
@@ -189,52 +384,102 @@ def select_wheels(
     everything: bool = False,
     target: Target | None = None,
     target_text: str | None = None,
-    target_document: dict[str, Any] | None = None,
+    description: TargetDescription | None = None,
+    variant: str | None = None,
     fallback: Target | None = None,
 ) -> BundleSelection:
     """Choose the cached wheels for a bundle, without any network.
 
     *requirements* (``torch==2.4.0+cu118``) are resolved with their whole closure over the
-    cache for *target* (a probe file), else for the target the cache says they were fetched
-    for (*target_text* picks one), else for *fallback*.  *lock* selects the lines of a
-    requirements file (by their ``--hash`` where present); *everything* selects all.
+    cache for *target* (ready, with its variant), else for *description* (a probe file), else
+    for the target the cache says they were fetched for (*target_text* picks one), else for
+    *fallback*.  *variant* names the PyTorch variant (or :data:`AUTO`); see the module
+    docstring for what happens without it.  *lock* selects the lines of a requirements file
+    (by their ``--hash`` where present); *everything* selects all.
     """
     if sum(map(bool, (requirements, lock, everything))) != 1:
         raise BundleError("give requirements, --lock FILE or --all (one of them)")
     if requirements:
-        rows, targets, chosen = _resolve(cache, requirements, target, target_text, fallback)
+        rows, targets, chosen = _resolve(cache, requirements, target=target,
+                                         description=description, target_text=target_text,
+                                         variant=variant, fallback=fallback)  # fmt: skip
         wanted = tuple(str(Requirement(r)) for r in requirements)
-        return BundleSelection(tuple(rows), wanted, targets, chosen, target_document)
+        doc = _document(description, chosen) if description is not None else None
+        return BundleSelection(tuple(rows), wanted, targets, chosen, doc)
+    return _select_pool(cache, lock=lock, target=target, target_text=target_text,
+                        description=description, variant=variant)  # fmt: skip
+
+
+def _select_pool(
+    cache: Cache,
+    *,
+    lock: Path | None,
+    target: Target | None,
+    target_text: str | None,
+    description: TargetDescription | None,
+    variant: str | None,
+) -> BundleSelection:
+    """``--all`` or ``--lock``: every cached wheel (of the lock), narrowed to a target."""
     served_by = cache.catalog.targets()
     pool = cache.catalog.all()
-    named: list[str] = []
-    if target_text is not None:
-        text = _match_text(target_text, {t for ts in served_by.values() for t in ts})
-        pool = [r for r in pool if text in served_by.get(r.sha256, ())]
-        named = [text]
-        target = target or target_of_description(text)
-    elif target is not None:
-        pool = [r for r in pool if evaluate_file(
-            DistFile(r.filename, r.url), canonicalize_name(r.project), target).ok]  # fmt: skip
-        named = [target.describe()]
-    requested: tuple[str, ...] = ()
-    if lock is not None:
-        pins = read_requirements_file(lock)
-        missing = [p.text for p in pins if not any(p.matches(r) for r in pool)]
+    pins = read_requirements_file(lock) if lock is not None else None
+
+    def pinned(rows: Sequence[CatalogRow], where: str) -> list[CatalogRow]:
+        if pins is None:
+            return list(rows)
+        missing = [p.text for p in pins if not any(p.matches(r) for r in rows)]
         if missing:
-            raise BundleError(f"not in the cache{' for that target' if named else ''}: "
-                              f"{', '.join(missing)} (fetch them first)")  # fmt: skip
-        pool = [r for r in pool if any(p.matches(r) for p in pins)]
-        requested = tuple(p.text for p in pins)
+            raise BundleError(f"not in the cache{where}: {', '.join(missing)} (fetch them "
+                              "first)")  # fmt: skip
+        return [r for r in rows if any(p.matches(r) for p in pins)]
+
+    named: list[str] = []
+    chosen: Target | None = None
+    if target_text is not None:
+        text = _match_text(target_text, {t for ts in served_by.values() for t in ts}, variant)
+        _recorded_variant(text, variant)
+        pool = pinned([r for r in pool if text in served_by.get(r.sha256, ())],
+                      " for that target")  # fmt: skip
+        named, chosen = [text], target_of_description(text)
+    elif target is not None:
+        if variant not in (None, target.variant):
+            raise BundleError(f"the target {target.describe()} is not a {variant} build")
+        pool = pinned([r for r in pool if _fits(r, target)], " for that target")
+        pool = pinned(_of_variant(pool, target.variant, served_by), f" for {target.describe()}")
+        named, chosen = [target.describe()], target
+    elif description is not None:
+        plain = description.to_target("cpu")  # tags and markers do not depend on the variant
+        where = _host(plain)
+        pool = pinned([r for r in pool if _fits(r, plain)], " for that target")
+        present = _variants_present(pool)
+        picked, ambiguous = _decide(variant, present, description, where)
+        if ambiguous:
+            raise _ambiguous("torch", present, where)
+        pool = pinned(_of_variant(pool, picked, served_by), f" for {where} ({picked})")
+        chosen = _make(description.to_target, picked)
+        named = [chosen.describe()]
+    else:
+        if variant == AUTO:
+            raise BundleError("--cuda auto reads the NVIDIA driver from a target file: give "
+                              "--target FILE written by wheelcache probe on that host")
+        pool = pinned(_of_variant(pool, variant, served_by),
+                      f" as {variant} builds" if variant else "")  # fmt: skip
     if not pool:
         raise BundleError("nothing in the cache matches; see wheelcache ls")
+    per_target: tuple[tuple[str, tuple[str, ...]], ...] = ()
     if not named:  # the targets every selected wheel was fetched for (a lock has one)
         sets = [set(served_by[r.sha256]) for r in pool if served_by.get(r.sha256)]
         common = set.intersection(*sets) if sets else set()
         named = sorted(common or set().union(*sets))
         if len(common) == 1:
-            target = target_of_description(named[0])
-    return BundleSelection(tuple(pool), requested, tuple(named), target, target_document)
+            chosen = target_of_description(named[0])
+        elif not common and len(named) > 1:
+            per_target = tuple((t, tuple(r.sha256 for r in pool
+                                         if t in served_by.get(r.sha256, ())))
+                               for t in named)  # fmt: skip
+    requested = tuple(p.text for p in pins) if pins is not None else ()
+    doc = _document(description, chosen) if description is not None and chosen else None
+    return BundleSelection(tuple(pool), requested, tuple(named), chosen, doc, per_target)
 
 
 def read_inventory(path: Path) -> frozenset[str]:

@@ -34,12 +34,14 @@ __all__ = [
     "FORMAT_VERSION",
     "INCOMPLETE_MARKER",
     "MANIFEST",
+    "REPAIR",
     "Entry",
     "ManifestError",
     "Problem",
     "Report",
     "check_bundle",
     "check_entry",
+    "check_size",
     "format_problem",
     "hash_file",
     "is_ignored",
@@ -55,6 +57,12 @@ FORMAT_VERSION = 1
 #: Present while an export runs; an interrupted export leaves it, and a re-run finishes.
 INCOMPLETE_MARKER = ".wheelcache-export-incomplete"
 CHUNK = 1 << 20
+#: What to do about a damaged bundle (true to what ``wheelcache export`` does on a re-run).
+REPAIR = (
+    "copy the bundle again, or run the same wheelcache export into it again: that rewrites "
+    "missing and damaged files and removes files an earlier export wrote; other extra files "
+    "must be removed by hand"
+)
 
 # Files operating systems put on removable disks by themselves; never "extra".
 _OS_NAMES = frozenset(
@@ -206,13 +214,11 @@ def hash_file(
     return size, sha.hexdigest(), (b3.hexdigest() if b3 is not None else "")
 
 
-def check_entry(
-    root: str,
-    entry: Entry,
-    blake3: Callable[[], Any] | None = None,
-    progress: Callable[[int], None] | None = None,
-) -> Problem | None:
-    """The problem with one listed file, or None when its size and digests match."""
+def check_size(root: str, entry: Entry) -> Problem | None:
+    """The problem with one listed file that its size alone shows (missing, truncated, longer).
+
+    Cheap: ``wheelcache import`` checks this before it copies, then hashes while copying.
+    """
     path = os.path.join(root, *entry.path.split("/"))
     try:
         size = os.stat(path).st_size
@@ -224,6 +230,20 @@ def check_entry(
         return Problem("truncated", entry.path, f"{size} of {entry.size} bytes")
     if size > entry.size:
         return Problem("corrupt", entry.path, f"{size} bytes, the manifest says {entry.size}")
+    return None
+
+
+def check_entry(
+    root: str,
+    entry: Entry,
+    blake3: Callable[[], Any] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Problem | None:
+    """The problem with one listed file, or None when its size and digests match."""
+    problem = check_size(root, entry)
+    if problem is not None:
+        return problem
+    path = os.path.join(root, *entry.path.split("/"))
     try:
         size, sha, b3 = hash_file(path, blake3, progress)
     except OSError as exc:
@@ -308,11 +328,7 @@ def main(argv: list[str] | None = None) -> int:
                 "checked by `wheelcache verify` only)"
             )
         return 0
-    print(
-        f"FAILED: {len(report.problems)} problem(s) in {args.bundle}; copy the bundle again "
-        "(or re-run the same wheelcache export, which repairs it)",
-        file=sys.stderr,
-    )
+    print(f"FAILED: {len(report.problems)} problem(s) in {args.bundle}; {REPAIR}", file=sys.stderr)
     return 1
 
 

@@ -1,4 +1,5 @@
-"""Looking after the cache: ``ls``, ``verify``, ``rm``, ``gc`` and ``info``.
+"""Looking after the cache: ``ls``, ``verify``, ``rm`` and ``info``, and the deletion helpers
+that ``gc`` (:mod:`wheelcache.care_gc`) shares with them.
 
 Every function here may run while another process fetches into the same cache or serves it, so
 each deletion follows the same rules as the downloader:
@@ -15,6 +16,11 @@ each deletion follows the same rules as the downloader:
   hash is locked by its URL key instead; for it the age rule alone protects.
 * Wheels used or fetched in the last :data:`RECENT_SECONDS` are never evicted by size: a
   running ``fetch`` found or stored them and is about to hand them out.
+
+``verify`` also checks the METADATA files ``serve`` and ``index`` extracted from the wheels
+(``metadata-v1/<sha256>.metadata``): pip checks them against the hash on the page and then
+trusts their dependency lists, so a damaged one is rewritten from its wheel (atomically, as
+the publisher writes it) and named.
 """
 
 from __future__ import annotations
@@ -26,8 +32,9 @@ import os
 import re
 import shutil
 import time
+import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +42,10 @@ from blake3 import blake3 as _blake3
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 
-from .cache import Cache, describe_os_error
+from .cache import Cache
 from .catalog import CatalogRow
 from .errors import CacheError
-from .publish import METADATA_BUCKET
+from .publish import METADATA_BUCKET, dist_info_metadata
 from .units import parse_age, parse_size
 
 __all__ = [
@@ -46,18 +53,21 @@ __all__ = [
     "RECENT_SECONDS",
     "CacheInfo",
     "CacheProblem",
-    "GcResult",
     "RemoveResult",
     "VerifyResult",
     "WheelInfo",
+    "blob_files",
     "cache_info",
-    "collect_garbage",
+    "delete_wheel",
     "file_digests",
     "list_wheels",
+    "locked",
     "match_spec",
     "parse_age",
     "parse_size",
+    "remove_file",
     "remove_wheels",
+    "tree_size",
     "verify_cache",
 ]
 
@@ -65,8 +75,6 @@ log = logging.getLogger(__name__)
 
 QUARANTINE = "quarantine-v1"
 RECENT_SECONDS = 15 * 60.0
-PARTIAL_MAX_AGE = 30 * 86400.0  # partials kept a month unless --older-than says otherwise
-TMP_MAX_AGE = 86400.0  # temp files of crashed processes
 _CHUNK = 1 << 20
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -139,7 +147,7 @@ def list_wheels(
 
 # -- shared deletion helpers ----------------------------------------------------------------
 @contextlib.contextmanager
-def _locked(cache: Cache, key: str, timeout: float) -> Iterator[bool]:
+def locked(cache: Cache, key: str, timeout: float) -> Iterator[bool]:
     """Hold ``cache.lock(key)`` if it can be had within *timeout*; yields whether it was."""
     lock = cache.lock(key)
     got = lock.acquire(timeout=timeout)
@@ -150,7 +158,7 @@ def _locked(cache: Cache, key: str, timeout: float) -> Iterator[bool]:
             lock.release()
 
 
-def _unlink(path: Path) -> bool:
+def remove_file(path: Path) -> bool:
     try:
         path.unlink()
         return True
@@ -173,17 +181,17 @@ def _drop_view(cache: Cache, row: CatalogRow) -> None:
             with contextlib.suppress(CacheError):
                 cache.place_view(other)
                 return
-    _unlink(view)
+    remove_file(view)
 
 
-def _delete_wheel(cache: Cache, row: CatalogRow) -> None:
+def delete_wheel(cache: Cache, row: CatalogRow) -> None:
     """Row, then view, then blob (if no other row uses it) and its metadata file."""
     blob = cache.blob_path(row.blake3)
     cache.catalog.remove(row.sha256)
     _drop_view(cache, row)
     if not cache.catalog.by_blake3(row.blake3):
-        _unlink(blob)
-    _unlink(cache.root / METADATA_BUCKET / f"{row.sha256}.metadata")
+        remove_file(blob)
+    remove_file(cache.root / METADATA_BUCKET / f"{row.sha256}.metadata")
 
 
 # -- verify ---------------------------------------------------------------------------------
@@ -218,7 +226,7 @@ def _quarantine(cache: Cache, row: CatalogRow, blob: Path) -> Path | None:
     dest = qdir / f"{row.filename}.{row.blake3[:16]}.{int(time.time())}"
     cache.catalog.remove(row.sha256)
     _drop_view(cache, row)
-    _unlink(cache.root / METADATA_BUCKET / f"{row.sha256}.metadata")
+    remove_file(cache.root / METADATA_BUCKET / f"{row.sha256}.metadata")
     try:
         qdir.mkdir(parents=True, exist_ok=True)
         os.replace(blob, dest)
@@ -250,7 +258,7 @@ def _check_row(cache: Cache, row: CatalogRow) -> list[CacheProblem]:
     if verdict is None:
         return _check_view(cache, row, blob)
     kind, why = verdict
-    with _locked(cache, row.sha256, 30) as got:
+    with locked(cache, row.sha256, 30) as got:
         if not got:
             return [CacheProblem(kind, row.filename, f"{why}; in use by another process, "
                                  "left in place")]  # fmt: skip
@@ -301,15 +309,50 @@ def verify_cache(cache: Cache) -> VerifyResult:
                                          "removed the row"))  # fmt: skip
             continue
         problems += _check_row(cache, row)
-    known = {r.blake3 for r in cache.catalog.all()}
-    for blob in _blobs(cache):
+    now = cache.catalog.all()
+    known = {r.blake3 for r in now}
+    for blob in blob_files(cache):
         if blob.name not in known:
             problems.append(CacheProblem("extra", blob.name, "blob with no catalog row "
                                          "(wheelcache gc removes it)"))  # fmt: skip
+    problems += _check_metadata_files(cache, {r.sha256: r for r in now})
     return VerifyResult(len(rows), sum(r.size for r in rows), tuple(problems))
 
 
-def _blobs(cache: Cache) -> list[Path]:
+def _check_metadata_files(cache: Cache, rows: dict[str, CatalogRow]) -> list[CacheProblem]:
+    """Each extracted ``metadata-v1/<sha256>.metadata`` against the METADATA in its wheel."""
+    mdir = cache.root / METADATA_BUCKET
+    if not mdir.is_dir():
+        return []
+    out = []
+    for md in sorted(mdir.glob("*.metadata")):
+        rel = f"{METADATA_BUCKET}/{md.name}"
+        row = rows.get(md.stem)
+        if row is None:
+            if _HEX64.match(md.stem):
+                out.append(CacheProblem("extra", rel, "METADATA of a wheel that is not in the "
+                                        "catalog (wheelcache gc removes it)"))  # fmt: skip
+            continue
+        try:
+            with zipfile.ZipFile(cache.blob_path(row.blake3)) as zf:
+                want = zf.read(dist_info_metadata(zf, row.project))
+            have = md.read_bytes()
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+            continue  # the wheel was removed meanwhile, or is damaged (named above)
+        if have == want:
+            continue
+        try:
+            cache.write_atomic(md, want)
+            what = "rewrote it from the wheel"
+        except CacheError as exc:
+            remove_file(md)  # serve and index extract it again when it is missing
+            what = f"removed it (cannot rewrite it: {exc})"
+        out.append(CacheProblem("repaired", row.filename, f"{rel} differed from the METADATA "
+                                f"in the wheel; {what} (restart a running serve)"))  # fmt: skip
+    return out
+
+
+def blob_files(cache: Cache) -> list[Path]:
     root = Path(cache.layout.blobs)
     return sorted(p for p in root.glob("*/*/*") if p.is_file() and _HEX64.match(p.name))
 
@@ -361,147 +404,13 @@ def remove_wheels(
         return RemoveResult(tuple(rows), ())
     removed, busy = [], []
     for row in rows:
-        with _locked(cache, row.sha256, wait) as got:
+        with locked(cache, row.sha256, wait) as got:
             if got:
-                _delete_wheel(cache, row)
+                delete_wheel(cache, row)
                 removed.append(row)
             else:
                 busy.append(row)
     return RemoveResult(tuple(removed), tuple(busy))
-
-
-# -- gc -------------------------------------------------------------------------------------
-@dataclass
-class GcResult:
-    partials: list[str] = field(default_factory=list)
-    partials_busy: list[str] = field(default_factory=list)
-    temp_files: int = 0
-    orphans: list[str] = field(default_factory=list)
-    metadata: int = 0
-    views: int = 0
-    evicted: list[CatalogRow] = field(default_factory=list)
-    kept_recent: int = 0
-    freed: int = 0
-    size_after: int = 0
-
-
-def _partial_keys(cache: Cache) -> dict[str, list[Path]]:
-    keys: dict[str, list[Path]] = {}
-    for p in Path(cache.layout.partial).iterdir():
-        if p.suffix in (".part", ".json") and p.is_file():
-            keys.setdefault(p.stem, []).append(p)
-    return keys
-
-
-def _gc_partials(cache: Cache, res: GcResult, max_age: float, now: float, dry: bool) -> None:
-    for key, paths in sorted(_partial_keys(cache).items()):
-        with contextlib.suppress(FileNotFoundError):
-            newest = max(p.stat().st_mtime for p in paths)
-            if now - newest < max_age:
-                continue
-            size = sum(p.stat().st_size for p in paths if p.suffix == ".part")
-            with _locked(cache, key, 0) as got:
-                if not got:  # a running download holds it: its partial is alive
-                    res.partials_busy.append(key)
-                    continue
-                if not dry:
-                    for p in paths:
-                        _unlink(p)
-            res.partials.append(key)
-            res.freed += size
-
-
-def _gc_temp(cache: Cache, res: GcResult, now: float, dry: bool) -> None:
-    """Temp files and folders that crashed processes left in ``tmp-v1/``."""
-    for p in Path(cache.layout.tmp).iterdir():
-        with contextlib.suppress(OSError):
-            st = p.stat()
-            if now - st.st_mtime <= TMP_MAX_AGE:
-                continue
-            res.temp_files += 1
-            if p.is_dir():
-                res.freed += _tree(p)[1]
-                if not dry:
-                    shutil.rmtree(p, ignore_errors=True)
-            elif dry or _unlink(p):
-                res.freed += st.st_size
-
-
-def _gc_orphans(cache: Cache, res: GcResult, now: float, dry: bool) -> None:
-    """Blobs, views and metadata files no catalog row refers to."""
-    known = {r.blake3 for r in cache.catalog.all()}
-    for blob in _blobs(cache):
-        try:
-            if blob.name in known or now - blob.stat().st_mtime < RECENT_SECONDS:
-                continue  # a fresh blob may be an ingest whose row is being written
-            sha, _b3, size = file_digests(blob)
-        except OSError:
-            continue
-        # The downloader and import hold lock(sha256) while they ingest these very bytes.
-        with _locked(cache, sha, 0) as got:
-            if not got or cache.catalog.by_blake3(blob.name):
-                continue
-            if not dry:
-                _unlink(blob)
-        res.orphans.append(blob.name)
-        res.freed += size
-    rows = cache.catalog.all()
-    names = {r.filename for r in rows}
-    for view in Path(cache.layout.wheels).glob("*.whl"):
-        with contextlib.suppress(OSError):
-            st = view.stat()
-            if view.name not in names and now - st.st_mtime > RECENT_SECONDS:
-                if dry or _unlink(view):
-                    res.views += 1
-                    res.freed += st.st_size if st.st_nlink == 1 else 0
-    sha_known = {r.sha256 for r in rows}
-    mdir = cache.root / METADATA_BUCKET
-    if mdir.is_dir():
-        for md in mdir.glob("*.metadata"):
-            if md.stem not in sha_known and (dry or _unlink(md)):
-                res.metadata += 1
-
-
-def collect_garbage(
-    cache: Cache,
-    *,
-    max_size: int | None = None,
-    older_than: float | None = None,
-    dry_run: bool = False,
-    now: float | None = None,
-) -> GcResult:
-    """Remove stale partials and temp files, unreferenced blobs, then wheels unused for
-    *older_than* seconds, then the least recently used wheels until the blobs fit *max_size*.
-    """
-    now = time.time() if now is None else now
-    res = GcResult()
-    try:
-        _gc_partials(cache, res, PARTIAL_MAX_AGE if older_than is None else older_than, now,
-                     dry_run)  # fmt: skip
-        _gc_temp(cache, res, now, dry_run)
-        _gc_orphans(cache, res, now, dry_run)
-        rows = sorted(cache.catalog.all(), key=lambda r: (r.used_at, r.filename))
-        total = sum(r.size for r in rows)
-        for row in rows:
-            too_old = older_than is not None and now - row.used_at > older_than
-            too_big = max_size is not None and total > max_size
-            if not (too_old or too_big):
-                continue
-            if now - max(row.used_at, row.fetched_at) < RECENT_SECONDS:
-                res.kept_recent += 1
-                continue
-            with _locked(cache, row.sha256, 0) as got:
-                if not got:
-                    continue
-                if not dry_run:
-                    _delete_wheel(cache, row)
-            res.evicted.append(row)
-            res.freed += row.size
-            total -= row.size
-        res.size_after = total
-    except OSError as exc:
-        raise CacheError(describe_os_error(exc, cache.root)) from exc
-    return res
 
 
 # -- info -----------------------------------------------------------------------------------
@@ -524,7 +433,7 @@ class CacheInfo:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
 
 
-def _tree(path: Path, pattern: str = "*") -> tuple[int, int]:
+def tree_size(path: Path, pattern: str = "*") -> tuple[int, int]:
     count = size = 0
     if path.is_dir():
         for p in path.rglob(pattern):
@@ -538,12 +447,12 @@ def _tree(path: Path, pattern: str = "*") -> tuple[int, int]:
 def cache_info(cache: Cache) -> CacheInfo:
     """Where the cache is, how big, and how many wheels, blobs, partials and pages it holds."""
     rows = cache.catalog.all()
-    blobs = _blobs(cache)
+    blobs = blob_files(cache)
     blobs_size = sum(p.stat().st_size for p in blobs if p.exists())
-    partials, partials_size = _tree(Path(cache.layout.partial), "*.part")
-    pages, pages_size = _tree(Path(cache.layout.pages), "*.body")
-    quarantined, _ = _tree(cache.root / QUARANTINE)
-    _, total = _tree(cache.root)
+    partials, partials_size = tree_size(Path(cache.layout.partial), "*.part")
+    pages, pages_size = tree_size(Path(cache.layout.pages), "*.body")
+    quarantined, _ = tree_size(cache.root / QUARANTINE)
+    _, total = tree_size(cache.root)
     wheels_dir = Path(cache.layout.wheels)
     # Views are hard links to the blobs; count their bytes once.
     for view in wheels_dir.glob("*.whl"):

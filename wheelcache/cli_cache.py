@@ -4,6 +4,10 @@
 :mod:`wheelcache.bundle_import`); ``ls``, ``rm``, ``gc`` and ``info`` look after the cache
 (:mod:`wheelcache.care`).  Thin, as every command: parse, call one library function, render.
 Findings (a corrupt file, a refused wheel) are printed one per line and end in exit code 1.
+Commands that only look at a cache (``ls``, ``info``, ``export``, ``verify``, and ``rm`` and
+``gc``, which have nothing to do in an empty one) refuse a ``--cache-dir`` that is not a cache
+instead of creating an empty one there: a typo would otherwise show "0 wheels".  Paths are
+shown resolved, so a relative ``--cache-dir`` says where it really is.
 """
 
 from __future__ import annotations
@@ -14,35 +18,49 @@ import shlex
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from .bundle import ExportResult, export_bundle
 from .bundle_import import import_bundle, verify_bundle
-from .bundle_select import read_inventory, select_wheels
-from .bundle_verify import INCOMPLETE_MARKER, MANIFEST, format_problem
+from .bundle_select import AUTO, read_inventory, select_wheels
+from .bundle_verify import INCOMPLETE_MARKER, MANIFEST, REPAIR, format_problem
 from .cache import Cache
-from .care import (
-    GcResult,
-    cache_info,
-    collect_garbage,
-    list_wheels,
-    remove_wheels,
-    verify_cache,
-)
+from .care import cache_info, list_wheels, remove_wheels, verify_cache
+from .care_gc import GcResult, collect_garbage
 from .cli_options import AGE, SIZE, cache_dir_option
 from .config import default_cache_dir, host_platform, host_python
-from .errors import BundleError, TargetError
+from .errors import BundleError, CacheError
+from .layout import CacheLayout
 from .target import Target, make_target
-from .targetfile import read_target_description
+from .targetfile import TargetDescription, read_target_description
 from .units import human_size
-from .variants import parse_variant
+from .variants import parse_cuda, parse_variant
 
 __all__ = ["register"]
 
+
 def _cache(cache_dir: Path | None) -> Cache:
-    return Cache(cache_dir or default_cache_dir())
+    """The cache to write into (created when missing), at its resolved path."""
+    return Cache((cache_dir or default_cache_dir()).resolve())
+
+
+def _existing_cache(cache_dir: Path | None) -> Cache:
+    """The cache a command reads: a ``--cache-dir`` (or ``WHEELCACHE_CACHE_DIR``) that is not
+    one is refused, not created; the default location and the config file's ``cache-dir`` are
+    where the cache lives, so an empty one there is the normal start."""
+    ctx = click.get_current_context(silent=True)
+    source = ctx.get_parameter_source("cache_dir") if ctx is not None else None
+    if cache_dir is None or source not in (ParameterSource.COMMANDLINE,
+                                           ParameterSource.ENVIRONMENT):  # fmt: skip
+        return _cache(cache_dir)
+    root = cache_dir.resolve()
+    if not Path(CacheLayout(root).catalog).is_file():
+        what = ("does not exist" if not root.exists()
+                else "is not a wheelcache cache (it has no catalog-v1.sqlite)")  # fmt: skip
+        raise CacheError(f"{root} {what}; check --cache-dir (or WHEELCACHE_CACHE_DIR)")
+    return Cache(root)
 
 
 def _when(ts: float) -> str:
@@ -58,28 +76,25 @@ def _this_machine() -> Target:
     return make_target(python=host_python(), platform=plat, glibc=glibc)
 
 
-def _target_arg(
-    value: str | None, requirements: tuple[str, ...]
-) -> tuple[Target | None, str | None, dict[str, Any] | None]:
+def _target_arg(value: str | None) -> tuple[TargetDescription | None, str | None]:
     """``--target``: a probe file (exact tags), else the text of a target the cache recorded."""
     if value is None:
-        return None, None, None
-    path = Path(value)
-    if not path.is_file():
-        return None, value, None
-    desc = read_target_description(path)
-    raw = path.read_bytes()
-    encoding = "utf-16" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig"
-    variant = "cpu"
-    for text in requirements:  # torch==2.4.0+cu118 names the variant
-        local = text.partition("+")[2].strip()
-        if local:
-            try:
-                variant = parse_variant(local)
-                break
-            except TargetError:
-                continue
-    return desc.to_target(variant), None, json.loads(raw.decode(encoding))
+        return None, None
+    if Path(value).is_file() or value.lower().endswith(".json"):  # a missing file is named
+        return read_target_description(value), None
+    return None, value
+
+
+def _variant_arg(cuda: str | None, cpu: bool, variant: str | None) -> str | None:
+    """``--cuda``/``--cpu``/``--variant``: one of them, or None (decided by the selection)."""
+    given = [x for x in (cuda and "--cuda", cpu and "--cpu", variant and "--variant") if x]
+    if len(given) > 1:
+        raise click.UsageError(f"{' and '.join(given)} both choose the variant; give one")
+    if cuda:
+        return AUTO if cuda.strip().lower() == AUTO else parse_cuda(cuda)
+    if variant:
+        return parse_variant(variant)
+    return "cpu" if cpu else None
 
 
 def _render_export(result: ExportResult, requested: tuple[str, ...]) -> None:
@@ -92,7 +107,17 @@ def _render_export(result: ExportResult, requested: tuple[str, ...]) -> None:
         out(f"Removed {result.removed} files of an earlier export that are no longer selected.")
     out("\nOn the offline host:")
     out("  python verify.py                      check the copy (Python 3.8+, no wheelcache)")
-    out("  install.bat | install.ps1 | sh install.sh   install with pip alone")
+    extra = " --find-links DIR" if result.left_out else ""
+    if result.install_scripts:
+        out(f"  install.bat | install.ps1 | sh install.sh{extra}   install with pip alone")
+    else:
+        out("  python -m pip install --no-index --find-links wheels --require-hashes "
+            f"-r FILE{extra}")  # fmt: skip
+        out(f"        FILE: the host's own of {', '.join(result.requirement_files)} (wheels for "
+            "several targets, so no install scripts; see README.txt)")  # fmt: skip
+    if result.left_out:
+        out(f"        DIR: a folder with the {result.left_out} wheel(s) left out, such as that "
+            "host's <cache>/wheels-v1 after wheelcache import of this bundle")  # fmt: skip
     out("  wheelcache import DIR                 or add the wheels to that host's cache")
     if requested:
         out(f"\nSelected: {' '.join(requested)}")
@@ -108,6 +133,11 @@ def _register_bundle_commands(group: click.Group) -> None:
     @click.option("--target", "target_value", metavar="FILE|TEXT",
                   help="A target file from `wheelcache probe`, or a target the cache recorded "
                   "(as `wheelcache ls` shows it, e.g. 'cp39-win_amd64 (cu118)').")
+    @click.option("--cuda", metavar="VER", help="The PyTorch CUDA variant: 118, 11.8 or cu118; "
+                  "'auto' picks the newest build in the cache that the target file's driver "
+                  "runs.")  # fmt: skip
+    @click.option("--cpu", is_flag=True, help="The CPU-only PyTorch variant.")
+    @click.option("--variant", metavar="NAME", help="Any PyTorch variant: cu118, cpu, rocm6.1 …")
     @click.option("--exclude-present", type=click.Path(dir_okay=False, exists=True,
                   path_type=Path), metavar="INVENTORY",
                   help="`wheelcache ls --json` from the offline host: leave out what it has.")
@@ -119,6 +149,9 @@ def _register_bundle_commands(group: click.Group) -> None:
         lock: Path | None,
         everything: bool,
         target_value: str | None,
+        cuda: str | None,
+        cpu: bool,
+        variant: str | None,
         exclude_present: Path | None,
         as_json: bool,
         cache_dir: Path | None,
@@ -126,15 +159,17 @@ def _register_bundle_commands(group: click.Group) -> None:
         """Write a self-checking bundle of cached wheels to DEST (a folder, e.g. a USB stick).
 
         REQUIREMENTs are pins like torch==2.4.0+cu118; their whole dependency closure comes
-        along, resolved over the cache (no network).
+        along, resolved over the cache (no network).  When the cache holds several PyTorch
+        variants that fit the target, name one (--cuda, --cpu, --variant).
         """
         if sum(map(bool, (requirements, lock, everything))) != 1:
             raise click.UsageError("give REQUIREMENTs, --lock FILE or --all (one of them)")
-        cache = _cache(cache_dir)
-        target, text, doc = _target_arg(target_value, requirements)
+        chosen_variant = _variant_arg(cuda, cpu, variant)
+        cache = _existing_cache(cache_dir)
+        description, text = _target_arg(target_value)
         selection = select_wheels(
-            cache, requirements=requirements, lock=lock, everything=everything, target=target,
-            target_text=text, target_document=doc,
+            cache, requirements=requirements, lock=lock, everything=everything,
+            description=description, target_text=text, variant=chosen_variant,
             fallback=_this_machine() if requirements else None,
         )  # fmt: skip
         exclude = read_inventory(exclude_present) if exclude_present else frozenset()
@@ -184,7 +219,7 @@ def _register_bundle_commands(group: click.Group) -> None:
             if res.absent:
                 click.echo(f"Warning: this delta bundle expects {len(res.absent)} wheel(s) this "
                            f"cache lacks: {', '.join(res.absent[:5])}")  # fmt: skip
-            if res.requirements is not None:
+            if res.requirements is not None and res.ok:  # not after a refusal: it would fail
                 cmd = ["pip", "install", "--no-index", "--find-links", str(cache.layout.wheels),
                        "--require-hashes", "-r", str(res.requirements)]  # fmt: skip
                 click.echo("Install from the cache with:\n  " + _command_line(cmd))
@@ -216,14 +251,14 @@ def _register_bundle_commands(group: click.Group) -> None:
                     click.echo(f"OK: all {report.files} files ({human_size(report.size)}) of "
                                f"{path} match the manifest (size, sha256, blake3)")
             if not report.ok:
-                click.echo(f"wheelcache: error: {len(report.problems)} problem(s) in {path}",
-                           err=True)
+                click.echo(f"wheelcache: error: {len(report.problems)} problem(s) in {path}; "
+                           f"{REPAIR}", err=True)  # fmt: skip
                 ctx.exit(1)
             return
         if path is not None and not (path / "catalog-v1.sqlite").is_file():
             raise BundleError(f"{path} is neither a wheelcache bundle (no {MANIFEST}) nor a "
                               "wheelcache cache")  # fmt: skip
-        cache = Cache(path) if path is not None else _cache(cache_dir)
+        cache = Cache(path.resolve()) if path is not None else _existing_cache(cache_dir)
         res = verify_cache(cache)
         if as_json:
             click.echo(json.dumps({"ok": res.ok, "checked": res.checked, "size": res.size,
@@ -251,7 +286,7 @@ def _register_care_commands(group: click.Group) -> None:
     def ls_command(as_json: bool, project: str | None, target_text: str | None, long_: bool,
                    cache_dir: Path | None) -> None:  # fmt: skip
         """List the cached wheels and the targets they were fetched for."""
-        cache = _cache(cache_dir)
+        cache = _existing_cache(cache_dir)
         wheels = list_wheels(cache, project=project, target=target_text)
         if as_json:
             click.echo(json.dumps({"format": "wheelcache-inventory", "version": 1,
@@ -276,7 +311,7 @@ def _register_care_commands(group: click.Group) -> None:
     @cache_dir_option
     def rm_command(specs: tuple[str, ...], dry_run: bool, cache_dir: Path | None) -> None:
         """Remove wheels: SPEC is a filename, a project name, or name==version."""
-        cache = _cache(cache_dir)
+        cache = _existing_cache(cache_dir)
         for spec in specs:
             res = remove_wheels(cache, spec, dry_run=dry_run)
             verb = "would remove" if dry_run else "removed"
@@ -297,7 +332,7 @@ def _register_care_commands(group: click.Group) -> None:
                    cache_dir: Path | None) -> None:  # fmt: skip
         """Remove stale partial downloads, unreferenced blobs, then least recently used
         wheels; safe while fetch or serve run."""
-        res = collect_garbage(_cache(cache_dir), max_size=max_size, older_than=older_than,
+        res = collect_garbage(_existing_cache(cache_dir), max_size=max_size, older_than=older_than,
                               dry_run=dry_run)  # fmt: skip
         _render_gc(res, dry_run)
 
@@ -306,7 +341,7 @@ def _register_care_commands(group: click.Group) -> None:
     @cache_dir_option
     def info_command(as_json: bool, cache_dir: Path | None) -> None:
         """Where the cache is, its size, and how many wheels, blobs, partials and pages."""
-        i = cache_info(_cache(cache_dir))
+        i = cache_info(_existing_cache(cache_dir))
         if as_json:
             click.echo(json.dumps(i.to_dict(), indent=2))
             return

@@ -41,11 +41,13 @@ from .catalog import CatalogRow
 from .errors import CacheError, RequirementError
 from .models import Sha256
 from .render import IndexEntry
+from .zipmeta import metadata_member
 
 __all__ = [
     "METADATA_BUCKET",
     "CacheView",
     "MetadataInfo",
+    "dist_info_metadata",
     "Pin",
     "PublishedFile",
     "Selection",
@@ -163,14 +165,12 @@ class MetadataInfo:
     data: bytes | None = None  # kept in memory only when it could not be written
 
 
-def _dist_info_metadata(zf: zipfile.ZipFile, project: str) -> str:
-    names = [n for n in zf.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA")]
-    if not names:
+def dist_info_metadata(zf: zipfile.ZipFile, project: str) -> str:
+    """The project's own ``*.dist-info/METADATA`` member of a wheel (see zipmeta)."""
+    name = metadata_member(zf.namelist(), project)
+    if name is None:
         raise ValueError("no *.dist-info/METADATA in the wheel")
-    for name in names:  # a wheel that vendors another dist-info: take the project's own
-        if canonicalize_name(name.split("/")[0].rsplit("-", 1)[0]) == canonicalize_name(project):
-            return name
-    return names[0]
+    return name
 
 
 def _requires_python(data: bytes, filename: str) -> str | None:
@@ -212,7 +212,7 @@ class _MetadataStore:
             data = path.read_bytes()
         except FileNotFoundError:
             with zipfile.ZipFile(blob) as zf:
-                data = zf.read(_dist_info_metadata(zf, row.project))
+                data = zf.read(dist_info_metadata(zf, row.project))
             try:
                 self._cache.write_atomic(path, data)
             except CacheError as exc:  # a read-only cache still serves, from memory

@@ -8,8 +8,10 @@ does the byte arithmetic; the client does the range requests.
 
 from __future__ import annotations
 
+import re
 import struct
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 __all__ = [
@@ -18,6 +20,7 @@ __all__ = [
     "MetadataEntry",
     "ZipFormatError",
     "find_metadata_entry",
+    "metadata_member",
     "locate_central_directory",
     "read_local_entry",
 ]
@@ -101,6 +104,28 @@ def _zip64_values(extra: bytes, comp: int, uncomp: int, offset: int) -> tuple[in
     return comp, uncomp, offset
 
 
+def metadata_member(names: Sequence[str], project: str | None = None) -> str | None:
+    """The ``<dist>.dist-info/METADATA`` member among *names*: the project's own when a wheel
+    vendors another dist-info, else the first; None when there is none.
+
+    >>> metadata_member(["vendored-1.0.dist-info/METADATA", "torch-2.4.0.dist-info/METADATA"],
+    ...                 "torch")
+    'torch-2.4.0.dist-info/METADATA'
+    """
+    found = [n for n in names if n.count("/") == 1 and n.endswith(".dist-info/METADATA")]
+    if project is not None:
+        want = _norm(project)
+        for name in found:
+            dist = name.split("/", 1)[0].removesuffix(".dist-info").rsplit("-", 1)[0]
+            if _norm(dist) == want:
+                return name
+    return found[0] if found else None
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def find_metadata_entry(
     central_directory: bytes, project_prefix: str | None = None
 ) -> MetadataEntry:
@@ -123,14 +148,10 @@ def find_metadata_entry(
             comp, uncomp, off = _zip64_values(extra, comp, uncomp, off)
             found.append(MetadataEntry(name, off, comp, uncomp, method))
         i += 46 + nlen + xlen + clen
-    if not found:
+    chosen = metadata_member([e.name for e in found], project_prefix)
+    if chosen is None:
         raise ZipFormatError("no *.dist-info/METADATA in the central directory")
-    if project_prefix is not None and len(found) > 1:
-        want = project_prefix.lower().replace("-", "_")
-        for entry in found:
-            if entry.name.lower().startswith(want + "-"):
-                return entry
-    return found[0]
+    return next(e for e in found if e.name == chosen)
 
 
 def read_local_entry(entry: MetadataEntry, span: bytes) -> bytes:

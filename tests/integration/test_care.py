@@ -20,7 +20,8 @@ from click.testing import CliRunner, Result
 from tests.support.torchindex import TorchIndex
 from tests.support.wheels import build_wheel
 from wheelcache.cache import Cache, CachedWheel
-from wheelcache.care import RECENT_SECONDS, collect_garbage, remove_wheels
+from wheelcache.care import RECENT_SECONDS, remove_wheels
+from wheelcache.care_gc import collect_garbage
 from wheelcache.cli import main
 from wheelcache.models import Blake3, Sha256
 

@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from wheelcache.bundle import (
+from wheelcache.bundle_disk import (
     FAT32_MAX_FILE,
+    check_room,
     filesystem_type,
     fs_type_from_mount_output,
     fs_type_from_mountinfo,
     is_fat,
+    space_needed,
 )
 from wheelcache.bundle_select import target_of_description
 from wheelcache.bundle_texts import (
@@ -24,10 +26,12 @@ from wheelcache.bundle_texts import (
     render_install_sh,
     render_readme,
     render_requirements,
+    requirements_name,
 )
 from wheelcache.bundle_verify import (
     FORMAT,
     INCOMPLETE_MARKER,
+    REPAIR,
     ManifestError,
     Problem,
     check_bundle,
@@ -37,6 +41,7 @@ from wheelcache.bundle_verify import (
     manifest_entries,
 )
 from wheelcache.catalog import CatalogRow
+from wheelcache.errors import BundleError
 from wheelcache.models import Blake3, Sha256
 
 MOUNTINFO = """\
@@ -138,6 +143,54 @@ def test_install_scripts_use_pip_alone_and_pass_extra_arguments() -> None:
         assert "--index-url" not in script and "http" not in script
 
 
+def test_windows_scripts_prefer_an_activated_environment_then_probe_the_launcher() -> None:
+    bat = render_install_bat("3.9")
+    block = [ln.strip() for ln in bat.split("\r\n")]
+    i = block.index("if not defined PY (")
+    assert block[i + 1:i + 8] == [
+        "if defined VIRTUAL_ENV (",
+        'set "PY=python"',
+        ") else if defined CONDA_PREFIX (",
+        'set "PY=python"',
+        ") else (",
+        'py -3.9 -c pass >nul 2>nul && (set "PY=py" & set "PYARGS=-3.9") || set "PY=python"',
+        ")",
+    ]
+    assert "where py" not in bat  # the launcher alone proves nothing about -3.9
+    ps1 = render_install_ps1("3.9")
+    assert "elseif ($env:VIRTUAL_ENV -or $env:CONDA_PREFIX) { $py = 'python' }" in ps1
+    assert ("  try { & py -3.9 -c pass 2>$null | Out-Null; $found = ($LASTEXITCODE -eq 0) }"
+            in ps1.split("\r\n"))  # fmt: skip
+    assert "  if ($found) { $py = 'py'; $pyArgs = @('-3.9') }" in ps1.split("\r\n")
+    # `-c ""` would reach python as a bare -c under Windows PowerShell, which drops "".
+    assert '-c ""' not in ps1 and '-c ""' not in bat
+    sh = render_install_sh("3.9")
+    assert 'if [ -z "${PYTHON:-}" ] && [ -n "${VIRTUAL_ENV:-}${CONDA_PREFIX:-}" ]; then' in sh
+
+
+def test_requirements_per_target_and_the_readme_for_several_targets() -> None:
+    assert requirements_name("cp39-win_amd64 (cu118)") == "requirements-cu118-cp39-win_amd64.txt"
+    assert requirements_name("cp313t-linux_aarch64 (rocm6.1)") == (
+        "requirements-rocm6.1-cp313t-linux_aarch64.txt")  # fmt: skip
+    row = _row("a", "1", "a-1-py3-none-any.whl", "1")
+    text = render_readme(targets=["t1", "t2"], requested=[], carried=[row], left_out=[],
+                         per_target=[("t1", "requirements-t1.txt"),
+                                     ("t2", "requirements-t2.txt")], unlisted=1)  # fmt: skip
+    assert "     t1: requirements-t1.txt\r\n     t2: requirements-t2.txt" in text
+    assert "install.bat" not in text and "1 wheel(s) in wheels/ were recorded for no" in text
+    assert "-r requirements-t1.txt" in render_requirements([row], "requirements-t1.txt")
+
+
+def test_space_is_reserved_by_cluster_not_by_a_fixed_overhead(tmp_path: Path) -> None:
+    assert space_needed([1]) == 4096 + 2**20
+    assert space_needed([4096, 4097]) == 4096 * 3 + 2**20
+    files = [(f"wheels/w{i}.whl", 3000) for i in range(17)]  # a 51 KB bundle
+    check_room(tmp_path, files, "ext4", lambda p: 2**20 + 17 * 4096)
+    with pytest.raises(BundleError, match="needs 1.1 MB, 1.1 MB are free"):
+        check_room(tmp_path, files, "ext4", lambda p: 2**20 + 17 * 4096 - 1)
+    check_room(tmp_path, files, "ext4", lambda p: 2**20, present={rel for rel, _ in files})
+
+
 def test_readme_names_the_steps_and_a_delta() -> None:
     row = _row("a", "1", "a-1-py3-none-any.whl", "1")
     text = render_readme(targets=["cp39-win_amd64 (cu118)"], requested=["a==1"], carried=[row],
@@ -204,6 +257,8 @@ def test_main_exit_codes_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert main([str(tmp_path)]) == 0
     assert "OK: all 3 files" in capsys.readouterr().out
     (tmp_path / "wheels" / "b-1-py3-none-any.whl").unlink()
+    assert main([str(tmp_path)]) == 1
+    assert REPAIR in capsys.readouterr().err
     assert main([str(tmp_path), "--json"]) == 1
     out = json.loads(capsys.readouterr().out)
     assert out["ok"] is False and out["checked"] == ["size", "sha256"]
@@ -234,7 +289,9 @@ def test_manifest_errors_say_what_to_do(tmp_path: Path) -> None:
     assert os.path.basename(str(tmp_path))  # a real folder was used throughout
 
 
-@pytest.mark.parametrize("module", ["bundle", "bundle_texts", "care"])
+@pytest.mark.parametrize(
+    "module", ["bundle_disk", "bundle_select", "bundle_texts", "care", "care_gc"]
+)
 def test_doctests(module: str) -> None:
     import doctest
     import importlib
