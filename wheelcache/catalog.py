@@ -107,9 +107,19 @@ class Catalog:
             )
 
     def add_target(self, sha256: Sha256, target: str) -> None:
+        self.add_targets([sha256], target)
+
+    def add_targets(self, sha256s: list[Sha256], target: str) -> None:
+        """Record that these wheels served *target*, and that they were used now (one
+        transaction for a whole closure)."""
+        now = time.time()
         with self._connect() as db:
-            db.execute("INSERT OR IGNORE INTO wheel_targets VALUES (?, ?)", (sha256, target))
-            db.execute("UPDATE wheels SET used_at=? WHERE sha256=?", (time.time(), sha256))
+            db.execute("BEGIN")
+            db.executemany("INSERT OR IGNORE INTO wheel_targets VALUES (?, ?)",
+                           [(s, target) for s in sha256s])  # fmt: skip
+            db.executemany("UPDATE wheels SET used_at=? WHERE sha256=?",
+                           [(now, s) for s in sha256s])  # fmt: skip
+            db.execute("COMMIT")
 
     def _rows(self, where: str, args: tuple[object, ...]) -> list[CatalogRow]:
         with self._connect() as db:

@@ -318,9 +318,9 @@ def fetch(request: FetchRequest, cache: Cache, reporter: Reporter | None = None)
                 dest.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise CacheError(describe_os_error(exc, dest)) from exc
+        cache.catalog.add_targets([w.sha256 for w in wheels if w is not None], target.describe())
         for c, w in zip(resolution.candidates, wheels, strict=True):
             assert w is not None
-            cache.catalog.add_target(w.sha256, target.describe())
             path = _place(w, dest) if dest is not None else w.path
             fetched_here = downloader is not None and c.file.filename in downloader.transferred
             source = "network" if fetched_here else "cache"

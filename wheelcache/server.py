@@ -49,6 +49,7 @@ from typing import Any
 from packaging.utils import NormalizedName, canonicalize_name
 
 from . import __version__
+from .errors import WheelcacheError
 from .http_rules import (
     HTTPProblem,
     etag_matches,
@@ -81,6 +82,7 @@ MAX_REQUEST_LINE = 8192
 MAX_HEADERS = 100
 MAX_HEADER_BYTES = 64 * 1024
 SERVER = f"wheelcache/{__version__}"
+USE_RECORD_INTERVAL = 3600.0  # seconds between two "used" records of one served wheel
 _V1_HTML = "application/vnd.pypi.simple.v1+html"
 _CONTENT_TYPES = {"html": HTML_CONTENT_TYPE, "json": JSON_CONTENT_TYPE, "v1html": _V1_HTML}
 _LANDING = (
@@ -309,6 +311,8 @@ class _Handler(socketserver.StreamRequestHandler):
         if published is not None:
             self._send_file(h, published.path, None, published.entry.sha256, published.mtime,
                             "application/octet-stream")
+            if not self._head:
+                self.server.note_use(published.entry.sha256)
             return
         wheel = snap.files.get(name[: -len(".metadata")]) if name.endswith(".metadata") else None
         md = wheel.metadata if wheel is not None else None
@@ -420,10 +424,28 @@ class IndexServer(socketserver.ThreadingTCPServer):
         self.pages = _Pages()
         self.on_request = on_request
         self._slots = threading.BoundedSemaphore(max_connections)
+        self._used: dict[str, float] = {}  # sha256 -> when it was last recorded as used
+        self._used_lock = threading.Lock()
         self._busy = 0
         self._idle = threading.Condition()
         self._date = (0, "")
         super().__init__(address, _Handler)
+
+    def note_use(self, sha256: str) -> None:
+        """Record a served wheel as used, so ``gc --max-size`` keeps what the LAN installs.
+
+        At most once an hour per wheel: a catalog write per download would cost more than it
+        tells.
+        """
+        now = time.time()
+        with self._used_lock:
+            if now - self._used.get(sha256, 0.0) < USE_RECORD_INTERVAL:
+                return
+            self._used[sha256] = now
+        try:
+            self.view.cache.catalog.touch([sha256], now)
+        except WheelcacheError as exc:  # a busy or read-only catalog must not fail a download
+            log.debug("cannot record use of %s: %s", sha256, exc)
 
     @property
     def port(self) -> int:

@@ -132,3 +132,31 @@ def test_serve_warns_when_torch_variants_are_mixed(
         assert result.exit_code == 0, result.stderr
     view = CacheView(Cache(cache), Selection())
     assert _torch_variants(view.snapshot().files.values()) == {"cpu", "cu121"}
+
+
+def test_serving_a_wheel_counts_as_use_for_gc(torch_index: TorchIndex, tmp_path: Path) -> None:
+    import httpx
+
+    from wheelcache.cache import Cache
+    from wheelcache.publish import CacheView
+    from wheelcache.server import IndexServer
+
+    code, out, err = _fetch(torch_index, tmp_path / "c", "filelock")
+    assert code == 0, err
+    cache = Cache(tmp_path / "c")
+    (row,) = cache.catalog.all()
+    cache.catalog.touch([row.sha256], 0.0)  # long unused
+    server = IndexServer(("127.0.0.1", 0), CacheView(cache))
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1})
+    thread.start()
+    try:
+        head = httpx.head(f"{server.url}/wheels/{row.filename}")
+        assert head.status_code == 200
+        assert cache.catalog.by_sha256(row.sha256).used_at == 0.0  # type: ignore[union-attr]
+        got = httpx.get(f"{server.url}/wheels/{row.filename}")
+        assert got.status_code == 200 and len(got.content) == row.size
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    assert cache.catalog.by_sha256(row.sha256).used_at > 0  # type: ignore[union-attr]
