@@ -6,7 +6,6 @@ The cache is filled with :func:`tests.support.wheels.build_wheel` wheels ingeste
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import socket
@@ -19,11 +18,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from blake3 import blake3
-
+from tests.support.cachefill import add_wheel
 from tests.support.wheels import build_wheel
-from wheelcache.cache import Cache, CachedWheel
-from wheelcache.models import Blake3, Sha256
+from wheelcache.cache import Cache
 from wheelcache.publish import CacheView, Selection
 from wheelcache.server import AccessRecord, IndexServer
 
@@ -56,24 +53,6 @@ DEMO: tuple[tuple[str, str, tuple[str, ...], str | None, int], ...] = (
     ("Jinja2", "3.1.4", ("MarkupSafe>=2.0",), ">=3.7", 0),
     ("MarkupSafe", "2.1.5", (), ">=3.7", 0),
 )
-
-
-def add_wheel(cache: Cache, wheel: Path, project: str, version: str) -> CachedWheel:
-    """Ingest *wheel* as a fetch would: temp file in the cache, both digests, then ingest."""
-    data = wheel.read_bytes()
-    tmp = cache.temp_path()
-    tmp.write_bytes(data)
-    return cache.ingest(
-        tmp,
-        sha256=Sha256(hashlib.sha256(data).hexdigest()),
-        blake3=Blake3(blake3(data).hexdigest()),
-        size=len(data),
-        filename=wheel.name,
-        project=project,
-        version=version,
-        url=f"http://origin.invalid/files/{wheel.name}",
-        hash_origin="index",
-    )
 
 
 def build_demo_cache(root: Path, build_dir: Path) -> Cache:

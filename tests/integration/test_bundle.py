@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +20,12 @@ import pytest
 from blake3 import blake3
 from click.testing import CliRunner, Result
 
-from tests.support.torchindex import TorchIndex
+from tests.support.cachefill import add_wheel
+from tests.support.torchindex import WIN_CU118_PY39, TorchIndex
 from tests.support.wheels import build_wheel
 from wheelcache.bundle import export_bundle
 from wheelcache.bundle_select import select_wheels
-from wheelcache.cache import Cache, CachedWheel
+from wheelcache.cache import Cache
 from wheelcache.cli import main
 from wheelcache.errors import BundleError
 from wheelcache.models import Blake3, Sha256
@@ -33,44 +33,6 @@ from wheelcache.models import Blake3, Sha256
 PY38 = Path("/root/.pyenv/versions/3.8.18/bin/python")
 APP = "app-1.0-py3-none-any.whl"
 DEP = "dep-1.2-py3-none-any.whl"
-WIN_CU118_PY39 = {
-    "torch-2.4.0+cu118-cp39-cp39-win_amd64.whl",
-    "torchvision-0.19.0+cu118-cp39-cp39-win_amd64.whl",
-    "torchaudio-2.4.0+cu118-cp39-cp39-win_amd64.whl",
-    "filelock-3.16.1-py3-none-any.whl",
-    "typing_extensions-4.12.2-py3-none-any.whl",
-    "sympy-1.13.1-py3-none-any.whl",
-    "mpmath-1.3.0-py3-none-any.whl",
-    "networkx-3.2.1-py3-none-any.whl",
-    "jinja2-3.1.4-py3-none-any.whl",
-    "MarkupSafe-2.1.5-cp39-cp39-win_amd64.whl",
-    "fsspec-2024.6.1-py3-none-any.whl",
-    "numpy-2.0.2-cp39-cp39-win_amd64.whl",
-    "pillow-10.4.0-cp39-cp39-win_amd64.whl",
-}
-
-
-@pytest.fixture(autouse=True)
-def _restore_wheelcache_logger() -> Iterator[None]:
-    """``main`` configures the "wheelcache" logger (its own handler, no propagation); put it
-    back so tests that read ``caplog`` after these still see the library's records."""
-    logger = logging.getLogger("wheelcache")
-    saved = (logger.handlers[:], logger.level, logger.propagate)
-    yield
-    logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]
-
-
-def add_wheel(cache: Cache, wheel: Path, project: str, version: str) -> CachedWheel:
-    """Ingest as fetch does: a temp file inside the cache, both digests, then ingest."""
-    data = wheel.read_bytes()
-    tmp = cache.temp_path()
-    tmp.write_bytes(data)
-    return cache.ingest(
-        tmp, sha256=Sha256(hashlib.sha256(data).hexdigest()),
-        blake3=Blake3(blake3(data).hexdigest()), size=len(data), filename=wheel.name,
-        project=project, version=version, url=f"http://origin.invalid/{wheel.name}",
-        hash_origin="index",
-    )  # fmt: skip
 
 
 def demo_cache(root: Path) -> Cache:

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import sys
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,15 +39,6 @@ T_CU = dataclasses.replace(HERE, variant="cu121").describe()
 TORCH_CPU = "torch-2.4.0+cpu-py3-none-any.whl"
 TORCH_CU = "torch-2.4.0+cu121-py3-none-any.whl"
 NVIDIA = "nvidia_cublas_cu12-12.1.3.1-py3-none-any.whl"
-
-
-@pytest.fixture(autouse=True)
-def _restore_wheelcache_logger() -> Iterator[None]:
-    """``main`` configures the "wheelcache" logger; put it back for later ``caplog`` users."""
-    logger = logging.getLogger("wheelcache")
-    saved = (logger.handlers[:], logger.level, logger.propagate)
-    yield
-    logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]
 
 
 def invoke(*args: str) -> Result:

@@ -5,51 +5,26 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import logging
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from blake3 import blake3
 from click.testing import CliRunner, Result
 
+from tests.support.cachefill import add_wheel
 from tests.support.torchindex import TorchIndex
 from tests.support.wheels import build_wheel
 from wheelcache.cache import Cache, CachedWheel
 from wheelcache.care import RECENT_SECONDS, remove_wheels
 from wheelcache.care_gc import collect_garbage
 from wheelcache.cli import main
-from wheelcache.models import Blake3, Sha256
 
 DAY = 86400.0
 TARGET = "cp39-win_amd64 (cu118)"
-
-
-@pytest.fixture(autouse=True)
-def _restore_wheelcache_logger() -> Iterator[None]:
-    """``main`` configures the "wheelcache" logger (its own handler, no propagation); put it
-    back so tests that read ``caplog`` after these still see the library's records."""
-    logger = logging.getLogger("wheelcache")
-    saved = (logger.handlers[:], logger.level, logger.propagate)
-    yield
-    logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]
-
-
-def add_wheel(cache: Cache, wheel: Path, project: str, version: str) -> CachedWheel:
-    """Ingest as fetch does: a temp file inside the cache, both digests, then ingest."""
-    data = wheel.read_bytes()
-    tmp = cache.temp_path()
-    tmp.write_bytes(data)
-    return cache.ingest(
-        tmp, sha256=Sha256(hashlib.sha256(data).hexdigest()),
-        blake3=Blake3(blake3(data).hexdigest()), size=len(data), filename=wheel.name,
-        project=project, version=version, url=f"http://origin.invalid/{wheel.name}",
-        hash_origin="index",
-    )  # fmt: skip
 
 
 def make_cache(root: Path) -> tuple[Cache, dict[str, CachedWheel]]:
@@ -84,7 +59,7 @@ def test_ls_lists_with_targets_and_filters(tmp_path: Path) -> None:
     first = data["wheels"][0]
     assert first["filename"] == "a-1.0-py3-none-any.whl"
     assert first["targets"] == [TARGET] and first["present"] is True
-    assert first["url"] == "http://origin.invalid/a-1.0-py3-none-any.whl"
+    assert first["url"] == "http://origin.invalid/files/a-1.0-py3-none-any.whl"
     assert first["sha256"] == wheels["a-1.0"].sha256 and first["size"] == wheels["a-1.0"].size
     assert first["fetched_at"].endswith("Z") and set(first) >= {"project", "version", "used_at"}
     only_b = json.loads(cli(cache, "ls", "--json", "--project", "B").stdout)["wheels"]
@@ -94,7 +69,7 @@ def test_ls_lists_with_targets_and_filters(tmp_path: Path) -> None:
     human = cli(cache, "ls", "-l")
     assert human.exit_code == 0
     assert "a-1.0-py3-none-any.whl" in human.stdout and TARGET in human.stdout
-    assert "from http://origin.invalid/a-1.0-py3-none-any.whl" in human.stdout
+    assert "from http://origin.invalid/files/a-1.0-py3-none-any.whl" in human.stdout
     assert "4 wheels" in human.stderr
 
 

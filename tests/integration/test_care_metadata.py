@@ -7,26 +7,14 @@ dependencies.  A damaged one must be named and repaired by ``verify``, as a dama
 
 from __future__ import annotations
 
-import logging
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
 
 from tests.integration.test_care import make_cache
 from wheelcache.cli import main
 from wheelcache.publish import METADATA_BUCKET, CacheView
-
-
-@pytest.fixture(autouse=True)
-def _restore_wheelcache_logger() -> Iterator[None]:
-    """``main`` configures the "wheelcache" logger; put it back for later ``caplog`` users."""
-    logger = logging.getLogger("wheelcache")
-    saved = (logger.handlers[:], logger.level, logger.propagate)
-    yield
-    logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]
 
 
 def test_verify_repairs_a_damaged_extracted_metadata_file(tmp_path: Path) -> None:

@@ -14,24 +14,13 @@ import pytest
 from blake3 import blake3
 from click.testing import CliRunner, Result
 
-from tests.support.torchindex import CUDA_DEPS, TorchIndex, newest_complete_release
+from tests.support.torchindex import (
+    CUDA_DEPS,
+    WIN_CU118_PY39,
+    TorchIndex,
+    newest_complete_release,
+)
 from wheelcache.cli import main
-
-WIN_CU118_PY39 = {
-    "torch-2.4.0+cu118-cp39-cp39-win_amd64.whl",
-    "torchvision-0.19.0+cu118-cp39-cp39-win_amd64.whl",
-    "torchaudio-2.4.0+cu118-cp39-cp39-win_amd64.whl",
-    "filelock-3.16.1-py3-none-any.whl",
-    "typing_extensions-4.12.2-py3-none-any.whl",
-    "sympy-1.13.1-py3-none-any.whl",
-    "mpmath-1.3.0-py3-none-any.whl",
-    "networkx-3.2.1-py3-none-any.whl",
-    "jinja2-3.1.4-py3-none-any.whl",
-    "MarkupSafe-2.1.5-cp39-cp39-win_amd64.whl",
-    "fsspec-2024.6.1-py3-none-any.whl",
-    "numpy-2.0.2-cp39-cp39-win_amd64.whl",
-    "pillow-10.4.0-cp39-cp39-win_amd64.whl",
-}
 
 
 def run(ti: TorchIndex, cache: Path, *args: str, json_out: bool = True) -> Result:

@@ -48,6 +48,22 @@ RELEASES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "2.4.0": ("0.19.0", "2.4.0", PYTHONS),
     "2.5.1": ("0.20.1", "2.5.1", PYTHONS[1:]),  # no cp38 at all
 }
+#: The closure a cu118 / cp39 / win_amd64 fetch of torch 2.4.0 must produce (no nvidia, no triton).
+WIN_CU118_PY39 = {
+    "torch-2.4.0+cu118-cp39-cp39-win_amd64.whl",
+    "torchvision-0.19.0+cu118-cp39-cp39-win_amd64.whl",
+    "torchaudio-2.4.0+cu118-cp39-cp39-win_amd64.whl",
+    "filelock-3.16.1-py3-none-any.whl",
+    "typing_extensions-4.12.2-py3-none-any.whl",
+    "sympy-1.13.1-py3-none-any.whl",
+    "mpmath-1.3.0-py3-none-any.whl",
+    "networkx-3.2.1-py3-none-any.whl",
+    "jinja2-3.1.4-py3-none-any.whl",
+    "MarkupSafe-2.1.5-cp39-cp39-win_amd64.whl",
+    "fsspec-2024.6.1-py3-none-any.whl",
+    "numpy-2.0.2-cp39-cp39-win_amd64.whl",
+    "pillow-10.4.0-cp39-cp39-win_amd64.whl",
+}
 # (project, torch release, variant, python, platform) that do NOT exist
 MISSING: frozenset[tuple[str, str, str, str, str]] = frozenset({
     ("torchaudio", "2.5.1", "cu118", "cp39", "win_amd64"),
