@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,13 @@ from tests.support.torchindex import TorchIndex, Universe, build_universe, serve
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "pytorch-index"
 if not FIXTURES.is_dir():  # a checkout with shared/ beside it (CI) or inside it
     FIXTURES = Path(__file__).resolve().parents[1] / "shared" / "fixtures" / "pytorch-index"
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The suite runs on Linux (CI's machine): it mounts tmpfs filesystems as root, drives a
+    pty and runs shebang scripts as fake nvidia-smi.  Say so once instead of skipping."""
+    if not sys.platform.startswith("linux"):
+        raise pytest.UsageError("wheelcache's test suite needs Linux (see .ci/run)")
+
 
 _LEAKY_PREFIXES = ("WHEELCACHE_", "PIP_", "UV_")
 _LEAKY_NAMES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
