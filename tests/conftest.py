@@ -12,9 +12,8 @@ import pytest
 
 from tests.support.torchindex import TorchIndex, Universe, build_universe, serve_universe
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "pytorch-index"
-if not FIXTURES.is_dir():  # a checkout with shared/ beside it (CI) or inside it
-    FIXTURES = Path(__file__).resolve().parents[1] / "shared" / "fixtures" / "pytorch-index"
+# Real PyTorch index pages, kept in the repository (tests/data/pytorch-index/README.md).
+FIXTURES = Path(__file__).resolve().parent / "data" / "pytorch-index"
 
 def pytest_configure(config: pytest.Config) -> None:
     """The suite runs on Linux (CI's machine): it mounts tmpfs filesystems as root, drives a
