@@ -64,11 +64,13 @@ def make_wheel(dest: Path, name: str, size: int, seed: int) -> Path:
                 fh.write(rng.randbytes(n))
                 left -= n
         zf.writestr(f"{name}/__init__.py", "")
-        zf.writestr(f"{name}-1.0.dist-info/METADATA",
-                    f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")  # fmt: skip
-        zf.writestr(f"{name}-1.0.dist-info/WHEEL",
-                    "Wheel-Version: 1.0\nGenerator: bench\nRoot-Is-Purelib: true\n"
-                    "Tag: py3-none-any\n")  # fmt: skip
+        zf.writestr(
+            f"{name}-1.0.dist-info/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n"
+        )
+        zf.writestr(
+            f"{name}-1.0.dist-info/WHEEL",
+            "Wheel-Version: 1.0\nGenerator: bench\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        )
         zf.writestr(f"{name}-1.0.dist-info/RECORD", "")
     return path
 
@@ -86,8 +88,10 @@ def build_tree(root: Path, size: int, throttled_size: int, small: int) -> dict[s
     files.mkdir(parents=True)
     wheels = [make_wheel(files, "bigpkg", size, 1), make_wheel(files, "midpkg", throttled_size, 2)]
     rng = random.Random(3)
-    wheels += [make_wheel(files, f"small{i}", rng.randint(100_000, 2_000_000), 10 + i)
-               for i in range(small)]  # fmt: skip
+    wheels += [
+        make_wheel(files, f"small{i}", rng.randint(100_000, 2_000_000), 10 + i)
+        for i in range(small)
+    ]
     digests: dict[str, str] = {}
     for w in wheels:
         name = w.name.split("-")[0]
@@ -126,8 +130,9 @@ class Nginx:
         (prefix / "tmp").mkdir(parents=True, exist_ok=True)
         self.fast, self.slow = free_port(), free_port()
         conf = prefix / "nginx.conf"
-        conf.write_text(NGINX_CONF.format(prefix=prefix, root=root, fast=self.fast,
-                                          slow=self.slow, rate=rate))  # fmt: skip
+        conf.write_text(
+            NGINX_CONF.format(prefix=prefix, root=root, fast=self.fast, slow=self.slow, rate=rate)
+        )
         self.proc = subprocess.Popen(
             ["nginx", "-c", str(conf), "-p", str(prefix), "-g", "daemon off;"],
             stderr=subprocess.PIPE,
@@ -138,8 +143,9 @@ class Nginx:
                 return
             except OSError:
                 time.sleep(0.05)
-        raise SystemExit("nginx did not start: " + self.proc.stderr.read().decode()
-                         if self.proc.stderr else "")  # fmt: skip
+        raise SystemExit(
+            "nginx did not start: " + self.proc.stderr.read().decode() if self.proc.stderr else ""
+        )
 
     def url(self, slow: bool) -> str:
         return f"http://127.0.0.1:{self.slow if slow else self.fast}"
@@ -226,10 +232,29 @@ class Tools:
 
     def wheelcache(self, projects: list[str], slow: bool) -> Measure:
         base = self.server.url(slow)
-        cmd = [sys.executable, "-m", "wheelcache", "fetch", *projects, "--no-deps", "--cpu",
-               "--py", "3.11", "--platform", "linux_x86_64", "--index-url", f"{base}/simple",
-               "--torch-index", f"{base}/simple", "--cache-dir", str(self._fresh("wc")),
-               "--connections", str(self.connections), "--jobs", "8"]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "wheelcache",
+            "fetch",
+            *projects,
+            "--no-deps",
+            "--cpu",
+            "--py",
+            "3.11",
+            "--platform",
+            "linux_x86_64",
+            "--index-url",
+            f"{base}/simple",
+            "--torch-index",
+            f"{base}/simple",
+            "--cache-dir",
+            str(self._fresh("wc")),
+            "--connections",
+            str(self.connections),
+            "--jobs",
+            "8",
+        ]
         return timed(cmd, self.env)
 
     def curl(self, projects: list[str], slow: bool) -> Measure:
@@ -248,19 +273,55 @@ class Tools:
         lines = []
         for p in projects:
             name = self._filename(p)
-            lines += [f"{self.server.url(slow)}/files/{name}", f"  out={name}",
-                      f"  checksum=sha-256={self.digests[p]}"]  # fmt: skip
+            lines += [
+                f"{self.server.url(slow)}/files/{name}",
+                f"  out={name}",
+                f"  checksum=sha-256={self.digests[p]}",
+            ]
         listing.write_text("\n".join(lines) + "\n")
         n = str(self.connections)
-        return timed(["aria2c", "-q", "-x", n, "-s", n, "-k", "1M", "-j", "8", "-d", str(out),
-                      "--allow-overwrite=true", "--auto-file-renaming=false",
-                      "--file-allocation=none", "-i", str(listing)])  # fmt: skip
+        return timed(
+            [
+                "aria2c",
+                "-q",
+                "-x",
+                n,
+                "-s",
+                n,
+                "-k",
+                "1M",
+                "-j",
+                "8",
+                "-d",
+                str(out),
+                "--allow-overwrite=true",
+                "--auto-file-renaming=false",
+                "--file-allocation=none",
+                "-i",
+                str(listing),
+            ]
+        )
 
     def pip(self, projects: list[str], slow: bool) -> Measure:
         out = self._fresh("pip")
-        return timed([sys.executable, "-m", "pip", "download", "--no-deps", "--no-cache-dir",
-                      "--disable-pip-version-check", "-q", "-d", str(out), "--index-url",
-                      f"{self.server.url(slow)}/simple", *projects], self.env)  # fmt: skip
+        return timed(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--no-cache-dir",
+                "--disable-pip-version-check",
+                "-q",
+                "-d",
+                str(out),
+                "--index-url",
+                f"{self.server.url(slow)}/simple",
+                *projects,
+            ],
+            self.env,
+        )
 
     def _filename(self, project: str) -> str:
         return f"{project}-1.0-py3-none-any.whl"
@@ -274,13 +335,31 @@ def bench_resume(tools: Tools, server: Nginx, size: int) -> float:
     """Kill wheelcache at 50 % on the throttled server, resume, return bytes sent / size."""
     cache = tools._fresh("resume")
     base = server.url(True)
-    cmd = [sys.executable, "-m", "wheelcache", "fetch", "midpkg", "--no-deps", "--cpu", "--py",
-           "3.11", "--platform", "linux_x86_64", "--index-url", f"{base}/simple",
-           "--torch-index", f"{base}/simple", "--cache-dir", str(cache), "--connections",
-           str(tools.connections)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "wheelcache",
+        "fetch",
+        "midpkg",
+        "--no-deps",
+        "--cpu",
+        "--py",
+        "3.11",
+        "--platform",
+        "linux_x86_64",
+        "--index-url",
+        f"{base}/simple",
+        "--torch-index",
+        f"{base}/simple",
+        "--cache-dir",
+        str(cache),
+        "--connections",
+        str(tools.connections),
+    ]
     server.clear_log()
-    proc = subprocess.Popen(cmd, env=tools.env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, env=tools.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     state = cache / "partial-v1" / f"{tools.digests['midpkg']}.json"
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
@@ -304,9 +383,9 @@ def bench_hash_designs(tools: Tools, runs: int) -> dict[str, float]:
     for during in (True, False):
         code = (
             "import sys, time; from pathlib import Path;"
-            "from wheelcache.cache import Cache; from wheelcache.client import Http;"
-            "from wheelcache.download import Downloader, DownloadJob;"
-            "from wheelcache.segments import TransferSettings;"
+            "from wheelcache.store.cache import Cache; from wheelcache.net.client import Http;"
+            "from wheelcache.net.download import Downloader, DownloadJob;"
+            "from wheelcache.net.transfer import TransferSettings;"
             f"dl = Downloader(Http(), Cache(Path(sys.argv[1])), settings=TransferSettings("
             f"connections={tools.connections}, hash_during={during}));"
             f"dl.fetch(DownloadJob(sys.argv[2], 'bigpkg-1.0-py3-none-any.whl', 'bigpkg', '1.0',"
@@ -329,11 +408,17 @@ def main() -> None:
     ap.add_argument("--small", type=int, default=40, help="number of small wheels")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--connections", type=int, default=8)
-    ap.add_argument("--skip-pip-throttled", action="store_true",
-                    help="skip the slowest peer (pip on the throttled large file)")
+    ap.add_argument(
+        "--skip-pip-throttled",
+        action="store_true",
+        help="skip the slowest peer (pip on the throttled large file)",
+    )
     ap.add_argument("--workdir", type=Path, default=None)
-    ap.add_argument("--only", default="large,throttled,small,small-throttled,resume,hash",
-                    help="comma-separated scenarios to run")
+    ap.add_argument(
+        "--only",
+        default="large,throttled,small,small-throttled,resume,hash",
+        help="comma-separated scenarios to run",
+    )
     args = ap.parse_args()
     for tool in ("nginx", "curl", "aria2c", "sha256sum"):
         if shutil.which(tool) is None:
@@ -347,18 +432,30 @@ def main() -> None:
     tools = Tools(work / "out", server, digests, args.connections)
     small = [f"small{i}" for i in range(args.small)]
     peers: dict[str, Callable[[list[str], bool], Measure]] = {
-        "wheelcache": tools.wheelcache, "curl+sha256sum": tools.curl,
-        f"aria2c -x{args.connections}": tools.aria2c, "pip download": tools.pip,
-    }  # fmt: skip
+        "wheelcache": tools.wheelcache,
+        "curl+sha256sum": tools.curl,
+        f"aria2c -x{args.connections}": tools.aria2c,
+        "pip download": tools.pip,
+    }
     only = set(args.only.split(","))
     scenarios = [
         (f"large {args.size}, loopback", ["bigpkg"], False, size, "large"),
-        (f"large {args.throttled_size}, {args.rate}/s per connection", ["midpkg"], True, tsize,
-         "throttled"),
+        (
+            f"large {args.throttled_size}, {args.rate}/s per connection",
+            ["midpkg"],
+            True,
+            tsize,
+            "throttled",
+        ),
         (f"{args.small} small wheels, loopback", small, False, 0, "small"),
-        (f"{args.small} small wheels, {args.rate}/s per connection", small, True, 0,
-         "small-throttled"),
-    ]  # fmt: skip
+        (
+            f"{args.small} small wheels, {args.rate}/s per connection",
+            small,
+            True,
+            0,
+            "small-throttled",
+        ),
+    ]
     scenarios = [s[:4] for s in scenarios if s[4] in only]
     rows: list[tuple[str, str, Measure, float, float]] = []
     try:
@@ -370,27 +467,36 @@ def main() -> None:
                 print(f"  {title}: {name} …", file=sys.stderr)
                 results[name] = median([fn(projects, slow) for _ in range(args.runs)])
             wc = results["wheelcache"]
-            total = nbytes or sum((work / "www" / "files" / f"{p}-1.0-py3-none-any.whl")
-                                  .stat().st_size for p in projects)  # fmt: skip
+            total = nbytes or sum(
+                (work / "www" / "files" / f"{p}-1.0-py3-none-any.whl").stat().st_size
+                for p in projects
+            )
             for name, m in results.items():
                 rows.append((title, name, m, total / m.seconds / MiB, m.seconds / wc.seconds))
         resume = bench_resume(tools, server, tsize) if "resume" in only else None
         hashing = bench_hash_designs(tools, args.runs) if "hash" in only else {}
     finally:
         server.stop()
-    print(f"\nmachine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, "
-          f"Python {platform.python_version()}, medians of {args.runs} runs\n")  # fmt: skip
+    print(
+        f"\nmachine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, medians of {args.runs} runs\n"
+    )
     print("| scenario | tool | seconds | MiB/s | peer time / wheelcache time | peak RSS MiB |")
     print("|---|---|---:|---:|---:|---:|")
     for title, name, m, rate, ratio in rows:
-        print(f"| {title} | {name} | {m.seconds:.2f} | {rate:.0f} | {ratio:.2f}× | "
-              f"{m.rss_mb:.0f} |")  # fmt: skip
+        print(
+            f"| {title} | {name} | {m.seconds:.2f} | {rate:.0f} | {ratio:.2f}× | {m.rss_mb:.0f} |"
+        )
     if resume is not None:
-        print(f"\nresume after kill -9 at 50 % ({args.throttled_size}, throttled): nginx sent "
-              f"{resume:.3f}× the file size in total")  # fmt: skip
+        print(
+            f"\nresume after kill -9 at 50 % ({args.throttled_size}, throttled): nginx sent "
+            f"{resume:.3f}× the file size in total"
+        )
     if hashing:
-        print("hashing design, large file on loopback (library, median): " + ", ".join(
-            f"{k}: {v:.2f} s" for k, v in hashing.items()))  # fmt: skip
+        print(
+            "hashing design, large file on loopback (library, median): "
+            + ", ".join(f"{k}: {v:.2f} s" for k, v in hashing.items())
+        )
     if args.workdir is None:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -45,10 +45,10 @@ from pathlib import Path
 
 from blake3 import blake3
 
-from wheelcache.cache import Cache
-from wheelcache.models import Blake3, Sha256
-from wheelcache.publish import CacheView
-from wheelcache.static_index import SNIPPET_NAME, write_static_index
+from wheelcache.core.models import Blake3, Sha256
+from wheelcache.serve.publish import CacheView
+from wheelcache.serve.static_index import SNIPPET_NAME, write_static_index
+from wheelcache.store.cache import Cache
 
 PIP_ACCEPT = (
     "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; q=0.1, "
@@ -111,9 +111,17 @@ def ingest(cache: Cache, tmp: Path, filename: str, project: str, version: str) -
             sha.update(chunk)
             b3.update(chunk)
             size += len(chunk)
-    cache.ingest(tmp, sha256=Sha256(sha.hexdigest()), blake3=Blake3(b3.hexdigest()), size=size,
-                 filename=filename, project=project, version=version,
-                 url=f"http://origin.invalid/{filename}", hash_origin="index")
+    cache.ingest(
+        tmp,
+        sha256=Sha256(sha.hexdigest()),
+        blake3=Blake3(b3.hexdigest()),
+        size=size,
+        filename=filename,
+        project=project,
+        version=version,
+        url=f"http://origin.invalid/{filename}",
+        hash_origin="index",
+    )
 
 
 def build(work: Path, size: int, projects: int) -> tuple[Cache, Path, str, list[str]]:
@@ -213,8 +221,16 @@ def _process(
 @contextmanager
 def run_wheelcache(cache: Cache, work: Path) -> Iterator[Server]:
     port = free_port()
-    cmd = [sys.executable, "-c", "from wheelcache.cli import main; main()", "serve",
-           "--port", str(port), "--cache-dir", str(cache.root)]
+    cmd = [
+        sys.executable,
+        "-c",
+        "from wheelcache.cli.main import main; main()",
+        "serve",
+        "--port",
+        str(port),
+        "--cache-dir",
+        str(cache.root),
+    ]
     with _process(cmd, work / "wheelcache-serve.log") as proc:
         _wait_port(port, proc, "wheelcache serve")
         yield Server("wheelcache", f"http://127.0.0.1:{port}", [proc.pid])
@@ -236,12 +252,21 @@ def run_nginx(tree: Path, work: Path) -> Iterator[Server]:
         f"{user}worker_processes auto;\nerror_log {prefix}/error.log;\n"
         "events { worker_connections 1024; }\n"
         f"http {{\n  access_log {prefix}/access.log;\n"
-        + "".join(f"  {t}_temp_path {prefix}/{t};\n"
-                  for t in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        + "".join(
+            f"  {t}_temp_path {prefix}/{t};\n"
+            for t in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        )
         + f"  include {server_conf};\n}}\n"
     )
-    cmd = [nginx, "-c", str(prefix / "nginx.conf"), "-p", str(prefix),
-           "-g", f"daemon off; pid {prefix}/nginx.pid;"]
+    cmd = [
+        nginx,
+        "-c",
+        str(prefix / "nginx.conf"),
+        "-p",
+        str(prefix),
+        "-g",
+        f"daemon off; pid {prefix}/nginx.pid;",
+    ]
     with _process(cmd, work / "nginx.log") as proc:
         _wait_port(port, proc, "nginx")
         yield Server("nginx", f"http://127.0.0.1:{port}", [proc.pid])
@@ -273,8 +298,10 @@ async def _client(host: str, port: int, paths: list[str], out: list[float]) -> N
     reader, writer = await asyncio.open_connection(host, port)
     try:
         for path in paths:
-            request = (f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: {PIP_ACCEPT}\r\n"
-                       "User-Agent: bench\r\n\r\n").encode()
+            request = (
+                f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: {PIP_ACCEPT}\r\n"
+                "User-Agent: bench\r\n\r\n"
+            ).encode()
             started = time.perf_counter()
             writer.write(request)
             head = await reader.readuntil(b"\r\n\r\n")
@@ -351,8 +378,9 @@ def print_table(results: list[Result], size: int, projects: int) -> None:
     others = [r for r in results if r is not nginx]
     heads = [r.name for r in results] + ([f"{r.name}/nginx" for r in others] if nginx else [])
     widths = [max(10, len(h) + 2) for h in heads]
-    print(f"\nbig wheel {size / GiB:.2f} GiB, {projects} projects, 127.0.0.1, "
-          f"{os.cpu_count()} CPUs")
+    print(
+        f"\nbig wheel {size / GiB:.2f} GiB, {projects} projects, 127.0.0.1, {os.cpu_count()} CPUs"
+    )
     head = f"{'':26}" + "".join(f"{h:>{w}}" for h, w in zip(heads, widths, strict=True))
     print(head)
     print("-" * len(head))
@@ -364,9 +392,11 @@ def print_table(results: list[Result], size: int, projects: int) -> None:
     wc = next((r for r in results if r.name == "wheelcache"), None)
     if wc and nginx:
         ratio = min(wc.values[k] / nginx.values[k] for k in ("single", "c8", "c32"))
-        print(f"\ntargets: big-file throughput >= 0.8x nginx: {'met' if ratio >= 0.8 else 'MISSED'}"
-              f" (worst {ratio:.2f}x); index p99 < 20 ms with 32 clients: "
-              f"{'met' if wc.values['p99'] < 20 else 'MISSED'} ({wc.values['p99']:.1f} ms)")
+        print(
+            f"\ntargets: big-file throughput >= 0.8x nginx: {'met' if ratio >= 0.8 else 'MISSED'}"
+            f" (worst {ratio:.2f}x); index p99 < 20 ms with 32 clients: "
+            f"{'met' if wc.values['p99'] < 20 else 'MISSED'} ({wc.values['p99']:.1f} ms)"
+        )
 
 
 def main() -> None:
@@ -375,8 +405,13 @@ def main() -> None:
     ap.add_argument("--projects", type=int, default=200)
     ap.add_argument("--requests", type=int, default=300, help="page requests per connection")
     ap.add_argument("--workdir", type=Path, help="keep the cache and tree here (default: tmp)")
-    ap.add_argument("--peer-cmd", action="append", default=[], metavar="NAME=COMMAND",
-                    help="another server of the static tree; {tree} and {port} are replaced")
+    ap.add_argument(
+        "--peer-cmd",
+        action="append",
+        default=[],
+        metavar="NAME=COMMAND",
+        help="another server of the static tree; {tree} and {port} are replaced",
+    )
     ap.add_argument("--skip-nginx", action="store_true")
     args = ap.parse_args()
     if not shutil.which("curl"):

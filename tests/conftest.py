@@ -15,6 +15,7 @@ from tests.support.torchindex import TorchIndex, Universe, build_universe, serve
 # Real PyTorch index pages, kept in the repository (tests/data/pytorch-index/README.md).
 FIXTURES = Path(__file__).resolve().parent / "data" / "pytorch-index"
 
+
 def pytest_configure(config: pytest.Config) -> None:
     """The suite runs on Linux (CI's machine): it mounts tmpfs filesystems as root, drives a
     pty and runs shebang scripts as fake nvidia-smi.  Say so once instead of skipping."""

@@ -1,4 +1,5 @@
-"""mypy --strict and ruff run as part of the test command, so CI enforces them."""
+"""mypy --strict (for Linux, Windows and macOS) and ruff run as part of the test command, so CI
+enforces them: an unguarded POSIX-only call fails the Windows run."""
 
 from __future__ import annotations
 
@@ -6,22 +7,28 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_mypy_strict() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True, text=True, timeout=600
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=600
     )
+
+
+@pytest.mark.parametrize("platform", ["linux", "win32", "darwin"])
+def test_mypy_strict(platform: str) -> None:
+    proc = _run("mypy", "--platform", platform)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_ruff() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "ruff", "check", "wheelcache", "tests", "scripts"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = _run("ruff", "check", "wheelcache", "tests", "scripts")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_ruff_format() -> None:
+    proc = _run("ruff", "format", "--check", "wheelcache", "tests", "scripts")
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -1,5 +1,5 @@
 """``python -m wheelcache``."""
 
-from wheelcache.cli import main
+from wheelcache.cli.main import main
 
 main(prog_name="wheelcache")

@@ -1,6 +1,6 @@
 """Settings from the world outside the library: this machine, pip's configuration, our config file.
 
-Only this module and :mod:`wheelcache.cli` read the environment.  Precedence is the usual one:
+Only this module and :mod:`wheelcache.cli.main` read the environment.  Precedence is the usual one:
 command-line option > ``WHEELCACHE_*`` environment variable > config file > default; click does
 the first two and the config file arrives as click's ``default_map``.
 """
@@ -18,7 +18,7 @@ from typing import Any
 
 import platformdirs
 
-from .errors import WheelcacheError
+from wheelcache.errors import WheelcacheError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -173,7 +173,9 @@ def host_platform() -> tuple[str, str | None]:
     libc, version = platform.libc_ver()
     if libc == "glibc" and version:
         return f"linux_{arch}", ".".join(version.split(".")[:2])
-    from .probe_script import musl_version  # Alpine and friends: musllinux wheels only
+    from wheelcache.host.probe_script import (
+        musl_version,  # Alpine and friends: musllinux wheels only
+    )
 
     musl = musl_version(sys.executable)
     if musl is not None:

@@ -20,16 +20,16 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
-from .cache import Cache, CachedWheel, describe_os_error
-from .client import Http, HttpSettings, PageStore
-from .download import Downloader, DownloadJob, TransferSettings
-from .errors import CacheError, IndexPageError, RequirementError, TargetError
-from .evaluator import Candidate
-from .finder import IndexFinder, Mirror, Sources
-from .progress import Reporter
-from .provider import Req, Resolution, resolve
-from .target import Target
-from .variants import DEFAULT_TORCH_INDEX, is_torch_family, torch_index_for
+from wheelcache.core.evaluator import Candidate
+from wheelcache.core.progress import Reporter
+from wheelcache.core.provider import Req, Resolution, resolve
+from wheelcache.core.target import Target
+from wheelcache.core.variants import DEFAULT_TORCH_INDEX, is_torch_family, torch_index_for
+from wheelcache.errors import CacheError, IndexPageError, RequirementError, TargetError
+from wheelcache.net.client import Http, HttpSettings, PageStore
+from wheelcache.net.download import Downloader, DownloadJob, TransferSettings
+from wheelcache.net.finder import IndexFinder, Mirror, Sources
+from wheelcache.store.cache import Cache, CachedWheel, describe_os_error
 
 __all__ = ["FetchRequest", "FetchResult", "FetchedFile", "fetch", "parse_requirements"]
 
@@ -160,8 +160,9 @@ def parse_requirements(
             raise RequirementError(f"invalid requirement {text!r}: {why}") from exc
         if req.marker is not None and target is not None:
             if not req.marker.evaluate({**target.marker_environment, "extra": ""}):
-                log.warning("leaving out %s: its marker does not hold on %s", text,
-                            target.describe())  # fmt: skip
+                log.warning(
+                    "leaving out %s: its marker does not hold on %s", text, target.describe()
+                )
                 continue
         reqs.append(Req.from_requirement(req))
     if torch_version:
@@ -259,9 +260,15 @@ def fetch(request: FetchRequest, cache: Cache, reporter: Reporter | None = None)
             else None
         )
         finder = IndexFinder(
-            target, sources, PageStore(cache, http), cache, http, downloader,
-            prefetch=max(request.jobs, 4), prefetch_metadata=not request.no_deps,
-        )  # fmt: skip
+            target,
+            sources,
+            PageStore(cache, http),
+            cache,
+            http,
+            downloader,
+            prefetch=max(request.jobs, 4),
+            prefetch_metadata=not request.no_deps,
+        )
         finder.prefetch(r.name for r in reqs)
         try:
             resolution = resolve(
@@ -281,8 +288,11 @@ def fetch(request: FetchRequest, cache: Cache, reporter: Reporter | None = None)
         requested = _requested_pins(reqs, resolution)
         for c in resolution.candidates:
             if c.file.yanked:
-                log.warning("%s is yanked (%s); taken because it was pinned exactly",
-                            c.file.filename, c.file.yanked_reason or "no reason given")  # fmt: skip
+                log.warning(
+                    "%s is yanked (%s); taken because it was pinned exactly",
+                    c.file.filename,
+                    c.file.yanked_reason or "no reason given",
+                )
         if request.dry_run:
             if http is not None:
                 _learn_sizes(http, finder, resolution.candidates, request.jobs)
@@ -385,8 +395,9 @@ def torch_available(request: FetchRequest, cache: Cache) -> bool:
     http = None if request.offline else Http(request.http)
     try:
         pages = PageStore(cache, http)
-        finder = IndexFinder(request.target, Sources(torch_url, per_variant, ()), pages, cache,
-                             http, None)  # fmt: skip
+        finder = IndexFinder(
+            request.target, Sources(torch_url, per_variant, ()), pages, cache, http, None
+        )
         try:
             cands = finder.find_candidates(canonicalize_name("torch"))
         except (TargetError, IndexPageError):

@@ -23,14 +23,14 @@ from packaging.utils import (
 )
 from packaging.version import Version
 
-from .cache import Cache
-from .client import Http, HttpSettings, PageStore
-from .errors import IndexPageError, TargetError, WheelcacheError
-from .evaluator import Candidate, variant_wheels
-from .finder import IndexFinder, Sources
-from .models import DistFile, ProjectPage
-from .target import make_target
-from .variants import torch_index_for
+from wheelcache.core.evaluator import Candidate, variant_wheels
+from wheelcache.core.models import DistFile, ProjectPage
+from wheelcache.core.target import make_target
+from wheelcache.core.variants import torch_index_for
+from wheelcache.errors import IndexPageError, TargetError, WheelcacheError
+from wheelcache.net.client import Http, HttpSettings, PageStore
+from wheelcache.net.finder import IndexFinder, Sources
+from wheelcache.store.cache import Cache
 
 __all__ = ["MatrixRow", "VariantMatrix", "build_matrix", "platform_family"]
 
@@ -47,8 +47,11 @@ def platform_family(platform: str) -> str:
     ['linux_x86_64', 'linux_x86_64', 'linux_aarch64', 'win_amd64', 'macosx_arm64', 'any']
     """
     if platform.startswith(("manylinux", "linux_")):
-        arch = platform.split("_", 3)[-1] if platform.startswith("manylinux_") else (
-            platform.split("_", 1)[1])  # fmt: skip
+        arch = (
+            platform.split("_", 3)[-1]
+            if platform.startswith("manylinux_")
+            else (platform.split("_", 1)[1])
+        )
         return f"linux_{arch}"
     if platform.startswith("macosx_"):
         arch = platform.split("_", 3)[-1]
@@ -92,8 +95,11 @@ class VariantMatrix:
     rows: tuple[MatrixRow, ...] = field(default_factory=tuple)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"variant": self.variant, "index": self.index,
-                "sets": [r.to_dict() for r in self.rows]}  # fmt: skip
+        return {
+            "variant": self.variant,
+            "index": self.index,
+            "sets": [r.to_dict() for r in self.rows],
+        }
 
 
 _Wheel = tuple[DistFile, frozenset[Tag], Version]  # file, its tags, its full version
@@ -191,8 +197,15 @@ def _variant_matrix(
 ) -> VariantMatrix | None:
     url, per_variant = torch_index_for(template, variant or "cpu")
     placeholder = make_target(python="3.12", platform="linux_x86_64", variant=variant or "cpu")
-    finder = IndexFinder(placeholder, Sources(url, per_variant, ()), PageStore(cache, http),
-                         cache, http, None, prefetch=0)  # fmt: skip
+    finder = IndexFinder(
+        placeholder,
+        Sources(url, per_variant, ()),
+        PageStore(cache, http),
+        cache,
+        http,
+        None,
+        prefetch=0,
+    )
     local = variant if per_variant else None
     try:
         pages = {p: finder.page(p) for p in (TORCH, VISION, AUDIO)}
@@ -206,8 +219,9 @@ def _variant_matrix(
     pairs: dict[NormalizedName, dict[Version, Version]] = {}
     with concurrent.futures.ThreadPoolExecutor(max(1, jobs)) as pool:
         for comp in (VISION, AUDIO):
-            futs = {v: pool.submit(_torch_pin, finder, comp, files)
-                    for v, files in by[comp].items()}  # fmt: skip
+            futs = {
+                v: pool.submit(_torch_pin, finder, comp, files) for v, files in by[comp].items()
+            }
             pins = {v: fut.result() for v, fut in futs.items()}
             pairs[comp] = pair_companions(fulls, pins)
     rows = []
@@ -215,14 +229,17 @@ def _variant_matrix(
         tv, ta = pairs[VISION].get(t), pairs[AUDIO].get(t)
         slots = _slots(by[TORCH][t])
         for comp, version in ((VISION, tv), (AUDIO, ta)):
-            slots = _intersect(slots, _with_any(_slots(by[comp][version]), slots)) if version \
-                else {}  # fmt: skip
-        rows.append(MatrixRow(
-            _label(by[TORCH][t]),
-            _label(by[VISION][tv]) if tv else None,
-            _label(by[AUDIO][ta]) if ta else None,
-            {k: tuple(sorted(v, key=_py_key)) for k, v in sorted(slots.items())},
-        ))  # fmt: skip
+            slots = (
+                _intersect(slots, _with_any(_slots(by[comp][version]), slots)) if version else {}
+            )
+        rows.append(
+            MatrixRow(
+                _label(by[TORCH][t]),
+                _label(by[VISION][tv]) if tv else None,
+                _label(by[AUDIO][ta]) if ta else None,
+                {k: tuple(sorted(v, key=_py_key)) for k, v in sorted(slots.items())},
+            )
+        )
     return VariantMatrix(variant, url, tuple(rows))
 
 

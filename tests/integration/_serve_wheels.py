@@ -20,9 +20,9 @@ from pathlib import Path
 
 from tests.support.cachefill import add_wheel
 from tests.support.wheels import build_wheel
-from wheelcache.cache import Cache
-from wheelcache.publish import CacheView, Selection
-from wheelcache.server import AccessRecord, IndexServer
+from wheelcache.serve.publish import CacheView, Selection
+from wheelcache.serve.server import AccessRecord, IndexServer
+from wheelcache.store.cache import Cache
 
 __all__ = [
     "DEMO",
@@ -142,8 +142,18 @@ def pip_install(index_url: str, target: Path, tmp: Path, *args: str) -> str:
     """``pip install --target`` from *index_url* only, isolated from this machine's config."""
     proc = _run(
         [
-            sys.executable, "-m", "pip", "install", "--index-url", index_url, "--target",
-            str(target), "--no-cache-dir", "--disable-pip-version-check", "--no-input", *args,
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--index-url",
+            index_url,
+            "--target",
+            str(target),
+            "--no-cache-dir",
+            "--disable-pip-version-check",
+            "--no-input",
+            *args,
         ],
         tmp,
     )
@@ -165,8 +175,17 @@ def uv_command() -> list[str]:
 def uv_install(index_url: str, target: Path, tmp: Path, *args: str) -> str:
     proc = _run(
         [
-            *uv_command(), "pip", "install", "--target", str(target), "--index-url", index_url,
-            "--no-cache", "--python", sys.executable, *args,
+            *uv_command(),
+            "pip",
+            "install",
+            "--target",
+            str(target),
+            "--index-url",
+            index_url,
+            "--no-cache",
+            "--python",
+            sys.executable,
+            *args,
         ],
         tmp,
     )
@@ -217,8 +236,15 @@ def run_nginx(snippet: Path, workdir: Path) -> Iterator[Nginx]:
         "}\n"
     )
     proc = subprocess.Popen(
-        [nginx_binary(), "-c", str(conf), "-p", str(workdir),
-         "-g", f"daemon off; pid {workdir}/nginx.pid;"],
+        [
+            nginx_binary(),
+            "-c",
+            str(conf),
+            "-p",
+            str(workdir),
+            "-g",
+            f"daemon off; pid {workdir}/nginx.pid;",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
@@ -231,10 +257,9 @@ def run_nginx(snippet: Path, workdir: Path) -> Iterator[Nginx]:
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     out = proc.stdout.read().decode() if proc.stdout else ""
-                    log = (workdir / "error.log")
+                    log = workdir / "error.log"
                     raise AssertionError(
-                        f"nginx did not start: {out}\n"
-                        f"{log.read_text() if log.exists() else ''}"
+                        f"nginx did not start: {out}\n{log.read_text() if log.exists() else ''}"
                     ) from None
                 time.sleep(0.05)
         yield Nginx(f"http://127.0.0.1:{port}", workdir / "access.log", workdir / "error.log")

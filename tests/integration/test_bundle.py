@@ -23,12 +23,12 @@ from click.testing import CliRunner, Result
 from tests.support.cachefill import add_wheel
 from tests.support.torchindex import WIN_CU118_PY39, TorchIndex
 from tests.support.wheels import build_wheel
-from wheelcache.bundle import export_bundle
-from wheelcache.bundle_select import select_wheels
-from wheelcache.cache import Cache
-from wheelcache.cli import main
+from wheelcache.bundle.export import export_bundle
+from wheelcache.bundle.select import select_wheels
+from wheelcache.cli.main import main
+from wheelcache.core.models import Blake3, Sha256
 from wheelcache.errors import BundleError
-from wheelcache.models import Blake3, Sha256
+from wheelcache.store.cache import Cache
 
 PY38 = Path("/root/.pyenv/versions/3.8.18/bin/python")
 APP = "app-1.0-py3-none-any.whl"
@@ -41,14 +41,20 @@ def demo_cache(root: Path) -> Cache:
     cache = Cache(root / "cache")
     build = root / "build"
     specs: list[tuple[str, str, dict[str, Any]]] = [
-        ("app", "1.0", {"requires_dist": ["dep>=1", "winonly; sys_platform == 'win32'"],
-                        "payload_size": 300_000}),
+        (
+            "app",
+            "1.0",
+            {
+                "requires_dist": ["dep>=1", "winonly; sys_platform == 'win32'"],
+                "payload_size": 300_000,
+            },
+        ),
         ("app", "0.9", {}),
         ("dep", "1.2", {"requires_python": ">=3.8"}),
         ("dep", "0.5", {}),
         ("winonly", "1.0", {}),
         ("other", "3.0", {}),
-    ]  # fmt: skip
+    ]
     for name, version, kw in specs:
         add_wheel(cache, build_wheel(build, name, version, **kw), name, version)
     return cache
@@ -60,25 +66,45 @@ def cli(*args: str) -> Result:
 
 def isolated_env(tmp: Path, **extra: str) -> dict[str, str]:
     """No PIP_* variable, no config file, no proxy, a throwaway HOME."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("PIP_", "WHEELCACHE_")) and "proxy" not in k.lower()}  # fmt: skip
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PIP_", "WHEELCACHE_")) and "proxy" not in k.lower()
+    }
     (tmp / "home").mkdir(parents=True, exist_ok=True)
     env.update(PIP_CONFIG_FILE=os.devnull, HOME=str(tmp / "home"), **extra)
     return env
 
 
-def run(cmd: list[str], tmp: Path, cwd: Path | None = None,
-        **env: str) -> subprocess.CompletedProcess[str]:  # fmt: skip
-    return subprocess.run(cmd, env=isolated_env(tmp, **env), cwd=cwd, capture_output=True,
-                          text=True, timeout=300)  # fmt: skip
+def run(
+    cmd: list[str], tmp: Path, cwd: Path | None = None, **env: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        cmd, env=isolated_env(tmp, **env), cwd=cwd, capture_output=True, text=True, timeout=300
+    )
 
 
 def pip_install(bundle: Path, target: Path, tmp: Path, *how: str) -> str:
     """pip install -r requirements.txt; *how* says from where (default: wheels/, no index)."""
     how = how or ("--no-index", "--find-links", str(bundle / "wheels"))
-    proc = run([sys.executable, "-m", "pip", "install", *how, "--require-hashes",
-                "-r", str(bundle / "requirements.txt"), "--target", str(target),
-                "--no-cache-dir", "--disable-pip-version-check", "--no-input"], tmp)  # fmt: skip
+    proc = run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            *how,
+            "--require-hashes",
+            "-r",
+            str(bundle / "requirements.txt"),
+            "--target",
+            str(target),
+            "--no-cache-dir",
+            "--disable-pip-version-check",
+            "--no-input",
+        ],
+        tmp,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout
 
@@ -87,8 +113,9 @@ def installed(target: Path) -> set[str]:
     return {p.name.split("-")[0] for p in target.glob("*.dist-info")}
 
 
-def verify_py(bundle: Path, tmp: Path, python: Path | str = sys.executable,
-              *args: str) -> subprocess.CompletedProcess[str]:  # fmt: skip
+def verify_py(
+    bundle: Path, tmp: Path, python: Path | str = sys.executable, *args: str
+) -> subprocess.CompletedProcess[str]:
     # -I -S: no site-packages at all, so only the standard library can be imported.
     return run([str(python), "-I", "-S", str(bundle / "verify.py"), *args], tmp, cwd=tmp)
 
@@ -106,12 +133,24 @@ def test_export_verify_install_and_import(exported: tuple[Cache, Path], tmp_path
     cache, bundle = exported
     files = sorted(p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file())
     assert files == [
-        "README.txt", "install.bat", "install.ps1", "install.sh", "manifest.json",
-        "requirements.txt", "simple/app/index.html", "simple/app/index.json",
-        "simple/dep/index.html", "simple/dep/index.json", "simple/index.html",
-        "simple/index.json", "verify.py", f"wheels/{APP}", f"wheels/{APP}.metadata",
-        f"wheels/{DEP}", f"wheels/{DEP}.metadata",
-    ]  # fmt: skip  (winonly is for Windows only: this machine's markers left it out)
+        "README.txt",
+        "install.bat",
+        "install.ps1",
+        "install.sh",
+        "manifest.json",
+        "requirements.txt",
+        "simple/app/index.html",
+        "simple/app/index.json",
+        "simple/dep/index.html",
+        "simple/dep/index.json",
+        "simple/index.html",
+        "simple/index.json",
+        "verify.py",
+        f"wheels/{APP}",
+        f"wheels/{APP}.metadata",
+        f"wheels/{DEP}",
+        f"wheels/{DEP}.metadata",
+    ]  # (winonly is for Windows only: this machine's markers left it out)
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert (manifest["format"], manifest["version"]) == ("wheelcache-bundle", 1)
     assert manifest["created_at"].endswith("Z") and manifest["requested"] == ["app==1.0"]
@@ -126,8 +165,10 @@ def test_export_verify_install_and_import(exported: tuple[Cache, Path], tmp_path
     assert wheel["targets"] == manifest["targets"]
     req = (bundle / "requirements.txt").read_text()
     assert [ln.split(" ")[0] for ln in req.splitlines() if "==" in ln] == ["app==1.0", "dep==1.2"]
-    assert '<a href="../../wheels/app-1.0-py3-none-any.whl#sha256=' in (
-        bundle / "simple" / "app" / "index.html").read_text()  # fmt: skip
+    assert (
+        '<a href="../../wheels/app-1.0-py3-none-any.whl#sha256='
+        in (bundle / "simple" / "app" / "index.html").read_text()
+    )
 
     # verify.py needs nothing but the standard library, on this Python and on 3.8.
     pythons: list[Path | str] = [sys.executable, *([PY38] if PY38.exists() else [])]
@@ -146,9 +187,19 @@ def test_export_verify_install_and_import(exported: tuple[Cache, Path], tmp_path
     assert installed(t2) == {"app", "dep"}
     # install.sh for real, with extra pip arguments passed through.
     t3 = tmp_path / "t3"
-    proc = run(["sh", str(bundle / "install.sh"), "--target", str(t3), "--no-cache-dir",
-                "--disable-pip-version-check"], tmp_path, cwd=tmp_path,
-               PYTHON=sys.executable)  # fmt: skip
+    proc = run(
+        [
+            "sh",
+            str(bundle / "install.sh"),
+            "--target",
+            str(t3),
+            "--no-cache-dir",
+            "--disable-pip-version-check",
+        ],
+        tmp_path,
+        cwd=tmp_path,
+        PYTHON=sys.executable,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert installed(t3) == {"app", "dep"}
 
@@ -161,7 +212,9 @@ def test_export_verify_install_and_import(exported: tuple[Cache, Path], tmp_path
     assert "Imported 2 wheels" in res.stdout and "--require-hashes -r" in res.stdout
     inv = json.loads(cli("ls", "--json", "--cache-dir", str(other)).stdout)
     assert {w["filename"]: w["targets"] for w in inv["wheels"]} == {
-        APP: manifest["targets"], DEP: manifest["targets"]}  # fmt: skip
+        APP: manifest["targets"],
+        DEP: manifest["targets"],
+    }
     again = cli("import", str(bundle), "--cache-dir", str(other))
     assert "Imported 0 wheels" in again.stdout and "2 were already there" in again.stdout
     assert cli("verify", "--cache-dir", str(other)).exit_code == 0
@@ -182,9 +235,12 @@ DAMAGE: dict[str, tuple[Callable[[Path], object], str, str]] = {
     "flip": (lambda b: _flip(b / "wheels" / APP), "CORRUPT", f"wheels/{APP}"),
     "truncate": (lambda b: _truncate(b / "wheels" / APP), "TRUNCATED", f"wheels/{APP}"),
     "delete": (lambda b: (b / "wheels" / APP).unlink(), "MISSING", f"wheels/{APP}"),
-    "stray": (lambda b: (b / "wheels" / "evil-1.0-py3-none-any.whl").write_bytes(b"x"),
-              "EXTRA", "wheels/evil-1.0-py3-none-any.whl"),
-}  # fmt: skip
+    "stray": (
+        lambda b: (b / "wheels" / "evil-1.0-py3-none-any.whl").write_bytes(b"x"),
+        "EXTRA",
+        "wheels/evil-1.0-py3-none-any.whl",
+    ),
+}
 
 
 @pytest.mark.parametrize("damage", sorted(DAMAGE))
@@ -203,8 +259,10 @@ def test_damage_is_named_by_verify_verify_py_and_import(
     other = tmp_path / "other"
     res = cli("import", str(bundle), "--cache-dir", str(other))
     assert line in res.stdout, res.stdout
-    names = {w["filename"] for w in json.loads(cli("ls", "--json", "--cache-dir",
-                                                   str(other)).stdout)["wheels"]}  # fmt: skip
+    names = {
+        w["filename"]
+        for w in json.loads(cli("ls", "--json", "--cache-dir", str(other)).stdout)["wheels"]
+    }
     if damage == "stray":
         assert res.exit_code == 0 and names == {APP, DEP}  # named, and nothing is refused
     else:
@@ -224,9 +282,17 @@ def test_fat32_refuses_a_file_over_4_gib_before_copying(tmp_path: Path) -> None:
     digests = (Sha256("a" * 64), Blake3("b" * 64))  # the check reads sizes only
     tmp = cache.temp_path()
     os.replace(big, tmp)
-    cache.ingest(tmp, sha256=digests[0], blake3=digests[1], size=4 * 2**30 + 1,
-                 filename=big.name, project="huge", version="1.0", url="u",
-                 hash_origin="index")  # fmt: skip
+    cache.ingest(
+        tmp,
+        sha256=digests[0],
+        blake3=digests[1],
+        size=4 * 2**30 + 1,
+        filename=big.name,
+        project="huge",
+        version="1.0",
+        url="u",
+        hash_origin="index",
+    )
     selection = select_wheels(cache, everything=True)
     dest = tmp_path / "stick" / "bundle"
     seen: list[Path] = []
@@ -243,16 +309,18 @@ def test_fat32_refuses_a_file_over_4_gib_before_copying(tmp_path: Path) -> None:
     assert seen == [dest] and not dest.exists()  # refused before anything was written
     # Without the big file the same FAT32 stick is fine.
     assert cli("rm", "huge", "--cache-dir", str(cache.root)).exit_code == 0
-    ok = export_bundle(cache, dest, select_wheels(cache, everything=True), fs_type=fat,
-                       free_space=lambda p: 2**50)  # fmt: skip
+    ok = export_bundle(
+        cache, dest, select_wheels(cache, everything=True), fs_type=fat, free_space=lambda p: 2**50
+    )
     assert ok.wheels == 6 and ok.fs_type == "vfat"
 
 
 def test_fat32_through_the_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cache = demo_cache(tmp_path)
-    monkeypatch.setattr("wheelcache.bundle.filesystem_type", lambda p: "FAT32")
-    res = CliRunner().invoke(main, ["export", str(tmp_path / "b"), "--all", "--cache-dir",
-                                    str(cache.root)])  # fmt: skip
+    monkeypatch.setattr("wheelcache.bundle.export.filesystem_type", lambda p: "FAT32")
+    res = CliRunner().invoke(
+        main, ["export", str(tmp_path / "b"), "--all", "--cache-dir", str(cache.root)]
+    )
     assert res.exit_code == 0, res.stderr  # small files fit on FAT32
     assert "FAT32" not in res.stderr
 
@@ -260,15 +328,16 @@ def test_fat32_through_the_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 def test_too_little_free_space_is_refused_before_copying(tmp_path: Path) -> None:
     cache = demo_cache(tmp_path)
     dest = tmp_path / "full"
-    selection = select_wheels(cache, requirements=["app==1.0"], fallback=None,
-                              target_text=None, target=_this_machine())  # fmt: skip
+    selection = select_wheels(
+        cache, requirements=["app==1.0"], fallback=None, target_text=None, target=_this_machine()
+    )
     with pytest.raises(BundleError, match="not enough free space on .*full: the bundle needs"):
         export_bundle(cache, dest, selection, free_space=lambda p: 100_000)
     assert not dest.exists()
 
 
 def _this_machine() -> Any:
-    from wheelcache.cli_cache import _this_machine as this
+    from wheelcache.cli.cache import _this_machine as this
 
     return this()
 
@@ -301,8 +370,9 @@ def test_interrupted_export_is_finished_by_running_it_again(tmp_path: Path) -> N
     done_before.pop(written[1])
 
     again: list[str] = []
-    result = export_bundle(cache, dest, selection,
-                           progress=lambda rel, d, t: again.append(rel) if d == 0 else None)
+    result = export_bundle(
+        cache, dest, selection, progress=lambda rel, d, t: again.append(rel) if d == 0 else None
+    )
     assert written[0] not in again and written[1] in again  # only what was missing or bad
     assert all((dest / rel).stat().st_mtime_ns == ns for rel, ns in done_before.items())
     assert result.reused == 1 and result.copied == result.files - 1
@@ -324,8 +394,15 @@ def test_delta_bundle_carries_only_what_the_other_side_lacks(tmp_path: Path) -> 
     inventory.write_text(cli("ls", "--json", "--cache-dir", str(offline)).stdout)
 
     delta = tmp_path / "delta"
-    res = cli("export", str(delta), "app==1.0", "--exclude-present", str(inventory),
-              "--cache-dir", str(cache.root))  # fmt: skip
+    res = cli(
+        "export",
+        str(delta),
+        "app==1.0",
+        "--exclude-present",
+        str(inventory),
+        "--cache-dir",
+        str(cache.root),
+    )
     assert res.exit_code == 0, res.stderr
     assert "1 left out" in res.stdout
     assert sorted(p.name for p in (delta / "wheels").glob("*.whl")) == [APP]
@@ -339,8 +416,7 @@ def test_delta_bundle_carries_only_what_the_other_side_lacks(tmp_path: Path) -> 
     assert "expects" not in res.stdout  # the left-out wheel is there
     # Install on the offline side from its cache, with the bundle's pinned requirements.
     target = tmp_path / "t"
-    pip_install(delta, target, tmp_path, "--no-index", "--find-links",
-                str(offline / "wheels-v1"))
+    pip_install(delta, target, tmp_path, "--no-index", "--find-links", str(offline / "wheels-v1"))
     assert installed(target) == {"app", "dep"}
 
 
@@ -377,8 +453,9 @@ def test_target_file_from_the_probe_selects_and_is_recorded(tmp_path: Path) -> N
     target = tmp_path / "target.json"
     assert cli("probe", "--no-nvidia", "--output", str(target)).exit_code == 0
     dest = tmp_path / "b"
-    res = cli("export", str(dest), "app==1.0", "--target", str(target), "--cache-dir",
-              str(cache.root))  # fmt: skip
+    res = cli(
+        "export", str(dest), "app==1.0", "--target", str(target), "--cache-dir", str(cache.root)
+    )
     assert res.exit_code == 0, res.stderr
     manifest = json.loads((dest / "manifest.json").read_text())
     probe = json.loads(target.read_text())
@@ -390,8 +467,17 @@ def test_target_file_from_the_probe_selects_and_is_recorded(tmp_path: Path) -> N
 
 # -- from a real fetch ------------------------------------------------------------------------
 def fetch(ti: TorchIndex, cache: Path, *args: str) -> dict[str, Any]:
-    res = cli("fetch", "--torch-index", ti.torch_index_url, "--index-url", ti.deps_index_url,
-              "--cache-dir", str(cache), "--json", *args)  # fmt: skip
+    res = cli(
+        "fetch",
+        "--torch-index",
+        ti.torch_index_url,
+        "--index-url",
+        ti.deps_index_url,
+        "--cache-dir",
+        str(cache),
+        "--json",
+        *args,
+    )
     assert res.exit_code == 0, res.stderr
     data: dict[str, Any] = json.loads(res.stdout)
     return data
@@ -402,10 +488,30 @@ def test_fetched_closures_export_by_pin_target_and_lock(
 ) -> None:
     cache = tmp_path / "c"
     here = fetch(torch_index, cache, "--cpu", "--torch", "2.4.0")  # this machine
-    win = fetch(torch_index, cache, "--cuda", "118", "--py", "39", "--platform", "win_amd64",
-                "--torch", "2.4.0")  # fmt: skip
-    fetch(torch_index, cache, "--cuda", "118", "--py", "39", "--platform", "linux_x86_64",
-          "--torch", "2.4.0")  # fmt: skip
+    win = fetch(
+        torch_index,
+        cache,
+        "--cuda",
+        "118",
+        "--py",
+        "39",
+        "--platform",
+        "win_amd64",
+        "--torch",
+        "2.4.0",
+    )
+    fetch(
+        torch_index,
+        cache,
+        "--cuda",
+        "118",
+        "--py",
+        "39",
+        "--platform",
+        "linux_x86_64",
+        "--torch",
+        "2.4.0",
+    )
     c = ["--cache-dir", str(cache)]
     requests_before = sum(len(s.requests) for s in torch_index.servers)
 
@@ -414,7 +520,8 @@ def test_fetched_closures_export_by_pin_target_and_lock(
     res = cli("export", str(mine), "torch==2.4.0+cpu", "torchvision==0.19.0+cpu", *c)
     assert res.exit_code == 0, res.stderr
     assert {p.name for p in (mine / "wheels").glob("*.whl")} == {
-        f["filename"] for f in here["files"] if f["project"] != "torchaudio"}  # not asked for
+        f["filename"] for f in here["files"] if f["project"] != "torchaudio"
+    }  # not asked for
     t = tmp_path / "t"
     pip_install(mine, t, tmp_path)
     assert {"torch", "torchvision", "numpy", "sympy"} <= installed(t)
@@ -425,8 +532,16 @@ def test_fetched_closures_export_by_pin_target_and_lock(
     assert res.exit_code == 1 and "fetched for several targets" in res.stderr
     assert "cp39-win_amd64 (cu118)" in res.stderr and "cp39-linux_x86_64 (cu118)" in res.stderr
     by_pin = tmp_path / "by-pin"
-    res = cli("export", str(by_pin), "torch==2.4.0+cu118", "torchvision==0.19.0+cu118",
-              "torchaudio==2.4.0+cu118", "--target", "win_amd64", *c)  # fmt: skip
+    res = cli(
+        "export",
+        str(by_pin),
+        "torch==2.4.0+cu118",
+        "torchvision==0.19.0+cu118",
+        "torchaudio==2.4.0+cu118",
+        "--target",
+        "win_amd64",
+        *c,
+    )
     assert res.exit_code == 0, res.stderr
     assert {p.name for p in (by_pin / "wheels").glob("*.whl")} == WIN_CU118_PY39
     assert {f["filename"] for f in win["files"]} == WIN_CU118_PY39

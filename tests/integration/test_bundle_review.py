@@ -26,12 +26,12 @@ from tests.integration.test_bundle import (
     verify_py,
 )
 from tests.support.wheels import build_wheel
-from wheelcache.bundle import export_bundle
-from wheelcache.bundle_select import select_wheels
-from wheelcache.cache import Cache
-from wheelcache.cli import main
-from wheelcache.cli_cache import _this_machine
+from wheelcache.bundle.export import export_bundle
+from wheelcache.bundle.select import select_wheels
+from wheelcache.cli.cache import _this_machine
+from wheelcache.cli.main import main
 from wheelcache.errors import BundleError
+from wheelcache.store.cache import Cache
 
 HERE = _this_machine()
 T_CPU = HERE.describe()  # e.g. cp311-linux_x86_64 (cpu)
@@ -56,14 +56,26 @@ def variant_cache(root: Path) -> Cache:
     build = root / "build"
     cu_deps = ["dep>=1", "nvidia-cublas-cu12==12.1.3.1; platform_system == 'Linux'"]
     made = {
-        "cpu": add_wheel(cache, build_wheel(build, "torch", "2.4.0+cpu",
-                                            requires_dist=["dep>=1"]), "torch", "2.4.0+cpu"),
-        "cu": add_wheel(cache, build_wheel(build, "torch", "2.4.0+cu121", requires_dist=cu_deps),
-                        "torch", "2.4.0+cu121"),
-        "nvidia": add_wheel(cache, build_wheel(build, "nvidia-cublas-cu12", "12.1.3.1"),
-                            "nvidia-cublas-cu12", "12.1.3.1"),
+        "cpu": add_wheel(
+            cache,
+            build_wheel(build, "torch", "2.4.0+cpu", requires_dist=["dep>=1"]),
+            "torch",
+            "2.4.0+cpu",
+        ),
+        "cu": add_wheel(
+            cache,
+            build_wheel(build, "torch", "2.4.0+cu121", requires_dist=cu_deps),
+            "torch",
+            "2.4.0+cu121",
+        ),
+        "nvidia": add_wheel(
+            cache,
+            build_wheel(build, "nvidia-cublas-cu12", "12.1.3.1"),
+            "nvidia-cublas-cu12",
+            "12.1.3.1",
+        ),
         "dep": add_wheel(cache, build_wheel(build, "dep", "1.2"), "dep", "1.2"),
-    }  # fmt: skip
+    }
     for key in ("cpu", "dep"):
         cache.catalog.add_target(made[key].sha256, T_CPU)
     for key in ("cu", "nvidia", "dep"):
@@ -102,8 +114,7 @@ def test_export_with_a_target_file_refuses_to_guess_the_variant(tmp_path: Path) 
     assert manifest["targets"] == [T_CPU] and manifest["target"]["variant"] == "cpu"
 
     cu = tmp_path / "cu"
-    res = invoke("export", str(cu), "torch==2.4.0", "--target", str(target), "--cuda", "12.1",
-                 *c)  # fmt: skip
+    res = invoke("export", str(cu), "torch==2.4.0", "--target", str(target), "--cuda", "12.1", *c)
     assert res.exit_code == 0, res.stderr
     assert wheels_in(cu) == {TORCH_CU, NVIDIA, "dep-1.2-py3-none-any.whl"}
     assert json.loads((cu / "manifest.json").read_text())["targets"] == [T_CU]
@@ -113,8 +124,9 @@ def test_export_with_a_target_file_refuses_to_guess_the_variant(tmp_path: Path) 
     res = invoke("export", str(tmp_path / "y"), "--all", "--target", str(target), *c)
     assert res.exit_code == 1 and "several variants" in res.stderr
     everything = tmp_path / "all-cpu"
-    res = invoke("export", str(everything), "--all", "--target", str(target), "--variant",
-                 "cpu", *c)  # fmt: skip
+    res = invoke(
+        "export", str(everything), "--all", "--target", str(target), "--variant", "cpu", *c
+    )
     assert res.exit_code == 0, res.stderr
     assert wheels_in(everything) == {TORCH_CPU, "dep-1.2-py3-none-any.whl"}
     assert json.loads((everything / "manifest.json").read_text())["targets"] == [T_CPU]
@@ -138,15 +150,22 @@ def test_export_cuda_auto_picks_by_the_target_files_driver(tmp_path: Path) -> No
     c = ["--cache-dir", str(cache.root)]
     dest = tmp_path / "auto"
     target = probe_file(tmp_path, driver="535.104.05")
-    res = invoke("export", str(dest), "torch==2.4.0", "--target", str(target), "--cuda", "auto",
-                 *c)  # fmt: skip
+    res = invoke("export", str(dest), "torch==2.4.0", "--target", str(target), "--cuda", "auto", *c)
     assert res.exit_code == 0, res.stderr
     assert "--cuda auto: driver 535.104.05" in res.stderr and "picked cu121" in res.stderr
     assert TORCH_CU in wheels_in(dest)
     manifest = json.loads((dest / "manifest.json").read_text())
     assert manifest["target"]["probe"]["driver_version"] == "535.104.05"
-    res = invoke("export", str(tmp_path / "no"), "torch==2.4.0", "--target",
-                 str(probe_file(tmp_path)), "--cuda", "auto", *c)  # fmt: skip
+    res = invoke(
+        "export",
+        str(tmp_path / "no"),
+        "torch==2.4.0",
+        "--target",
+        str(probe_file(tmp_path)),
+        "--cuda",
+        "auto",
+        *c,
+    )
     assert res.exit_code == 1 and "reports no NVIDIA driver" in res.stderr
 
 
@@ -154,8 +173,15 @@ def test_a_cache_with_one_variant_needs_no_option(tmp_path: Path) -> None:
     cache = variant_cache(tmp_path)
     assert invoke("rm", TORCH_CU, "--cache-dir", str(cache.root)).exit_code == 0
     dest = tmp_path / "b"
-    res = invoke("export", str(dest), "torch==2.4.0", "--target", str(probe_file(tmp_path)),
-                 "--cache-dir", str(cache.root))  # fmt: skip
+    res = invoke(
+        "export",
+        str(dest),
+        "torch==2.4.0",
+        "--target",
+        str(probe_file(tmp_path)),
+        "--cache-dir",
+        str(cache.root),
+    )
     assert res.exit_code == 0, res.stderr
     assert json.loads((dest / "manifest.json").read_text())["targets"] == [T_CPU]
 
@@ -165,8 +191,11 @@ def test_all_over_several_targets_writes_a_requirements_file_per_target(tmp_path
     cache = Cache(tmp_path / "cache")
     build = tmp_path / "build"
     win, linux = "cp39-win_amd64 (cu118)", "cp39-linux_x86_64 (cu118)"
-    for name, version, targets in [("app", "1.0", [win]), ("app", "0.9", [linux]),
-                                   ("dep", "1.2", [win, linux])]:  # fmt: skip
+    for name, version, targets in [
+        ("app", "1.0", [win]),
+        ("app", "0.9", [linux]),
+        ("dep", "1.2", [win, linux]),
+    ]:
         w = add_wheel(cache, build_wheel(build, name, version), name, version)
         for t in targets:
             cache.catalog.add_target(w.sha256, t)
@@ -175,26 +204,56 @@ def test_all_over_several_targets_writes_a_requirements_file_per_target(tmp_path
     assert res.exit_code == 0, res.stderr
     assert "several targets, so no install scripts" in res.stdout
     top = sorted(p.name for p in dest.iterdir() if p.is_file())
-    assert top == ["README.txt", "manifest.json", "requirements-cu118-cp39-linux_x86_64.txt",
-                   "requirements-cu118-cp39-win_amd64.txt", "verify.py"]  # fmt: skip
-    pins = {name: [ln.split(" ")[0] for ln in (dest / name).read_text().splitlines()
-                   if "==" in ln and not ln.startswith("#")]
-            for name in top if name.startswith("requirements-")}  # fmt: skip
-    assert pins == {"requirements-cu118-cp39-linux_x86_64.txt": ["app==0.9", "dep==1.2"],
-                    "requirements-cu118-cp39-win_amd64.txt": ["app==1.0", "dep==1.2"]}
+    assert top == [
+        "README.txt",
+        "manifest.json",
+        "requirements-cu118-cp39-linux_x86_64.txt",
+        "requirements-cu118-cp39-win_amd64.txt",
+        "verify.py",
+    ]
+    pins = {
+        name: [
+            ln.split(" ")[0]
+            for ln in (dest / name).read_text().splitlines()
+            if "==" in ln and not ln.startswith("#")
+        ]
+        for name in top
+        if name.startswith("requirements-")
+    }
+    assert pins == {
+        "requirements-cu118-cp39-linux_x86_64.txt": ["app==0.9", "dep==1.2"],
+        "requirements-cu118-cp39-win_amd64.txt": ["app==1.0", "dep==1.2"],
+    }
     readme = (dest / "README.txt").read_text()
     assert f"{linux}: requirements-cu118-cp39-linux_x86_64.txt" in readme
     assert "install.bat" not in readme
     assert verify_py(dest, tmp_path).returncode == 0
     # The linux file installs the linux wheels, with pip alone.
     t = tmp_path / "t"
-    proc = run([sys.executable, "-m", "pip", "install", "--no-index", "--find-links",
-                str(dest / "wheels"), "--require-hashes", "-r",
-                str(dest / "requirements-cu118-cp39-linux_x86_64.txt"), "--target", str(t),
-                "--no-cache-dir", "--disable-pip-version-check"], tmp_path)  # fmt: skip
+    proc = run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-index",
+            "--find-links",
+            str(dest / "wheels"),
+            "--require-hashes",
+            "-r",
+            str(dest / "requirements-cu118-cp39-linux_x86_64.txt"),
+            "--target",
+            str(t),
+            "--no-cache-dir",
+            "--disable-pip-version-check",
+        ],
+        tmp_path,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert sorted(p.name for p in t.glob("*.dist-info")) == ["app-0.9.dist-info",
-                                                             "dep-1.2.dist-info"]
+    assert sorted(p.name for p in t.glob("*.dist-info")) == [
+        "app-0.9.dist-info",
+        "dep-1.2.dist-info",
+    ]
 
 
 # -- finding 3: an interrupted export, then another selection ---------------------------------
@@ -210,8 +269,9 @@ def test_interrupted_export_then_another_selection_leaves_nothing_behind(tmp_pat
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        export_bundle(cache, dest, select_wheels(cache, everything=True),
-                      progress=interrupt_in_second_wheel)  # fmt: skip
+        export_bundle(
+            cache, dest, select_wheels(cache, everything=True), progress=interrupt_in_second_wheel
+        )
     assert (dest / started[0]).exists()  # the first wheel was finished
     res = invoke("export", str(dest), "other==3.0", "--cache-dir", str(cache.root))
     assert res.exit_code == 0, res.stderr
@@ -295,8 +355,15 @@ def test_delta_export_says_what_install_needs(tmp_path: Path) -> None:
     inventory = tmp_path / "inventory.json"
     dep = next(r for r in cache.catalog.all() if r.filename == DEP)
     inventory.write_text(json.dumps({"wheels": [{"sha256": dep.sha256}]}))
-    res = invoke("export", str(tmp_path / "d"), "app==1.0", "--exclude-present", str(inventory),
-                 "--cache-dir", str(cache.root))  # fmt: skip
+    res = invoke(
+        "export",
+        str(tmp_path / "d"),
+        "app==1.0",
+        "--exclude-present",
+        str(inventory),
+        "--cache-dir",
+        str(cache.root),
+    )
     assert res.exit_code == 0, res.stderr
     assert "sh install.sh --find-links DIR" in res.stdout
     assert "DIR: a folder with the 1 wheel(s) left out" in res.stdout
@@ -316,8 +383,10 @@ def _vendoring_wheel(build: Path) -> Path:
     real = build_wheel(build / "real", "zapp", "1.0", requires_dist=["dep>=1"])
     out = build / real.name
     with zipfile.ZipFile(real) as src, zipfile.ZipFile(out, "w") as dst:
-        dst.writestr("aaa_vendored-0.1.dist-info/METADATA",
-                     "Metadata-Version: 2.1\nName: aaa-vendored\nVersion: 0.1\n")
+        dst.writestr(
+            "aaa_vendored-0.1.dist-info/METADATA",
+            "Metadata-Version: 2.1\nName: aaa-vendored\nVersion: 0.1\n",
+        )
         for info in src.infolist():
             dst.writestr(info, src.read(info))
     return out
@@ -335,14 +404,28 @@ def test_export_reads_the_projects_own_metadata(tmp_path: Path) -> None:
 
 def test_a_missing_target_file_is_named(tmp_path: Path) -> None:
     cache = demo_cache(tmp_path)
-    res = invoke("export", str(tmp_path / "b"), "app==1.0", "--target",
-                 str(tmp_path / "target.json"), "--cache-dir", str(cache.root))  # fmt: skip
+    res = invoke(
+        "export",
+        str(tmp_path / "b"),
+        "app==1.0",
+        "--target",
+        str(tmp_path / "target.json"),
+        "--cache-dir",
+        str(cache.root),
+    )
     assert res.exit_code == 1 and "does not exist" in res.stderr
     # A UTF-16 file (PowerShell 5's `>`) is read by the same reader fetch uses.
     utf16 = tmp_path / "t16.json"
     utf16.write_text(probe_file(tmp_path).read_text(), encoding="utf-16")
-    res = invoke("export", str(tmp_path / "b"), "app==1.0", "--target", str(utf16),
-                 "--cache-dir", str(cache.root))  # fmt: skip
+    res = invoke(
+        "export",
+        str(tmp_path / "b"),
+        "app==1.0",
+        "--target",
+        str(utf16),
+        "--cache-dir",
+        str(cache.root),
+    )
     assert res.exit_code == 0, res.stderr
 
 
@@ -357,8 +440,9 @@ def test_commands_that_read_a_cache_refuse_one_that_is_not_there(
     argv = [a.replace("{tmp}", str(tmp_path)) for a in args]
     res = invoke(*argv, "--cache-dir", str(missing))
     assert res.exit_code == 1, res.stdout + res.stderr
-    assert res.stderr.strip() == (f"wheelcache: error: {missing} does not exist; check "
-                                  "--cache-dir (or WHEELCACHE_CACHE_DIR)")  # fmt: skip
+    assert res.stderr.strip() == (
+        f"wheelcache: error: {missing} does not exist; check --cache-dir (or WHEELCACHE_CACHE_DIR)"
+    )
     assert not missing.exists() and not (tmp_path / "b").exists()
     (tmp_path / "plain").mkdir()
     res = invoke(*argv, "--cache-dir", str(tmp_path / "plain"))
@@ -374,4 +458,3 @@ def test_cache_paths_are_printed_resolved(tmp_path: Path, monkeypatch: pytest.Mo
     assert f"Location:   {tmp_path.resolve() / 'cache'}" in res.stdout
     data = json.loads(invoke("ls", "--json", "--cache-dir", "cache").stdout)
     assert data["cache"] == str(tmp_path.resolve() / "cache")
-

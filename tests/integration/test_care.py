@@ -18,10 +18,10 @@ from click.testing import CliRunner, Result
 from tests.support.cachefill import add_wheel
 from tests.support.torchindex import TorchIndex
 from tests.support.wheels import build_wheel
-from wheelcache.cache import Cache, CachedWheel
-from wheelcache.care import RECENT_SECONDS, remove_wheels
-from wheelcache.care_gc import collect_garbage
-from wheelcache.cli import main
+from wheelcache.cli.main import main
+from wheelcache.store.cache import Cache, CachedWheel
+from wheelcache.store.gc import collect_garbage
+from wheelcache.store.maintenance import RECENT_SECONDS, remove_wheels
 
 DAY = 86400.0
 TARGET = "cp39-win_amd64 (cu118)"
@@ -32,8 +32,9 @@ def make_cache(root: Path) -> tuple[Cache, dict[str, CachedWheel]]:
     cache = Cache(root / "cache")
     wheels: dict[str, CachedWheel] = {}
     for i, (name, version) in enumerate([("a", "1.0"), ("b", "1.0"), ("b", "2.0"), ("c", "1.0")]):
-        w = add_wheel(cache, build_wheel(root / "build", name, version, payload_size=100_000),
-                      name, version)  # fmt: skip
+        w = add_wheel(
+            cache, build_wheel(root / "build", name, version, payload_size=100_000), name, version
+        )
         if name == "a":
             cache.catalog.add_target(w.sha256, TARGET)  # (this also marks it used now)
         when = time.time() - (40 - 10 * i) * DAY
@@ -188,8 +189,7 @@ def test_gc_partials_orphans_then_least_recently_used(tmp_path: Path) -> None:
 def test_gc_older_than_and_recent_wheels_are_kept(tmp_path: Path) -> None:
     cache, wheels = make_cache(tmp_path)
     res = collect_garbage(cache, older_than=25 * DAY)
-    assert [r.filename for r in res.evicted] == ["a-1.0-py3-none-any.whl",
-                                                 "b-1.0-py3-none-any.whl"]  # fmt: skip
+    assert [r.filename for r in res.evicted] == ["a-1.0-py3-none-any.whl", "b-1.0-py3-none-any.whl"]
     fresh = add_wheel(cache, build_wheel(tmp_path / "b2", "d", "1.0"), "d", "1.0")
     res = collect_garbage(cache, max_size=0)
     assert res.kept_recent == 1 and names(cache) == ["d-1.0-py3-none-any.whl"]
@@ -208,7 +208,11 @@ def test_info_shows_location_size_and_counts(tmp_path: Path) -> None:
     total = sum(w.size for w in wheels.values())
     assert data["root"] == str(cache.root)
     assert (data["wheels"], data["wheels_size"], data["blobs"], data["blobs_size"]) == (
-        4, total, 4, total)  # fmt: skip
+        4,
+        total,
+        4,
+        total,
+    )
     assert (data["partials"], data["partials_size"], data["pages"]) == (1, 7000, 1)
     assert total + 7000 < data["total_size"] < 2 * total  # hard-linked views count once
     human = cli(cache, "info").stdout
@@ -225,18 +229,40 @@ def test_gc_and_rm_while_a_fetch_downloads(torch_index: TorchIndex, tmp_path: Pa
     old = add_wheel(cache, build_wheel(tmp_path / "b", "old", "1.0"), "old", "1.0")
     row = cache.catalog.by_sha256(old.sha256)
     assert row is not None
-    cache.catalog.add(dataclasses.replace(row, used_at=time.time() - 100 * DAY,
-                                          fetched_at=time.time() - 100 * DAY))  # fmt: skip
+    cache.catalog.add(
+        dataclasses.replace(
+            row, used_at=time.time() - 100 * DAY, fetched_at=time.time() - 100 * DAY
+        )
+    )
     size = torch_index.file_path(FN).stat().st_size
     torch_index.cdn.fault(torch_index.url(FN), throttle_bps=size // 6, times=None)  # ~6 s
-    cmd = [sys.executable, "-m", "wheelcache", "fetch", "--cuda", "118", "--py", "39",
-           "--platform", "win_amd64", "--torch", "2.4.0", "--no-deps", "torch",
-           "--torch-index", torch_index.torch_index_url, "--index-url",
-           torch_index.deps_index_url, "--cache-dir", str(cache_dir), "--json",
-           "--connections", "1"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "wheelcache",
+        "fetch",
+        "--cuda",
+        "118",
+        "--py",
+        "39",
+        "--platform",
+        "win_amd64",
+        "--torch",
+        "2.4.0",
+        "--no-deps",
+        "torch",
+        "--torch-index",
+        torch_index.torch_index_url,
+        "--index-url",
+        torch_index.deps_index_url,
+        "--cache-dir",
+        str(cache_dir),
+        "--json",
+        "--connections",
+        "1",
+    ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("WHEELCACHE_")}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         part = cache_dir / "partial-v1" / f"{torch_index.sha256(FN)}.part"
         deadline = time.monotonic() + 30
@@ -271,10 +297,27 @@ def test_rm_after_fetch_leaves_a_consistent_cache(
     torch_index: TorchIndex, tmp_path: Path, spec: str
 ) -> None:
     cache_dir = tmp_path / "c"
-    res = CliRunner().invoke(main, [
-        "fetch", "--cuda", "118", "--py", "39", "--platform", "win_amd64", "--torch", "2.4.0",
-        "--torch-index", torch_index.torch_index_url, "--index-url", torch_index.deps_index_url,
-        "--cache-dir", str(cache_dir), "--json"])  # fmt: skip
+    res = CliRunner().invoke(
+        main,
+        [
+            "fetch",
+            "--cuda",
+            "118",
+            "--py",
+            "39",
+            "--platform",
+            "win_amd64",
+            "--torch",
+            "2.4.0",
+            "--torch-index",
+            torch_index.torch_index_url,
+            "--index-url",
+            torch_index.deps_index_url,
+            "--cache-dir",
+            str(cache_dir),
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.stderr
     cache = Cache(cache_dir)
     before = len(names(cache))

@@ -13,8 +13,8 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from tests.integration.test_care import make_cache
-from wheelcache.cli import main
-from wheelcache.publish import METADATA_BUCKET, CacheView
+from wheelcache.cli.main import main
+from wheelcache.serve.publish import METADATA_BUCKET, CacheView
 
 
 def test_verify_repairs_a_damaged_extracted_metadata_file(tmp_path: Path) -> None:
@@ -32,8 +32,10 @@ def test_verify_repairs_a_damaged_extracted_metadata_file(tmp_path: Path) -> Non
 
     res = CliRunner().invoke(main, ["verify", "--cache-dir", str(cache.root)])
     assert res.exit_code == 0, res.stdout  # repaired, nothing lost
-    assert (f"REPAIRED  a-1.0-py3-none-any.whl: {METADATA_BUCKET}/{a.sha256}.metadata differed "
-            "from the METADATA in the wheel; rewrote it from the wheel") in res.stdout
+    assert (
+        f"REPAIRED  a-1.0-py3-none-any.whl: {METADATA_BUCKET}/{a.sha256}.metadata differed "
+        "from the METADATA in the wheel; rewrote it from the wheel"
+    ) in res.stdout
     assert f"EXTRA     {METADATA_BUCKET}/{orphan.name}: METADATA of a wheel" in res.stdout
     assert md.read_bytes() == good
     again = CliRunner().invoke(main, ["verify", "--cache-dir", str(cache.root)])

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from tests.support.torchindex import TorchIndex
-from wheelcache.cli import main
+from wheelcache.cli.main import main
 from wheelcache.config import pip_index_urls
 
 
@@ -26,8 +26,11 @@ def test_config_show_names_each_origin(tmp_path: Path, monkeypatch: pytest.Monke
     config.write_text(f'cache-dir = "{tmp_path / "cc"}"\n[fetch]\njobs = 7\n')
     monkeypatch.setenv("WHEELCACHE_CONFIG", str(config))
     rows = _show({"WHEELCACHE_CONNECTIONS": "3", "HTTPS_PROXY": "http://127.0.0.1:3128"})
-    assert rows["fetch.jobs"] == {"setting": "fetch.jobs", "value": 7,
-                                  "origin": f"config file {config}"}  # fmt: skip
+    assert rows["fetch.jobs"] == {
+        "setting": "fetch.jobs",
+        "value": 7,
+        "origin": f"config file {config}",
+    }
     assert rows["fetch.connections"]["value"] == "3"
     assert rows["fetch.connections"]["origin"] == "environment WHEELCACHE_CONNECTIONS"
     assert rows["fetch.retries"] == {"setting": "fetch.retries", "value": 5, "origin": "default"}
@@ -45,8 +48,9 @@ def test_config_file_values_are_used_by_fetch(
         f'index-url = "{torch_index.deps_index_url}"\ncache-dir = "{tmp_path / "c"}"\n'
     )
     monkeypatch.setenv("WHEELCACHE_CONFIG", str(config))
-    result = CliRunner().invoke(main, ["fetch", "--cpu", "--py", "39", "--platform", "win_amd64",
-                                       "jinja2", "--json"])  # fmt: skip
+    result = CliRunner().invoke(
+        main, ["fetch", "--cpu", "--py", "39", "--platform", "win_amd64", "jinja2", "--json"]
+    )
     assert result.exit_code == 0, result.stderr
     assert Path(json.loads(result.stdout)["wheels_dir"]) == tmp_path / "c" / "wheels-v1"
 
@@ -89,8 +93,22 @@ def test_fetch_uses_pip_configuration_when_no_index_is_given(
     pip_conf = tmp_path / "pip.conf"
     pip_conf.write_text(f"[global]\nindex-url = {torch_index.deps_index_url}\n")
     monkeypatch.setenv("PIP_CONFIG_FILE", str(pip_conf))
-    result = CliRunner().invoke(main, [
-        "fetch", "--cpu", "--py", "39", "--platform", "win_amd64", "jinja2", "--torch-index",
-        torch_index.torch_index_url, "--cache-dir", str(tmp_path / "c"), "--json"])  # fmt: skip
+    result = CliRunner().invoke(
+        main,
+        [
+            "fetch",
+            "--cpu",
+            "--py",
+            "39",
+            "--platform",
+            "win_amd64",
+            "jinja2",
+            "--torch-index",
+            torch_index.torch_index_url,
+            "--cache-dir",
+            str(tmp_path / "c"),
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.stderr
     assert torch_index.deps.count("/simple/jinja2/") >= 1

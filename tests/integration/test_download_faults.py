@@ -19,20 +19,20 @@ import pytest
 from blake3 import blake3
 
 from tests.support.httpserver import FileServer
-from wheelcache.cache import Cache
-from wheelcache.client import Http, HttpSettings
-from wheelcache.download import Downloader, DownloadJob
+from wheelcache.core.models import Sha256
 from wheelcache.errors import CacheError, DownloadError, HashMismatchError
-from wheelcache.models import Sha256
-from wheelcache.partial import boot_marker
-from wheelcache.segments import TransferSettings
+from wheelcache.net.client import Http, HttpSettings
+from wheelcache.net.download import Downloader, DownloadJob
+from wheelcache.net.transfer import TransferSettings, boot_marker
+from wheelcache.store.cache import Cache
 
 SIZE = 6 * 1024 * 1024 + 12345
 NAME = "big-1.0-py3-none-any.whl"
 PATH = f"/files/{NAME}"
 FAST = HttpSettings(retries=3, backoff=0.05, backoff_max=0.2)
-SEGMENTED = TransferSettings(connections=4, split_size=1 << 20, min_segment=256 << 10,
-                             stall_seconds=1.0)  # fmt: skip
+SEGMENTED = TransferSettings(
+    connections=4, split_size=1 << 20, min_segment=256 << 10, stall_seconds=1.0
+)
 #: One connection asking for the whole file at once, to script faults request by request.
 SINGLE = TransferSettings(connections=1, split_size=1 << 30, probe_size=1 << 30)
 WHOLE = f"bytes=0-{(1 << 30) - 1}"
@@ -178,9 +178,12 @@ def test_stalled_connection_is_replaced_within_seconds(
 
 @pytest.mark.parametrize("status", [429, 503])
 def test_retry_after_is_honoured(
-    server: FileServer, payload: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+    server: FileServer,
+    payload: Path,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
     status: int,
-) -> None:  # fmt: skip
+) -> None:
     server.fault(PATH, status=status, retry_after="1")
     _download(server, payload, tmp_path)
     assert f"HTTP {status} at byte 0; retrying in 1.0s" in caplog.text
@@ -237,17 +240,19 @@ def test_two_processes_one_file(server: FileServer, payload: Path, tmp_path: Pat
     # Slow enough (about 4 s) that the second process surely starts while the first works.
     server.fault(PATH, throttle_bps=SIZE // 8, times=None)
     code = (
-        "import sys; from wheelcache.cache import Cache; from wheelcache.client import Http;"
-        "from wheelcache.download import Downloader, DownloadJob;"
-        "from wheelcache.segments import TransferSettings;"
+        "import sys; from wheelcache.store.cache import Cache;"
+        " from wheelcache.net.client import Http;"
+        "from wheelcache.net.download import Downloader, DownloadJob;"
+        "from wheelcache.net.transfer import TransferSettings;"
         f"dl = Downloader(Http(), Cache(__import__('pathlib').Path({str(tmp_path)!r})),"
         "  settings=TransferSettings(connections=2, split_size=1 << 20));"
         f"w = dl.fetch(DownloadJob({server.url + PATH!r}, {NAME!r}, 'big', '1.0',"
         f" {_sha(payload)!r})); print(w.blake3, dl.downloaded_bytes)"
     )
     procs = [
-        subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)  # fmt: skip
+        subprocess.Popen(
+            [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         for _ in range(2)
     ]
     outs = [p.communicate(timeout=120) for p in procs]
@@ -418,8 +423,15 @@ def _write_partial(cache_dir: Path, payload: Path, state: dict[str, object], upt
     cache = Cache(cache_dir)
     part, state_path = (Path(p) for p in cache.layout.partial_files(_sha(payload)))
     part.write_bytes(payload.read_bytes()[:upto])
-    base = {"url": "x", "filename": NAME, "sha256": _sha(payload), "etag": None,
-            "last_modified": None, "synced": None, "boot": boot_marker()}  # fmt: skip
+    base = {
+        "url": "x",
+        "filename": NAME,
+        "sha256": _sha(payload),
+        "etag": None,
+        "last_modified": None,
+        "synced": None,
+        "boot": boot_marker(),
+    }
     state_path.write_text(json.dumps({**base, **state}))
 
 
@@ -445,10 +457,17 @@ def test_after_a_reboot_only_the_synced_segments_are_trusted(
     """Bytes counted after the last fsync may be zeros after a power loss: not used."""
     size = SIZE
     good = payload.read_bytes()[:1_000_000]
-    _write_partial(tmp_path, payload, {
-        "size": size, "boot": "another-boot",
-        "segments": [[0, 3_000_000, size]], "synced": [[0, 1_000_000, size]],
-    }, 0)  # fmt: skip
+    _write_partial(
+        tmp_path,
+        payload,
+        {
+            "size": size,
+            "boot": "another-boot",
+            "segments": [[0, 3_000_000, size]],
+            "synced": [[0, 1_000_000, size]],
+        },
+        0,
+    )
     part = next((tmp_path / "partial-v1").glob("*.part"))
     part.write_bytes(good + b"\0" * 2_000_000)  # what a power loss can leave behind
     _download(server, payload, tmp_path, TransferSettings(connections=1, split_size=1 << 30))

@@ -20,7 +20,7 @@ from tests.support.torchindex import (
     TorchIndex,
     newest_complete_release,
 )
-from wheelcache.cli import main
+from wheelcache.cli.main import main
 
 
 def run(ti: TorchIndex, cache: Path, *args: str, json_out: bool = True) -> Result:
@@ -64,9 +64,19 @@ def test_windows_cu118_py39_closure_is_verified_and_install_commands_printed(
 ) -> None:
     cache = tmp_path / "cache"
     data = ok_json(
-        run(torch_index, cache, "--cuda", "118", "--py", "39", "--platform", "win_amd64",
-            "--torch", "2.4.0")
-    )  # fmt: skip
+        run(
+            torch_index,
+            cache,
+            "--cuda",
+            "118",
+            "--py",
+            "39",
+            "--platform",
+            "win_amd64",
+            "--torch",
+            "2.4.0",
+        )
+    )
     assert names(data) == WIN_CU118_PY39
     for f in data["files"]:
         body = Path(f["path"]).read_bytes()
@@ -76,8 +86,10 @@ def test_windows_cu118_py39_closure_is_verified_and_install_commands_printed(
         assert (cache / "blobs-v1" / f["blake3"][:2] / f["blake3"][2:4] / f["blake3"]).is_file()
         assert f["source"] == "network" and f["size"] == len(body)
     assert data["requested"] == [
-        "torch==2.4.0+cu118", "torchvision==0.19.0+cu118", "torchaudio==2.4.0+cu118"
-    ]  # fmt: skip
+        "torch==2.4.0+cu118",
+        "torchvision==0.19.0+cu118",
+        "torchaudio==2.4.0+cu118",
+    ]
     req = Path(data["requirements_file"]).read_text()
     for f in data["files"]:
         assert f"--hash=sha256:{f['sha256']}" in req
@@ -86,24 +98,47 @@ def test_windows_cu118_py39_closure_is_verified_and_install_commands_printed(
     assert torch_index.cdn.count("torch-2.4.0+cu118-cp39-cp39-win_amd64.whl", method="GET")
     assert not torch_index.index.count(".whl")
 
-    human = run(torch_index, cache, "--cuda", "118", "--py", "39", "--platform", "win_amd64",
-                "--torch", "2.4.0", json_out=False)  # fmt: skip
+    human = run(
+        torch_index,
+        cache,
+        "--cuda",
+        "118",
+        "--py",
+        "39",
+        "--platform",
+        "win_amd64",
+        "--torch",
+        "2.4.0",
+        json_out=False,
+    )
     assert human.exit_code == 0, human.stderr
     assert "dropping" not in human.stderr  # the CDN fallback waits until the CDN fails
     out = human.stdout
     assert "pip install --no-index " in out and "torch-2.4.0+cu118-cp39-cp39-win_amd64.whl" in out
     assert (
-        "--find-links " + str(cache / "wheels-v1")
+        "--find-links "
+        + str(cache / "wheels-v1")
         + " torch==2.4.0+cu118 torchvision==0.19.0+cu118 torchaudio==2.4.0+cu118"
-    ) in out  # fmt: skip
+    ) in out
     assert "13 already in the cache" in out
 
 
 def test_linux_cu118_includes_nvidia_and_triton(torch_index: TorchIndex, tmp_path: Path) -> None:
     data = ok_json(
-        run(torch_index, tmp_path / "c", "--cuda", "11.8", "--py", "3.9", "--platform",
-            "linux_x86_64", "--torch", "2.4.0", "--dry-run")
-    )  # fmt: skip
+        run(
+            torch_index,
+            tmp_path / "c",
+            "--cuda",
+            "11.8",
+            "--py",
+            "3.9",
+            "--platform",
+            "linux_x86_64",
+            "--torch",
+            "2.4.0",
+            "--dry-run",
+        )
+    )
     projects = {f["project"]: f["version"] for f in data["files"]}
     for pin in CUDA_DEPS[("2.4.0", "cu118")]:
         name, version = pin.split("==")
@@ -123,9 +158,18 @@ def test_newest_complete_set_without_torch_pin(
     torch_index: TorchIndex, tmp_path: Path, py: str
 ) -> None:
     data = ok_json(
-        run(torch_index, tmp_path / "c", "--cuda", "118", "--py", py, "--platform", "win_amd64",
-            "--dry-run")
-    )  # fmt: skip
+        run(
+            torch_index,
+            tmp_path / "c",
+            "--cuda",
+            "118",
+            "--py",
+            py,
+            "--platform",
+            "win_amd64",
+            "--dry-run",
+        )
+    )
     expected = newest_complete_release("cu118", f"cp{py}", "win_amd64")
     assert expected is not None
     got = {f["project"]: f["version"] for f in data["files"]}
@@ -140,16 +184,28 @@ def test_newest_complete_set_without_torch_pin(
 def test_metadata_by_range_reads_when_no_pep658(torch_index: TorchIndex, tmp_path: Path) -> None:
     # torch 2.3.1 files have no .metadata; neither has triton (1 MiB) nor pillow.
     data = ok_json(
-        run(torch_index, tmp_path / "c", "--cuda", "118", "--py", "39", "--platform",
-            "linux_x86_64", "--torch", "2.3.1", "--dry-run")
-    )  # fmt: skip
+        run(
+            torch_index,
+            tmp_path / "c",
+            "--cuda",
+            "118",
+            "--py",
+            "39",
+            "--platform",
+            "linux_x86_64",
+            "--torch",
+            "2.3.1",
+            "--dry-run",
+        )
+    )
     assert "torch-2.3.1+cu118-cp39-cp39-linux_x86_64.whl" in names(data)
     ranged = [r for r in torch_index.cdn.requests if r.path.endswith(".whl") and r.method == "GET"]
     assert ranged and all(r.range for r in ranged)
     assert whl_gets(torch_index) == []
     triton_reads = [
-        r for r in torch_index.deps.requests if r.path.endswith(".whl") and "triton" in r.path
-        and r.method == "GET"
+        r
+        for r in torch_index.deps.requests
+        if r.path.endswith(".whl") and "triton" in r.path and r.method == "GET"
     ]
     assert triton_reads and all(r.range for r in triton_reads)
     assert sum(r.body_bytes for r in triton_reads) < 200_000  # not the 1 MiB wheel
@@ -161,13 +217,25 @@ def test_server_without_ranges_costs_one_whole_download_that_is_kept(
     fn = "pillow-10.4.0-cp39-cp39-win_amd64.whl"
     torch_index.deps.fault(torch_index.url(fn), no_ranges=True, times=None)
     cache = tmp_path / "c"
-    dry = ok_json(run(torch_index, cache, "--cpu", "--py", "39", "--platform", "win_amd64",
-                      "pillow", "--dry-run"))  # fmt: skip
+    dry = ok_json(
+        run(
+            torch_index,
+            cache,
+            "--cpu",
+            "--py",
+            "39",
+            "--platform",
+            "win_amd64",
+            "pillow",
+            "--dry-run",
+        )
+    )
     pillow = next(f for f in dry["files"] if f["filename"] == fn)
     assert pillow["source"] == "cache" and Path(pillow["path"]).is_file()
     torch_index.clear()
-    again = ok_json(run(torch_index, cache, "--cpu", "--py", "39", "--platform", "win_amd64",
-                        "pillow"))  # fmt: skip
+    again = ok_json(
+        run(torch_index, cache, "--cpu", "--py", "39", "--platform", "win_amd64", "pillow")
+    )
     assert [f["source"] for f in again["files"]] == ["cache"]
     assert whl_gets(torch_index) == []
 
@@ -178,9 +246,21 @@ def test_dropped_connection_is_resumed(torch_index: TorchIndex, tmp_path: Path) 
     cut = 500_000  # inside the first (1 MiB probe) request
     torch_index.cdn.fault(torch_index.url(fn), drop_after=cut, times=1)
     data = ok_json(
-        run(torch_index, tmp_path / "c", "--cuda", "118", "--py", "39", "--platform", "win_amd64",
-            "--torch", "2.4.0", "--no-deps", "torch")
-    )  # fmt: skip
+        run(
+            torch_index,
+            tmp_path / "c",
+            "--cuda",
+            "118",
+            "--py",
+            "39",
+            "--platform",
+            "win_amd64",
+            "--torch",
+            "2.4.0",
+            "--no-deps",
+            "torch",
+        )
+    )
     (f,) = data["files"]
     assert f["sha256"] == torch_index.sha256(fn)
     gets = [r for r in torch_index.cdn.requests if r.path.endswith(fn) and r.method == "GET"]
@@ -242,8 +322,20 @@ def test_offline_makes_no_request_at_all(torch_index: TorchIndex, tmp_path: Path
 
 def test_dest_places_wheels_and_requirements(torch_index: TorchIndex, tmp_path: Path) -> None:
     dest = tmp_path / "usb"
-    data = ok_json(run(torch_index, tmp_path / "c", "--cpu", "--py", "39", "--platform",
-                       "win_amd64", "jinja2", "--dest", str(dest)))  # fmt: skip
+    data = ok_json(
+        run(
+            torch_index,
+            tmp_path / "c",
+            "--cpu",
+            "--py",
+            "39",
+            "--platform",
+            "win_amd64",
+            "jinja2",
+            "--dest",
+            str(dest),
+        )
+    )
     assert {p.name for p in dest.iterdir()} == names(data) | {"requirements.txt"}
     assert all(Path(f["path"]).parent == dest for f in data["files"])
 
@@ -253,14 +345,20 @@ def test_dest_places_wheels_and_requirements(torch_index: TorchIndex, tmp_path: 
     [
         (("--variant", "cu999"), "the PyTorch index has no variant 'cu999'"),
         (("--cuda", "12x"), "is not a CUDA version; known: cu92"),
-        (("--py", "3.13", "--platform", "win_amd64", "--cuda", "118", "--torch", "2.4.0"),
-         "torch 2.4.0+cu118 has wheels for cp38–cp312 on linux_x86_64 and win_amd64; "
-         "none for cp313 on win_amd64"),
-        (("--platform", "macosx_11_0_arm64", "--py", "39", "--cuda", "118", "--torch", "2.4.0"),
-         "none for cp39 on macosx_11_0_arm64"),
+        (
+            ("--py", "3.13", "--platform", "win_amd64", "--cuda", "118", "--torch", "2.4.0"),
+            "torch 2.4.0+cu118 has wheels for cp38–cp312 on linux_x86_64 and win_amd64; "
+            "none for cp313 on win_amd64",
+        ),
+        (
+            ("--platform", "macosx_11_0_arm64", "--py", "39", "--cuda", "118", "--torch", "2.4.0"),
+            "none for cp39 on macosx_11_0_arm64",
+        ),
         (("--platform", "solaris", "--cpu"), "is not a platform tag"),
-        (("--cpu", "--py", "39", "--platform", "win_amd64", "no-such-project"),
-         "no-such-project is not on"),
+        (
+            ("--cpu", "--py", "39", "--platform", "win_amd64", "no-such-project"),
+            "no-such-project is not on",
+        ),
         (("--cpu", "torch>>2"), "invalid requirement 'torch>>2'"),
     ],
 )
@@ -284,10 +382,23 @@ def test_unreachable_index_names_the_url(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{port}/whl/{{variant}}"
     result = CliRunner().invoke(
         main,
-        ["fetch", "--cpu", "--torch-index", url, "--index-url", f"http://127.0.0.1:{port}/simple",
-         "--cache-dir", str(tmp_path / "c"), "--py", "39", "--platform", "win_amd64",
-         "--retries", "1"],
-    )  # fmt: skip
+        [
+            "fetch",
+            "--cpu",
+            "--torch-index",
+            url,
+            "--index-url",
+            f"http://127.0.0.1:{port}/simple",
+            "--cache-dir",
+            str(tmp_path / "c"),
+            "--py",
+            "39",
+            "--platform",
+            "win_amd64",
+            "--retries",
+            "1",
+        ],
+    )
     assert result.exit_code == 1
     assert f"cannot reach http://127.0.0.1:{port}/whl/cpu/torch/" in result.stderr
     assert "cannot connect" in result.stderr
@@ -309,21 +420,51 @@ def test_installed_script_in_a_subprocess_and_pip_installs_the_result(
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "WHEELCACHE_"))}
     env["PIP_CONFIG_FILE"] = os.devnull
     proc = subprocess.run(
-        [str(script), "fetch", "--cpu", "--py", py, "--platform", "linux_x86_64",
-         "--torch-index", torch_index.torch_index_url, "--index-url", torch_index.deps_index_url,
-         "--cache-dir", str(tmp_path / "c"), "--torch", "2.4.0", "--json"],
-        capture_output=True, text=True, env=env, timeout=300,
-    )  # fmt: skip
+        [
+            str(script),
+            "fetch",
+            "--cpu",
+            "--py",
+            py,
+            "--platform",
+            "linux_x86_64",
+            "--torch-index",
+            torch_index.torch_index_url,
+            "--index-url",
+            torch_index.deps_index_url,
+            "--cache-dir",
+            str(tmp_path / "c"),
+            "--torch",
+            "2.4.0",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     cmd = data["install"]["find_links"]
     assert cmd[:3] == ["pip", "install", "--no-index"]
     target = tmp_path / "site"
     pip = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-cache-dir", "--disable-pip-version-check",
-         "--target", str(target), *cmd[2:]],
-        capture_output=True, text=True, env=env, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-cache-dir",
+            "--disable-pip-version-check",
+            "--target",
+            str(target),
+            *cmd[2:],
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert pip.returncode == 0, pip.stdout + pip.stderr
     installed = {p.name.split("-")[0].lower() for p in target.glob("*.dist-info")}
     assert {"torch", "torchvision", "torchaudio", "numpy", "sympy", "jinja2"} <= installed
@@ -334,15 +475,26 @@ def test_file_without_index_hash_is_accepted_with_a_warning(
 ) -> None:
     fn = "torch-2.4.0-cp39-cp39-manylinux2014_aarch64.whl"  # listed without #sha256
     cache = tmp_path / "c"
-    result = run(torch_index, cache, "--cpu", "--py", "39", "--platform", "linux_aarch64",
-                 "--torch", "2.4.0", "--no-deps", "torch")  # fmt: skip
+    result = run(
+        torch_index,
+        cache,
+        "--cpu",
+        "--py",
+        "39",
+        "--platform",
+        "linux_aarch64",
+        "--torch",
+        "2.4.0",
+        "--no-deps",
+        "torch",
+    )
     data = ok_json(result)
     (f,) = data["files"]
     assert f["filename"] == fn and f["sha256"] == torch_index.sha256(fn)
     assert f"{fn}: the index gives no sha256; recorded the computed one {f['sha256']}" in (
         result.stderr
     )
-    from wheelcache.catalog import Catalog
+    from wheelcache.store.catalog import Catalog
 
     (row,) = Catalog(cache / "catalog-v1.sqlite").by_filename(fn)
     assert row.hash_origin == "computed"
@@ -351,16 +503,35 @@ def test_file_without_index_hash_is_accepted_with_a_warning(
 def test_plain_torch_index_takes_wheels_without_local_version(
     torch_index: TorchIndex, tmp_path: Path
 ) -> None:
-    args = ("--cuda", "118", "--py", "39", "--platform", "linux_aarch64", "--torch", "2.4.0",
-            "--no-deps", "torch")  # fmt: skip
+    args = (
+        "--cuda",
+        "118",
+        "--py",
+        "39",
+        "--platform",
+        "linux_aarch64",
+        "--torch",
+        "2.4.0",
+        "--no-deps",
+        "torch",
+    )
     refused = run(torch_index, tmp_path / "c", *args, json_out=False)
     assert refused.exit_code == 1
     assert "none for cp39 on linux_aarch64" in refused.stderr
     plain = CliRunner().invoke(
         main,
-        ["fetch", *args, "--torch-index", torch_index.variant_url("cu118"), "--index-url",
-         torch_index.deps_index_url, "--cache-dir", str(tmp_path / "c"), "--json"],
-    )  # fmt: skip
+        [
+            "fetch",
+            *args,
+            "--torch-index",
+            torch_index.variant_url("cu118"),
+            "--index-url",
+            torch_index.deps_index_url,
+            "--cache-dir",
+            str(tmp_path / "c"),
+            "--json",
+        ],
+    )
     data = ok_json(plain)
     assert names(data) == {"torch-2.4.0-cp39-cp39-manylinux2014_aarch64.whl"}
 
@@ -368,10 +539,19 @@ def test_plain_torch_index_takes_wheels_without_local_version(
 def test_dependency_pages_are_asked_for_as_pep691_json(
     torch_index: TorchIndex, tmp_path: Path
 ) -> None:
-    ok_json(run(torch_index, tmp_path / "c", "--cpu", "--py", "39", "--platform", "win_amd64",
-                "jinja2", "--dry-run"))  # fmt: skip
+    ok_json(
+        run(
+            torch_index,
+            tmp_path / "c",
+            "--cpu",
+            "--py",
+            "39",
+            "--platform",
+            "win_amd64",
+            "jinja2",
+            "--dry-run",
+        )
+    )
     pages = [r for r in torch_index.deps.requests if r.path.startswith("/simple/")]
     assert pages
-    assert all(
-        r.headers["accept"].startswith("application/vnd.pypi.simple.v1+json") for r in pages
-    )
+    assert all(r.headers["accept"].startswith("application/vnd.pypi.simple.v1+json") for r in pages)

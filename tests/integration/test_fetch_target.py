@@ -13,9 +13,9 @@ from click.testing import CliRunner
 
 import wheelcache
 from tests.support.torchindex import TorchIndex
-from wheelcache.cli import main
+from wheelcache.cli.main import main
 
-PROBE = Path(wheelcache.__file__).with_name("probe_script.py")
+PROBE = Path(wheelcache.__file__).parent / "host" / "probe_script.py"
 
 
 @pytest.fixture
@@ -29,9 +29,21 @@ def description(tmp_path: Path) -> dict[str, Any]:
 def _fetch(ti: TorchIndex, tmp_path: Path, target: Path, *args: str) -> Any:
     return CliRunner().invoke(
         main,
-        ["fetch", "--target", str(target), "--torch-index", ti.torch_index_url, "--index-url",
-         ti.deps_index_url, "--cache-dir", str(tmp_path / "c"), "--dry-run", "--json", *args],
-    )  # fmt: skip
+        [
+            "fetch",
+            "--target",
+            str(target),
+            "--torch-index",
+            ti.torch_index_url,
+            "--index-url",
+            ti.deps_index_url,
+            "--cache-dir",
+            str(tmp_path / "c"),
+            "--dry-run",
+            "--json",
+            *args,
+        ],
+    )
 
 
 def test_fetch_for_a_probed_target_uses_its_tags(

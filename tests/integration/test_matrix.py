@@ -9,15 +9,22 @@ from typing import Any
 from click.testing import CliRunner
 
 from tests.support.torchindex import RELEASES, TorchIndex, newest_complete_release
-from wheelcache.cli import main
+from wheelcache.cli.main import main
 
 
 def _matrix(ti: TorchIndex, tmp_path: Path, *args: str) -> dict[str, Any]:
     result = CliRunner().invoke(
         main,
-        ["matrix", "--torch-index", ti.torch_index_url, "--cache-dir", str(tmp_path / "c"),
-         "--json", *args],
-    )  # fmt: skip
+        [
+            "matrix",
+            "--torch-index",
+            ti.torch_index_url,
+            "--cache-dir",
+            str(tmp_path / "c"),
+            "--json",
+            *args,
+        ],
+    )
     assert result.exit_code == 0, result.stderr
     data: dict[str, Any] = json.loads(result.stdout)
     return data
@@ -40,8 +47,7 @@ def test_every_variant_on_the_index_and_the_pairs_from_metadata(
 
 
 def test_filters_answer_the_users_question(torch_index: TorchIndex, tmp_path: Path) -> None:
-    data = _matrix(torch_index, tmp_path, "--cuda", "118", "--py", "39", "--platform",
-                   "win_amd64")  # fmt: skip
+    data = _matrix(torch_index, tmp_path, "--cuda", "118", "--py", "39", "--platform", "win_amd64")
     (variant,) = data["variants"]
     torches = [s["torch"] for s in variant["sets"]]
     assert torches[0] == f"{newest_complete_release('cu118', 'cp39', 'win_amd64')}+cu118"
@@ -58,9 +64,17 @@ def test_cpu_merges_plain_macos_wheels_into_the_release(
 
 def test_human_table(torch_index: TorchIndex, tmp_path: Path) -> None:
     result = CliRunner().invoke(
-        main, ["matrix", "--cuda", "118", "--torch-index", torch_index.torch_index_url,
-               "--cache-dir", str(tmp_path / "c")],
-    )  # fmt: skip
+        main,
+        [
+            "matrix",
+            "--cuda",
+            "118",
+            "--torch-index",
+            torch_index.torch_index_url,
+            "--cache-dir",
+            str(tmp_path / "c"),
+        ],
+    )
     assert result.exit_code == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("cu118  (")

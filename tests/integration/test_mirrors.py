@@ -12,16 +12,30 @@ from click.testing import CliRunner, Result
 
 from tests.support.httpserver import FileServer
 from tests.support.torchindex import TorchIndex
-from wheelcache.catalog import Catalog
-from wheelcache.cli import main
+from wheelcache.cli.main import main
+from wheelcache.store.catalog import Catalog
 
 FAMILY = (
     "torch-2.4.0+cu118-cp39-cp39-win_amd64.whl",
     "torchvision-0.19.0+cu118-cp39-cp39-win_amd64.whl",
     "torchaudio-2.4.0+cu118-cp39-cp39-win_amd64.whl",
 )
-ARGS = ("--cuda", "118", "--py", "39", "--platform", "win_amd64", "--torch", "2.4.0", "--no-deps",
-        "torch", "torchvision", "torchaudio", "--retries", "1")  # fmt: skip
+ARGS = (
+    "--cuda",
+    "118",
+    "--py",
+    "39",
+    "--platform",
+    "win_amd64",
+    "--torch",
+    "2.4.0",
+    "--no-deps",
+    "torch",
+    "torchvision",
+    "torchaudio",
+    "--retries",
+    "1",
+)
 
 
 def _project(filename: str) -> str:
@@ -40,17 +54,30 @@ def mirror(torch_index: TorchIndex) -> Iterator[FileServer]:
             page = (f'<html><body><a href="../files/{quoted}">{fn}</a></body></html>').encode()
             srv.add(f"/pytorch-wheels/cu118/{_project(fn)}/", page, content_type="text/html")
             flat.append(f'<a href="{fn.replace("+", "&#43;")}">{fn[:20]}..&gt;</a>')
-        srv.add("/flat/cu118/", ("<html><pre>" + "\n".join(flat) + "</pre></html>").encode(),
-                content_type="text/html")  # fmt: skip
+        srv.add(
+            "/flat/cu118/",
+            ("<html><pre>" + "\n".join(flat) + "</pre></html>").encode(),
+            content_type="text/html",
+        )
         yield srv
 
 
 def _run(ti: TorchIndex, cache: Path, *extra: str, torch_index: str | None = None) -> Result:
     return CliRunner().invoke(
         main,
-        ["fetch", *ARGS, "--torch-index", torch_index or ti.torch_index_url, "--index-url",
-         ti.deps_index_url, "--cache-dir", str(cache), "--json", *extra],
-    )  # fmt: skip
+        [
+            "fetch",
+            *ARGS,
+            "--torch-index",
+            torch_index or ti.torch_index_url,
+            "--index-url",
+            ti.deps_index_url,
+            "--cache-dir",
+            str(cache),
+            "--json",
+            *extra,
+        ],
+    )
 
 
 def _ok(result: Result) -> dict[str, Any]:
@@ -67,8 +94,11 @@ def _file_gets(srv: FileServer) -> list[str]:
 def test_bytes_from_the_mirror_hashes_from_the_official_index(
     torch_index: TorchIndex, mirror: FileServer, tmp_path: Path, layout: str
 ) -> None:
-    url = (f"{mirror.url}/pytorch-wheels/{{variant}}" if layout == "pep503"
-           else f"flat+{mirror.url}/flat/{{variant}}")  # fmt: skip
+    url = (
+        f"{mirror.url}/pytorch-wheels/{{variant}}"
+        if layout == "pep503"
+        else f"flat+{mirror.url}/flat/{{variant}}"
+    )
     data = _ok(_run(torch_index, tmp_path / "c", "--mirror", url))
     assert {f["filename"] for f in data["files"]} == set(FAMILY)
     for f in data["files"]:
@@ -97,8 +127,9 @@ def test_file_missing_on_the_mirror_comes_from_the_official_index(
     gone = FAMILY[2]
     mirror.remove(f"/pytorch-wheels/cu118/files/{gone}")
     mirror.remove(f"/pytorch-wheels/cu118/{_project(gone)}/")
-    data = _ok(_run(torch_index, tmp_path / "c", "--mirror",
-                    f"{mirror.url}/pytorch-wheels/{{variant}}"))  # fmt: skip
+    data = _ok(
+        _run(torch_index, tmp_path / "c", "--mirror", f"{mirror.url}/pytorch-wheels/{{variant}}")
+    )
     assert {f["filename"] for f in data["files"]} == set(FAMILY)
     assert torch_index.cdn.count(gone, method="GET") >= 1
 
@@ -121,8 +152,13 @@ def test_official_index_unreachable_uses_the_mirror_and_says_whose_hashes(
     torch_index: TorchIndex, mirror: FileServer, tmp_path: Path
 ) -> None:
     dead = "http://127.0.0.1:9/whl/{variant}"  # the discard port: nothing listens there
-    result = _run(torch_index, tmp_path / "c", "--mirror", f"flat+{mirror.url}/flat/{{variant}}",
-                  torch_index=dead)  # fmt: skip
+    result = _run(
+        torch_index,
+        tmp_path / "c",
+        "--mirror",
+        f"flat+{mirror.url}/flat/{{variant}}",
+        torch_index=dead,
+    )
     data = _ok(result)
     assert {f["filename"] for f in data["files"]} == set(FAMILY)
     assert "the hashes are the mirror's (it gives none" in result.stderr

@@ -18,10 +18,25 @@ FN = "torch-2.4.0+cu118-cp39-cp39-win_amd64.whl"
 
 def _args(ti: TorchIndex, cache: Path) -> list[str]:
     return [
-        sys.executable, "-m", "wheelcache", "fetch", "--cuda", "118", "--py", "39",
-        "--platform", "win_amd64", "--torch", "2.4.0", "--torch-index", ti.torch_index_url,
-        "--index-url", ti.deps_index_url, "--cache-dir", str(cache),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "wheelcache",
+        "fetch",
+        "--cuda",
+        "118",
+        "--py",
+        "39",
+        "--platform",
+        "win_amd64",
+        "--torch",
+        "2.4.0",
+        "--torch-index",
+        ti.torch_index_url,
+        "--index-url",
+        ti.deps_index_url,
+        "--cache-dir",
+        str(cache),
+    ]
 
 
 def test_bars_on_a_terminal(torch_index: TorchIndex, tmp_path: Path) -> None:
@@ -30,8 +45,9 @@ def test_bars_on_a_terminal(torch_index: TorchIndex, tmp_path: Path) -> None:
     master, slave = pty.openpty()
     # A real terminal has a size; a fresh pty says 0 columns and tqdm would draw nothing.
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 160, 0, 0))
-    proc = subprocess.Popen(_args(torch_index, tmp_path / "c"), stdout=subprocess.PIPE,
-                            stderr=slave)  # fmt: skip
+    proc = subprocess.Popen(
+        _args(torch_index, tmp_path / "c"), stdout=subprocess.PIPE, stderr=slave
+    )
     os.close(slave)
     chunks: list[bytes] = []
     while True:

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from tests.support.torchindex import TorchIndex
-from wheelcache.cli import main
+from wheelcache.cli.main import main
 
 
 class _Proxy(BaseHTTPRequestHandler):
@@ -35,8 +35,10 @@ class _Proxy(BaseHTTPRequestHandler):
         for k, v in resp.headers.items():
             if k.lower() not in ("transfer-encoding", "connection", "content-length"):
                 self.send_header(k, v)
-        self.send_header("Content-Length", str(len(body) if method == "GET" else
-                                               resp.headers.get("Content-Length", 0)))  # fmt: skip
+        self.send_header(
+            "Content-Length",
+            str(len(body) if method == "GET" else resp.headers.get("Content-Length", 0)),
+        )
         self.end_headers()
         self.wfile.write(body)
 
@@ -67,10 +69,23 @@ def test_fetch_goes_through_the_proxy_from_the_environment(
     monkeypatch.setenv("HTTP_PROXY", proxy)
     result = CliRunner().invoke(
         main,
-        ["fetch", "--cpu", "--py", "39", "--platform", "win_amd64", "jinja2", "--torch-index",
-         torch_index.torch_index_url, "--index-url", torch_index.deps_index_url, "--cache-dir",
-         str(tmp_path / "c"), "--json"],
-    )  # fmt: skip
+        [
+            "fetch",
+            "--cpu",
+            "--py",
+            "39",
+            "--platform",
+            "win_amd64",
+            "jinja2",
+            "--torch-index",
+            torch_index.torch_index_url,
+            "--index-url",
+            torch_index.deps_index_url,
+            "--cache-dir",
+            str(tmp_path / "c"),
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.stderr
     names = {f["filename"] for f in json.loads(result.stdout)["files"]}
     assert names == {"jinja2-3.1.4-py3-none-any.whl", "MarkupSafe-2.1.5-cp39-cp39-win_amd64.whl"}

@@ -21,11 +21,28 @@ def _done(state: dict[str, list[list[int]]]) -> int:
 
 def _cmd(ti: TorchIndex, cache: Path) -> list[str]:
     return [
-        sys.executable, "-m", "wheelcache", "fetch", "--cuda", "118", "--py", "39",
-        "--platform", "win_amd64", "--torch", "2.4.0", "--no-deps", "torch",
-        "--torch-index", ti.torch_index_url, "--index-url", ti.deps_index_url,
-        "--cache-dir", str(cache), "--json",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "wheelcache",
+        "fetch",
+        "--cuda",
+        "118",
+        "--py",
+        "39",
+        "--platform",
+        "win_amd64",
+        "--torch",
+        "2.4.0",
+        "--no-deps",
+        "torch",
+        "--torch-index",
+        ti.torch_index_url,
+        "--index-url",
+        ti.deps_index_url,
+        "--cache-dir",
+        str(cache),
+        "--json",
+    ]
 
 
 def test_kill_9_then_resume(torch_index: TorchIndex, tmp_path: Path) -> None:
@@ -33,8 +50,9 @@ def test_kill_9_then_resume(torch_index: TorchIndex, tmp_path: Path) -> None:
     torch_index.cdn.fault(torch_index.url(FN), throttle_bps=size // 8, times=None)  # ~8 s
     cache = tmp_path / "c"
     env = {k: v for k, v in os.environ.items() if not k.startswith("WHEELCACHE_")}
-    proc = subprocess.Popen(_cmd(torch_index, cache), env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)  # fmt: skip
+    proc = subprocess.Popen(
+        _cmd(torch_index, cache), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     state_file = cache / "partial-v1" / f"{torch_index.sha256(FN)}.json"
     deadline = time.monotonic() + 60
     done = 0
@@ -51,8 +69,9 @@ def test_kill_9_then_resume(torch_index: TorchIndex, tmp_path: Path) -> None:
     saved = _done(json.loads(state_file.read_text()))
 
     torch_index.clear()
-    again = subprocess.run(_cmd(torch_index, cache), env=env, capture_output=True, text=True,
-                           timeout=120)  # fmt: skip
+    again = subprocess.run(
+        _cmd(torch_index, cache), env=env, capture_output=True, text=True, timeout=120
+    )
     assert again.returncode == 0, again.stderr
     (f,) = json.loads(again.stdout)["files"]
     assert f["sha256"] == torch_index.sha256(FN)

@@ -12,16 +12,31 @@ from click.testing import CliRunner
 
 from tests.support.httpserver import FileServer
 from tests.support.torchindex import TorchIndex
-from wheelcache.cli import main
-from wheelcache.client import Http, HttpSettings
+from wheelcache.cli.main import main
 from wheelcache.errors import IndexUnreachableError
+from wheelcache.net.client import Http, HttpSettings
 
 
 def _fetch(ti: TorchIndex, cache: Path, *args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(main, [
-        "fetch", "--cpu", "--py", "39", "--platform", "win_amd64", "--torch-index",
-        ti.torch_index_url, "--index-url", ti.deps_index_url, "--cache-dir", str(cache),
-        "--json", *args])  # fmt: skip
+    result = CliRunner().invoke(
+        main,
+        [
+            "fetch",
+            "--cpu",
+            "--py",
+            "39",
+            "--platform",
+            "win_amd64",
+            "--torch-index",
+            ti.torch_index_url,
+            "--index-url",
+            ti.deps_index_url,
+            "--cache-dir",
+            str(cache),
+            "--json",
+            *args,
+        ],
+    )
     return result.exit_code, result.stdout, result.stderr
 
 
@@ -40,8 +55,9 @@ def test_a_damaged_page_once_does_not_poison_the_page_cache(
 def test_markers_on_requested_projects_are_judged_for_the_target(
     torch_index: TorchIndex, tmp_path: Path
 ) -> None:
-    code, out, err = _fetch(torch_index, tmp_path / "c", "jinja2",
-                            'filelock; sys_platform == "linux"')  # fmt: skip
+    code, out, err = _fetch(
+        torch_index, tmp_path / "c", "jinja2", 'filelock; sys_platform == "linux"'
+    )
     assert code == 0, err
     assert "filelock" not in {f["project"] for f in json.loads(out)["files"]}
     assert "leaving out filelock" in err
@@ -58,8 +74,9 @@ def test_markers_on_requested_projects_are_judged_for_the_target(
 def test_bad_urls_are_usage_errors_before_any_request(
     tmp_path: Path, option: str, url: str, message: str
 ) -> None:
-    result = CliRunner().invoke(main, ["fetch", "--cpu", option, url,
-                                       "--cache-dir", str(tmp_path / "c")])  # fmt: skip
+    result = CliRunner().invoke(
+        main, ["fetch", "--cpu", option, url, "--cache-dir", str(tmp_path / "c")]
+    )
     assert result.exit_code == 2 and message in result.stderr
 
 
@@ -75,8 +92,17 @@ def test_top_level_config_keys_apply_to_every_command(
 
 
 def test_matrix_of_a_plain_index_is_one_table(torch_index: TorchIndex, tmp_path: Path) -> None:
-    result = CliRunner().invoke(main, ["matrix", "--torch-index", torch_index.variant_url("cu118"),
-                                       "--cache-dir", str(tmp_path / "c"), "--json"])  # fmt: skip
+    result = CliRunner().invoke(
+        main,
+        [
+            "matrix",
+            "--torch-index",
+            torch_index.variant_url("cu118"),
+            "--cache-dir",
+            str(tmp_path / "c"),
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.stderr
     (table,) = json.loads(result.stdout)["variants"]
     assert table["variant"] == "" and table["sets"]
@@ -85,8 +111,14 @@ def test_matrix_of_a_plain_index_is_one_table(torch_index: TorchIndex, tmp_path:
 def test_matrix_offline_skips_variants_never_fetched(
     torch_index: TorchIndex, tmp_path: Path
 ) -> None:
-    args = ["matrix", "--torch-index", torch_index.torch_index_url, "--cache-dir",
-            str(tmp_path / "c"), "--json"]  # fmt: skip
+    args = [
+        "matrix",
+        "--torch-index",
+        torch_index.torch_index_url,
+        "--cache-dir",
+        str(tmp_path / "c"),
+        "--json",
+    ]
     assert CliRunner().invoke(main, [*args, "--cuda", "121"]).exit_code == 0
     result = CliRunner().invoke(main, [*args, "--offline"])
     assert result.exit_code == 0, result.stderr
@@ -116,19 +148,34 @@ def test_verify_really_remakes_a_damaged_view(torch_index: TorchIndex, tmp_path:
     assert view.read_bytes() == good, result.stdout + result.stderr
 
 
-def test_serve_warns_when_torch_variants_are_mixed(
-    torch_index: TorchIndex, tmp_path: Path
-) -> None:
-    from wheelcache.cache import Cache
-    from wheelcache.cli_serve import _torch_variants
-    from wheelcache.publish import CacheView, Selection
+def test_serve_warns_when_torch_variants_are_mixed(torch_index: TorchIndex, tmp_path: Path) -> None:
+    from wheelcache.cli.serve import _torch_variants
+    from wheelcache.serve.publish import CacheView, Selection
+    from wheelcache.store.cache import Cache
 
     cache = tmp_path / "c"
     for variant in ("cpu", "cu121"):
-        result = CliRunner().invoke(main, [
-            "fetch", f"--variant={variant}", "--py", "3.11", "--platform", "linux_x86_64",
-            "--torch", "2.4.0", "--no-deps", "torch", "--torch-index", torch_index.torch_index_url,
-            "--index-url", torch_index.deps_index_url, "--cache-dir", str(cache)])  # fmt: skip
+        result = CliRunner().invoke(
+            main,
+            [
+                "fetch",
+                f"--variant={variant}",
+                "--py",
+                "3.11",
+                "--platform",
+                "linux_x86_64",
+                "--torch",
+                "2.4.0",
+                "--no-deps",
+                "torch",
+                "--torch-index",
+                torch_index.torch_index_url,
+                "--index-url",
+                torch_index.deps_index_url,
+                "--cache-dir",
+                str(cache),
+            ],
+        )
         assert result.exit_code == 0, result.stderr
     view = CacheView(Cache(cache), Selection())
     assert _torch_variants(view.snapshot().files.values()) == {"cpu", "cu121"}
@@ -137,9 +184,9 @@ def test_serve_warns_when_torch_variants_are_mixed(
 def test_serving_a_wheel_counts_as_use_for_gc(torch_index: TorchIndex, tmp_path: Path) -> None:
     import httpx
 
-    from wheelcache.cache import Cache
-    from wheelcache.publish import CacheView
-    from wheelcache.server import IndexServer
+    from wheelcache.serve.publish import CacheView
+    from wheelcache.serve.server import IndexServer
+    from wheelcache.store.cache import Cache
 
     code, out, err = _fetch(torch_index, tmp_path / "c", "filelock")
     assert code == 0, err

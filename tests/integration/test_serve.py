@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-import wheelcache.cli_serve
-import wheelcache.http_rules
-import wheelcache.publish
-import wheelcache.server
+import wheelcache.cli.serve
+import wheelcache.serve.publish
+import wheelcache.serve.request
+import wheelcache.serve.server
 from tests.integration._serve_wheels import (
     DEMO,
     Served,
@@ -35,10 +35,10 @@ from tests.integration._serve_wheels import (
 )
 from tests.support.torchindex import TorchIndex
 from tests.support.wheels import build_wheel, read_wheel_metadata
-from wheelcache.cache import Cache
-from wheelcache.cli import main
-from wheelcache.publish import Selection, parse_requirements_text
-from wheelcache.simple import JSON_CONTENT_TYPE, parse_project_page
+from wheelcache.cli.main import main
+from wheelcache.core.simple import JSON_CONTENT_TYPE, parse_project_page
+from wheelcache.serve.publish import Selection, parse_requirements_text
+from wheelcache.store.cache import Cache
 
 PEP691_ACCEPT = "application/vnd.pypi.simple.v1+json"
 TORCH = "torch-2.4.0+cu118-py3-none-any.whl"
@@ -104,14 +104,18 @@ def test_pages_in_both_formats_match_the_cache(served: Served, demo_cache: Cache
     assert headers["Content-Type"] == "text/html; charset=utf-8"
     assert headers["Vary"] == "Accept"
     html_page = parse_project_page(
-        body, content_type=headers["Content-Type"], base_url=f"{served.url}/simple/torch/",
+        body,
+        content_type=headers["Content-Type"],
+        base_url=f"{served.url}/simple/torch/",
         project="torch",
     )
     status, headers, body = get(served, "/simple/torch/", {"Accept": PEP691_ACCEPT})
     assert status == 200 and headers["Content-Type"] == JSON_CONTENT_TYPE
     assert headers["Vary"] == "Accept"
     json_page = parse_project_page(
-        body, content_type=JSON_CONTENT_TYPE, base_url=f"{served.url}/simple/torch/",
+        body,
+        content_type=JSON_CONTENT_TYPE,
+        base_url=f"{served.url}/simple/torch/",
         project="torch",
     )
     rows = {r.filename: r for r in demo_cache.catalog.all() if r.project == "torch"}
@@ -168,8 +172,10 @@ def test_metadata_file_is_the_wheels_own_and_kept_in_the_cache(
         ("application/vnd.pypi.simple.v1+html", "application/vnd.pypi.simple.v1+html"),
         ("application/vnd.pypi.simple.latest+json", JSON_CONTENT_TYPE),
         # what pip and uv send
-        (f"{PEP691_ACCEPT}, application/vnd.pypi.simple.v1+html; q=0.1, text/html; q=0.01",
-         JSON_CONTENT_TYPE),
+        (
+            f"{PEP691_ACCEPT}, application/vnd.pypi.simple.v1+html; q=0.1, text/html; q=0.01",
+            JSON_CONTENT_TYPE,
+        ),
         (f"{PEP691_ACCEPT};q=0, text/html", "text/html; charset=utf-8"),
         ("text/html;q=0.5, application/*;q=0.9", JSON_CONTENT_TYPE),
         ("application/json", None),
@@ -185,8 +191,11 @@ def test_accept_negotiation(served: Served, accept: str | None, content_type: st
 
 def test_any_spelling_of_a_project_name_is_served_without_redirect(served: Served) -> None:
     canonical = get(served, "/simple/typing-extensions/")[2]
-    for path in ("/simple/Typing_Extensions/", "/simple/typing.extensions",
-                 "/simple/TYPING-extensions/"):
+    for path in (
+        "/simple/Typing_Extensions/",
+        "/simple/typing.extensions",
+        "/simple/TYPING-extensions/",
+    ):
         status, headers, body = get(served, path)
         assert (status, body) == (200, canonical) and "Location" not in headers
     assert get(served, "/simple/nope/")[0] == 404
@@ -253,9 +262,10 @@ def test_conditional_requests(served: Served) -> None:
         assert get(served, path, {"If-Modified-Since": last_modified})[0] == 304
         assert get(served, path, {"If-Modified-Since": "Mon, 01 Jan 2001 00:00:00 GMT"})[0] == 200
         # If-None-Match wins over If-Modified-Since (RFC 9110 13.2.2)
-        assert get(served, path, {"If-None-Match": '"x"', "If-Modified-Since": last_modified})[
-            0
-        ] == 200
+        assert (
+            get(served, path, {"If-None-Match": '"x"', "If-Modified-Since": last_modified})[0]
+            == 200
+        )
     for accept in ("text/html", PEP691_ACCEPT):
         _, headers, _ = get(served, "/simple/torch/", {"Accept": accept})
         status, h304, body = get(
@@ -265,9 +275,10 @@ def test_conditional_requests(served: Served) -> None:
     html_etag = get(served, "/simple/torch/")[1]["ETag"]
     json_etag = get(served, "/simple/torch/", {"Accept": PEP691_ACCEPT})[1]["ETag"]
     assert html_etag != json_etag
-    assert get(served, "/simple/torch/", {"Accept": PEP691_ACCEPT, "If-None-Match": html_etag})[
-        0
-    ] == 200
+    assert (
+        get(served, "/simple/torch/", {"Accept": PEP691_ACCEPT, "If-None-Match": html_etag})[0]
+        == 200
+    )
 
 
 # -- security ------------------------------------------------------------------------------
@@ -308,8 +319,10 @@ def test_traversal_and_listing_attempts_get_4xx(
     served: Served, demo_cache: Cache, target: str
 ) -> None:
     (demo_cache.root / "wheels-v1" / "requirements.txt").write_text("torch==2.4.0\n")
-    response = raw(served.server.port, f"GET {target} HTTP/1.1\r\nHost: x\r\n"
-                   "Connection: close\r\n\r\n".encode("latin-1"))
+    response = raw(
+        served.server.port,
+        f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode("latin-1"),
+    )
     assert 400 <= status_of(response) < 500, response[:300]
     assert b"root:" not in response and b"SQLite format" not in response
     assert b"Traceback" not in response and b"torch==2.4.0" not in response
@@ -326,8 +339,12 @@ def test_symlinks_in_the_cache_are_never_followed_out_of_it(tmp_path: Path) -> N
     # A look-alike symlink in wheels-v1 that is not in the catalog at all.
     (cache.root / "wheels-v1" / "stray-1.0-py3-none-any.whl").symlink_to("/etc/passwd")
     with serve(cache) as s:
-        for path in (f"/wheels/{wheel.name}", "/wheels/stray-1.0-py3-none-any.whl",
-                     "/simple/evil/", "/simple/stray/"):
+        for path in (
+            f"/wheels/{wheel.name}",
+            "/wheels/stray-1.0-py3-none-any.whl",
+            "/simple/evil/",
+            "/simple/stray/",
+        ):
             status, _, body = get(s, path)
             assert status == 404, path
             assert b"SSSS" not in body and b"root:" not in body
@@ -335,8 +352,10 @@ def test_symlinks_in_the_cache_are_never_followed_out_of_it(tmp_path: Path) -> N
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "FOO"])
 def test_other_methods_are_405(served: Served, method: str) -> None:
-    response = raw(served.server.port, f"{method} /simple/ HTTP/1.1\r\nHost: x\r\n"
-                   "Content-Length: 5\r\n\r\nhello".encode())
+    response = raw(
+        served.server.port,
+        f"{method} /simple/ HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello".encode(),
+    )
     assert status_of(response) == 405
     assert b"\r\nAllow: GET, HEAD\r\n" in response
     assert b"Traceback" not in response
@@ -352,11 +371,22 @@ def test_other_methods_are_405(served: Served, method: str) -> None:
         (b"GET /simple/\r\n\r\n", 400),  # HTTP/0.9
         (b"GET /simple/" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n", 414),
         (b"GET /simple/" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n", 414),
-        (b"GET /simple/ HTTP/1.1\r\n" + b"".join(b"X-%d: y\r\n" % i for i in range(150))
-         + b"\r\n", 431),
+        (
+            b"GET /simple/ HTTP/1.1\r\n"
+            + b"".join(b"X-%d: y\r\n" % i for i in range(150))
+            + b"\r\n",
+            431,
+        ),
         (b"GET /simple/ HTTP/1.1\r\nX-Big: " + b"y" * 70000 + b"\r\n\r\n", 431),
-        (b"GET /simple/ HTTP/1.1\r\n" + b"X-Long: " + b"y" * 30000 + b"\r\nX-Longer: "
-         + b"y" * 40000 + b"\r\n\r\n", 431),
+        (
+            b"GET /simple/ HTTP/1.1\r\n"
+            + b"X-Long: "
+            + b"y" * 30000
+            + b"\r\nX-Longer: "
+            + b"y" * 40000
+            + b"\r\n\r\n",
+            431,
+        ),
         (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 40 + b"\r\n\r\n", 400),
     ],
 )
@@ -387,8 +417,11 @@ def test_many_clients_at_once(served: Served) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", served.server.port, timeout=30)
         try:
             for i in range(15):  # keep-alive: one connection, many requests
-                conn.request("GET", paths[(n + i) % len(paths)],
-                             headers={"Accept": PEP691_ACCEPT} if i % 2 else {})
+                conn.request(
+                    "GET",
+                    paths[(n + i) % len(paths)],
+                    headers={"Accept": PEP691_ACCEPT} if i % 2 else {},
+                )
                 resp = conn.getresponse()
                 resp.read()
                 if resp.status != 200:
@@ -434,7 +467,7 @@ def test_a_stalled_client_does_not_block_others(tmp_path: Path) -> None:
 def test_a_trickling_request_head_is_cut_off(
     served: Served, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(wheelcache.server._Handler, "head_deadline", 0.3)
+    monkeypatch.setattr(wheelcache.serve.server._Handler, "head_deadline", 0.3)
     with socket.create_connection(("127.0.0.1", served.server.port), timeout=10) as sock:
         sock.sendall(b"GET /simple/ HTTP/1.1\r\nX-1: a\r\n")
         time.sleep(0.5)
@@ -455,12 +488,15 @@ def test_wheels_added_by_a_running_fetch_appear_without_restart(tmp_path: Path) 
         added = build_wheel(tmp_path / "b", "second", "2.0", requires_python=">=3.9")
         # ingest from another process, as a concurrent `wheelcache fetch` would
         code = (
-            "import sys; from pathlib import Path; from wheelcache.cache import Cache;"
+            "import sys; from pathlib import Path; from wheelcache.store.cache import Cache;"
             "from tests.integration._serve_wheels import add_wheel;"
             "add_wheel(Cache(Path(sys.argv[1])), Path(sys.argv[2]), 'second', '2.0')"
         )
-        subprocess.run([sys.executable, "-c", code, str(cache.root), str(added)], check=True,
-                       cwd=Path(__file__).resolve().parents[2])
+        subprocess.run(
+            [sys.executable, "-c", code, str(cache.root), str(added)],
+            check=True,
+            cwd=Path(__file__).resolve().parents[2],
+        )
         status, headers, body = get(s, "/simple/", {"If-None-Match": etag})
         assert status == 200 and b"second" in body
         status, _, body = get(s, "/simple/second/")
@@ -486,8 +522,11 @@ def test_one_access_record_per_request(served: Served) -> None:
     raw(served.server.port, b"PUT /x HTTP/1.1\r\nHost: x\r\n\r\n")
     assert served.server.wait_idle(5)
     new = sorted((r.method, r.path, r.status) for r in served.records[before:])
-    assert new == [("GET", "/simple/none/", 404), ("GET", "/simple/torch/", 200),
-                   ("PUT", "/x", 405)]
+    assert new == [
+        ("GET", "/simple/none/", 404),
+        ("GET", "/simple/torch/", 200),
+        ("PUT", "/x", 405),
+    ]
 
 
 # -- selections ----------------------------------------------------------------------------
@@ -526,9 +565,20 @@ def test_fetch_then_serve_its_requirements_file_then_pip_installs_the_closure(
     """The whole LAN story: fetch for this machine, serve only that closure, pip -r it."""
     py = f"{sys.version_info[0]}.{sys.version_info[1]}"
     cache_dir = tmp_path / "cache"
-    common = ["--cpu", "--py", py, "--platform", "linux_x86_64", "--torch-index",
-              torch_index.torch_index_url, "--index-url", torch_index.deps_index_url,
-              "--cache-dir", str(cache_dir), "--json"]
+    common = [
+        "--cpu",
+        "--py",
+        py,
+        "--platform",
+        "linux_x86_64",
+        "--torch-index",
+        torch_index.torch_index_url,
+        "--index-url",
+        torch_index.deps_index_url,
+        "--cache-dir",
+        str(cache_dir),
+        "--json",
+    ]
     runner = CliRunner()
     old = runner.invoke(main, ["fetch", "--torch", "2.3.1", "--no-deps", "torch", *common])
     assert old.exit_code == 0, old.stderr
@@ -538,14 +588,17 @@ def test_fetch_then_serve_its_requirements_file_then_pip_installs_the_closure(
     requirements = Path(data["requirements_file"])
     wanted = {f["filename"] for f in data["files"]}
     cache = Cache(cache_dir)
-    pins = wheelcache.publish.read_requirements_file(requirements)
+    pins = wheelcache.serve.publish.read_requirements_file(requirements)
     with serve(cache, Selection(pins=pins)) as s:
         torch_page = get(s, "/simple/torch/")[2].decode()
         assert "torch-2.4.0" in torch_page and "torch-2.3.1" not in torch_page
         target = tmp_path / "site"
         pip_install(s.index_url, target, tmp_path, "-r", str(requirements))
-        wheel_requests = {p.rsplit("/", 1)[1].replace("%2B", "+") for p in s.paths()
-                          if p.startswith("/wheels/") and p.endswith(".whl")}
+        wheel_requests = {
+            p.rsplit("/", 1)[1].replace("%2B", "+")
+            for p in s.paths()
+            if p.startswith("/wheels/") and p.endswith(".whl")
+        }
     installed = {p.name for p in target.glob("*.dist-info")}
     for name in ("torch-2.4.0+cpu", "torchvision-0.19.0+cpu", "torchaudio-2.4.0+cpu"):
         assert f"{name}.dist-info" in installed
@@ -557,14 +610,25 @@ def _installed(target: Path) -> set[str]:
     return {p.name.removesuffix(".dist-info") for p in target.glob("*.dist-info")}
 
 
-WANT = {"torch-2.4.0+cu118", "torchvision-0.19.0+cu118", "torchaudio-2.4.0+cu118",
-        "filelock-3.13.1", "typing_extensions-4.12.2"}
+WANT = {
+    "torch-2.4.0+cu118",
+    "torchvision-0.19.0+cu118",
+    "torchaudio-2.4.0+cu118",
+    "filelock-3.13.1",
+    "typing_extensions-4.12.2",
+}
 
 
 def test_pip_installs_from_serve(served: Served, tmp_path: Path) -> None:
     before = len(served.records)
-    pip_install(served.index_url, tmp_path / "site", tmp_path,
-                "torch==2.4.0+cu118", "torchvision", "torchaudio")
+    pip_install(
+        served.index_url,
+        tmp_path / "site",
+        tmp_path,
+        "torch==2.4.0+cu118",
+        "torchvision",
+        "torchaudio",
+    )
     assert _installed(tmp_path / "site") == WANT
     seen = [(r.path, r.status) for r in served.records[before:]]
     assert ("/simple/torch/", 200) in seen and (TORCH_URL, 200) in seen
@@ -574,8 +638,14 @@ def test_pip_installs_from_serve(served: Served, tmp_path: Path) -> None:
 
 def test_uv_installs_from_serve(served: Served, tmp_path: Path) -> None:
     before = len(served.records)
-    uv_install(served.index_url, tmp_path / "site", tmp_path,
-               "torch==2.4.0+cu118", "torchvision", "torchaudio")
+    uv_install(
+        served.index_url,
+        tmp_path / "site",
+        tmp_path,
+        "torch==2.4.0+cu118",
+        "torchvision",
+        "torchaudio",
+    )
     assert _installed(tmp_path / "site") == WANT
     seen = [(r.path, r.status) for r in served.records[before:]]
     assert ("/simple/torch/", 200) in seen and (TORCH_URL, 200) in seen
@@ -589,15 +659,27 @@ def test_serve_command_port_0_prints_the_pip_line_and_logs_requests(
     env = {k: v for k, v in os.environ.items() if not k.startswith("WHEELCACHE_")}
     env["WHEELCACHE_CACHE_DIR"] = str(demo_cache.root)
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from wheelcache.cli import main; main()", "serve", "--port", "0",
-         "--project", "torch"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        [
+            sys.executable,
+            "-c",
+            "from wheelcache.cli.main import main; main()",
+            "serve",
+            "--port",
+            "0",
+            "--project",
+            "torch",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     try:
         assert proc.stdout is not None
         lines = [proc.stdout.readline() for _ in range(4)]
-        m = re.search(r"^  pip install --index-url (http://127\.0\.0\.1:(\d+)/simple/) torch$",
-                      lines[2], re.M)
+        m = re.search(
+            r"^  pip install --index-url (http://127\.0\.0\.1:(\d+)/simple/) torch$", lines[2], re.M
+        )
         assert m, lines
         assert lines[0].startswith("Serving 2 wheels of 1 projects from ")
         assert lines[3].startswith(f"  uv pip install --index-url {m.group(1)} torch")
@@ -638,7 +720,7 @@ def test_serve_command_errors_are_one_line(demo_cache: Cache, tmp_path: Path) ->
 
 
 @pytest.mark.parametrize(
-    "module", [wheelcache.http_rules, wheelcache.publish, wheelcache.cli_serve]
+    "module", [wheelcache.serve.request, wheelcache.serve.publish, wheelcache.cli.serve]
 )
 def test_doctests(module: object) -> None:
     assert doctest.testmod(module).failed == 0  # type: ignore[arg-type]

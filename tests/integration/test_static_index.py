@@ -25,16 +25,21 @@ from tests.integration._serve_wheels import (
     uv_install,
 )
 from tests.support.wheels import build_wheel, read_wheel_metadata
-from wheelcache.cache import Cache
-from wheelcache.cli import main
-from wheelcache.publish import CacheView, Selection
-from wheelcache.simple import JSON_CONTENT_TYPE, parse_project_page
-from wheelcache.static_index import MANIFEST_NAME, SNIPPET_NAME, write_static_index
+from wheelcache.cli.main import main
+from wheelcache.core.simple import JSON_CONTENT_TYPE, parse_project_page
+from wheelcache.serve.publish import CacheView, Selection
+from wheelcache.serve.static_index import MANIFEST_NAME, SNIPPET_NAME, write_static_index
+from wheelcache.store.cache import Cache
 
 PEP691_ACCEPT = "application/vnd.pypi.simple.v1+json"
 TORCH = "torch-2.4.0+cu118-py3-none-any.whl"
-WANT = {"torch-2.4.0+cu118", "torchvision-0.19.0+cu118", "torchaudio-2.4.0+cu118",
-        "filelock-3.13.1", "typing_extensions-4.12.2"}
+WANT = {
+    "torch-2.4.0+cu118",
+    "torchvision-0.19.0+cu118",
+    "torchaudio-2.4.0+cu118",
+    "filelock-3.13.1",
+    "typing_extensions-4.12.2",
+}
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +98,10 @@ def test_tree_layout_and_relative_links(tree: Path, demo_cache: Cache) -> None:
     for project in projects:
         for ext, ctype in (("html", "text/html"), ("json", JSON_CONTENT_TYPE)):
             page = parse_project_page(
-                files[f"simple/{project}/index.{ext}"], content_type=ctype,
-                base_url=f"{base}simple/{project}/", project=project,
+                files[f"simple/{project}/index.{ext}"],
+                content_type=ctype,
+                base_url=f"{base}simple/{project}/",
+                project=project,
             )
             assert page.files
             for f in page.files:
@@ -147,6 +154,7 @@ def test_another_filesystem_gets_copies_that_are_not_copied_twice(
     if shm.is_dir() and shm.stat().st_dev != tmp_path.stat().st_dev:
         base = Path(tempfile.mkdtemp(dir=shm))  # a real second filesystem (tmpfs)
     else:  # no second filesystem here: make hard links fail as they do across devices
+
         def no_link(src: object, dst: object) -> None:
             raise OSError(errno.EXDEV, "Invalid cross-device link")
 
@@ -184,14 +192,17 @@ def test_re_export_of_a_smaller_selection_removes_only_its_own_stale_files(
     out = tmp_path / "out"
     write_static_index(CacheView(demo_cache).snapshot(), out)
     (out / "README.txt").write_text("mine")  # not ours: must survive
-    result = write_static_index(
-        CacheView(demo_cache, Selection.of(("torch",))).snapshot(), out
-    )
+    result = write_static_index(CacheView(demo_cache, Selection.of(("torch",))).snapshot(), out)
     assert result.removed > 0
-    assert sorted(p.name for p in (out / "simple").iterdir()) == ["index.html", "index.json",
-                                                                  "torch"]
+    assert sorted(p.name for p in (out / "simple").iterdir()) == [
+        "index.html",
+        "index.json",
+        "torch",
+    ]
     assert sorted(p.name for p in (out / "wheels").iterdir() if p.suffix == ".whl") == [
-        "torch-2.3.1+cu118-py3-none-any.whl", TORCH]
+        "torch-2.3.1+cu118-py3-none-any.whl",
+        TORCH,
+    ]
     assert (out / "README.txt").read_text() == "mine"
 
 
@@ -208,12 +219,12 @@ def test_index_command(demo_cache: Cache, tmp_path: Path) -> None:
     assert "Wrote 2 wheels of 2 projects" in result.stdout
     assert f"include {out / SNIPPET_NAME};" in result.stdout
     assert sorted(p.name for p in (out / "wheels").glob("*.whl")) == [
-        "filelock-3.13.1-py3-none-any.whl", TORCH]
+        "filelock-3.13.1-py3-none-any.whl",
+        TORCH,
+    ]
 
 
-def test_index_command_refuses_a_folder_that_is_not_ours(
-    demo_cache: Cache, tmp_path: Path
-) -> None:
+def test_index_command_refuses_a_folder_that_is_not_ours(demo_cache: Cache, tmp_path: Path) -> None:
     out = tmp_path / "precious"
     out.mkdir()
     (out / "thesis.tex").write_text("x")
@@ -222,8 +233,15 @@ def test_index_command_refuses_a_folder_that_is_not_ours(
     assert result.stderr.startswith("wheelcache: error: ") and "not empty" in result.stderr
     assert sorted(p.name for p in out.iterdir()) == ["thesis.tex"]
     result = CliRunner().invoke(
-        main, ["index", str(tmp_path / "o"), "--cache-dir", str(demo_cache.root),
-               "--base-url", "ftp://x"]
+        main,
+        [
+            "index",
+            str(tmp_path / "o"),
+            "--cache-dir",
+            str(demo_cache.root),
+            "--base-url",
+            "ftp://x",
+        ],
     )
     assert result.exit_code == 1 and "--base-url" in result.stderr
 
@@ -250,14 +268,17 @@ def _installed(target: Path) -> set[str]:
         (None, "text/html; charset=utf-8"),
         ("text/html", "text/html; charset=utf-8"),
         (PEP691_ACCEPT, JSON_CONTENT_TYPE),
-        (f"{PEP691_ACCEPT}, application/vnd.pypi.simple.v1+html; q=0.1, text/html; q=0.01",
-         JSON_CONTENT_TYPE),
+        (
+            f"{PEP691_ACCEPT}, application/vnd.pypi.simple.v1+html; q=0.1, text/html; q=0.01",
+            JSON_CONTENT_TYPE,
+        ),
         ("application/vnd.pypi.simple.latest+json", JSON_CONTENT_TYPE),
         (f"{PEP691_ACCEPT}; q=0, text/html", "text/html; charset=utf-8"),
     ],
 )
-def test_nginx_negotiates_pep691(nginx: Nginx, tree: Path, accept: str | None,
-                                 content_type: str) -> None:
+def test_nginx_negotiates_pep691(
+    nginx: Nginx, tree: Path, accept: str | None, content_type: str
+) -> None:
     for path in ("/simple/", "/simple/torch/"):
         status, headers, body = get(nginx.url, path, {"Accept": accept} if accept else {})
         assert (status, headers["Content-Type"]) == (200, content_type)
@@ -271,8 +292,14 @@ def test_nginx_serves_files_and_nothing_else(nginx: Nginx, tree: Path) -> None:
     assert status == 200 and body == (tree / "wheels" / TORCH).read_bytes()
     status, _, body = get(nginx.url, f"/wheels/{TORCH}.metadata".replace("+", "%2B"))
     assert status == 200 and body.startswith(b"Metadata-Version:")
-    for path in ("/", f"/{SNIPPET_NAME}", f"/{MANIFEST_NAME}", "/wheels/", "/simple/../",
-                 "/wheels/%2e%2e/nginx.conf.snippet"):
+    for path in (
+        "/",
+        f"/{SNIPPET_NAME}",
+        f"/{MANIFEST_NAME}",
+        "/wheels/",
+        "/simple/../",
+        "/wheels/%2e%2e/nginx.conf.snippet",
+    ):
         status, _, body = get(nginx.url, path)
         assert 400 <= status < 500, path
         assert b"listen" not in body
@@ -280,20 +307,33 @@ def test_nginx_serves_files_and_nothing_else(nginx: Nginx, tree: Path) -> None:
 
 def test_pip_installs_from_nginx(nginx: Nginx, tmp_path: Path) -> None:
     before = len(nginx.access_lines())
-    pip_install(f"{nginx.url}/simple/", tmp_path / "site", tmp_path,
-                "torch==2.4.0+cu118", "torchvision", "torchaudio")
+    pip_install(
+        f"{nginx.url}/simple/",
+        tmp_path / "site",
+        tmp_path,
+        "torch==2.4.0+cu118",
+        "torchvision",
+        "torchaudio",
+    )
     assert _installed(tmp_path / "site") == WANT
     lines = nginx.access_lines()[before:]
     assert any('"GET /simple/torch/ HTTP/1.1" 200' in line for line in lines)
-    assert any("GET /wheels/torch-2.4.0%2Bcu118-py3-none-any.whl HTTP/1.1\" 200" in line
-               for line in lines)
+    assert any(
+        'GET /wheels/torch-2.4.0%2Bcu118-py3-none-any.whl HTTP/1.1" 200' in line for line in lines
+    )
     assert all('"pip/' in line for line in lines)
 
 
 def test_uv_installs_from_nginx(nginx: Nginx, tmp_path: Path) -> None:
     before = len(nginx.access_lines())
-    uv_install(f"{nginx.url}/simple/", tmp_path / "site", tmp_path,
-               "torch==2.4.0+cu118", "torchvision", "torchaudio")
+    uv_install(
+        f"{nginx.url}/simple/",
+        tmp_path / "site",
+        tmp_path,
+        "torch==2.4.0+cu118",
+        "torchvision",
+        "torchaudio",
+    )
     assert _installed(tmp_path / "site") == WANT
     lines = nginx.access_lines()[before:]
     assert any('"GET /simple/torch/ HTTP/1.1" 200' in line for line in lines)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from blake3 import blake3
 
-from wheelcache.cache import Cache, CachedWheel
-from wheelcache.models import Blake3, Sha256
+from wheelcache.core.models import Blake3, Sha256
+from wheelcache.store.cache import Cache, CachedWheel
 
 __all__ = ["add_wheel"]
 

@@ -87,8 +87,14 @@ class Fault:
             return True
         if (self.ignore_range or self.wrong_content_range) and has_range:
             return True
-        body = (self.drop_after is not None or self.stall_after is not None or self.corrupt
-                or self.short_body or self.long_body or self.throttle_bps)
+        body = (
+            self.drop_after is not None
+            or self.stall_after is not None
+            or self.corrupt
+            or self.short_body
+            or self.long_body
+            or self.throttle_bps
+        )
         return bool(body) and method == "GET"
 
 
@@ -238,8 +244,12 @@ class FileServer:
         server.owner = self
         self._server = server
         self.url = f"http://{self._host}:{server.server_address[1]}"
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"FileServer{self.url}", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"FileServer{self.url}",
+            daemon=True,
+        )
         self._thread.start()
         return self
 
@@ -261,8 +271,9 @@ class FileServer:
     def __enter__(self) -> FileServer:
         return self.start()
 
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
     def _track(self, conn: socket.socket, add: bool) -> None:
@@ -270,26 +281,38 @@ class FileServer:
             (self._conns.add if add else self._conns.discard)(conn)
 
     # -- routes ----------------------------------------------------------------------------
-    def add(self, path: str, body: bytes | Path, content_type: str | None = None,
-            headers: Mapping[str, str] | None = None, last_modified: float | None = None) -> str:
+    def add(
+        self,
+        path: str,
+        body: bytes | Path,
+        content_type: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        last_modified: float | None = None,
+    ) -> str:
         """Serve ``body`` (bytes, or a file streamed from disk) at ``path``; returns its URL."""
         if content_type is None:
             content_type = self._guess_type(path)
         if last_modified is None and isinstance(body, bytes):
             last_modified = float(int(time.time()))
         with self._lock:
-            self._routes[self._key(path)] = _Route(body=body, content_type=content_type,
-                                                   headers=dict(headers or {}),
-                                                   last_modified=last_modified)
+            self._routes[self._key(path)] = _Route(
+                body=body,
+                content_type=content_type,
+                headers=dict(headers or {}),
+                last_modified=last_modified,
+            )
         return self.url_for(path)
 
-    def add_negotiated(self, path: str, html: bytes, json: bytes,
-                       headers: Mapping[str, str] | None = None) -> str:
+    def add_negotiated(
+        self, path: str, html: bytes, json: bytes, headers: Mapping[str, str] | None = None
+    ) -> str:
         """Serve a PEP 691 page: JSON or HTML chosen by ``Accept`` (no header -> HTML)."""
         with self._lock:
             self._routes[self._key(path)] = _Route(
-                headers=dict(headers or {}), last_modified=float(int(time.time())),
-                negotiated={"html": html, "json": json})
+                headers=dict(headers or {}),
+                last_modified=float(int(time.time())),
+                negotiated={"html": html, "json": json},
+            )
         return self.url_for(path)
 
     def add_redirect(self, path: str, location: str, status: int = 301) -> None:
@@ -320,8 +343,7 @@ class FileServer:
         return mimetypes.guess_type(path)[0] or "application/octet-stream"
 
     # -- faults ----------------------------------------------------------------------------
-    def fault(self, path: str, *, times: int | None | EllipsisType = ...,
-              **kw: Any) -> Fault:
+    def fault(self, path: str, *, times: int | None | EllipsisType = ..., **kw: Any) -> Fault:
         """Add a fault for ``path`` (decoded path or full URL). ``times`` defaults to 1,
         or to ``None`` (always) for ``no_ranges``. Faults for one path apply in order."""
         valid = {f.name for f in fields(Fault)} - {"times", "used"}
@@ -357,8 +379,11 @@ class FileServer:
 
     def count(self, path_substring: str = "", method: str | None = None) -> int:
         """Requests whose decoded path contains ``path_substring`` (and method, if given)."""
-        return sum(1 for r in self.requests
-                   if path_substring in r.path and (method is None or r.method == method))
+        return sum(
+            1
+            for r in self.requests
+            if path_substring in r.path and (method is None or r.method == method)
+        )
 
     def clear_log(self) -> None:
         with self._lock:
@@ -382,8 +407,9 @@ class FileServer:
                 self._hashes[key] = digest
         return st.st_size, digest
 
-    def _start(self, h: _Handler, rec: RequestRecord, status: int,
-               headers: Mapping[str, str]) -> None:
+    def _start(
+        self, h: _Handler, rec: RequestRecord, status: int, headers: Mapping[str, str]
+    ) -> None:
         rec.status = status
         with self._lock:
             self._log.append(rec)  # logged before the body, so clients never race the log
@@ -392,8 +418,14 @@ class FileServer:
             h.send_header(k, v)
         h.end_headers()
 
-    def _simple(self, h: _Handler, rec: RequestRecord, status: int, body: bytes = b"",
-                headers: Mapping[str, str] | None = None) -> None:
+    def _simple(
+        self,
+        h: _Handler,
+        rec: RequestRecord,
+        status: int,
+        body: bytes = b"",
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         hdrs = {"Content-Type": "text/plain; charset=utf-8", "Content-Length": str(len(body))}
         hdrs.update(headers or {})
         self._start(h, rec, status, hdrs)
@@ -446,8 +478,11 @@ class FileServer:
             headers["Content-Type"] = route.content_type
         try:
             size, digest = self._entity_tag(body)
-            lm = route.last_modified if route.last_modified is not None else \
-                Path(body).stat().st_mtime  # type: ignore[arg-type]
+            lm = (
+                route.last_modified
+                if route.last_modified is not None
+                else Path(body).stat().st_mtime
+            )  # type: ignore[arg-type]
         except FileNotFoundError:
             return self._simple(h, rec, 404, b"Not Found\n")
         etag = f'"{digest}"'
@@ -468,12 +503,17 @@ class FileServer:
 
         start, end, status = 0, size - 1, 200
         rng = rec.range
-        if rng is not None and not no_ranges and not (flt and flt.ignore_range) \
-                and self._if_range_ok(hdrs.get("if-range"), etag, lm):
+        if (
+            rng is not None
+            and not no_ranges
+            and not (flt and flt.ignore_range)
+            and self._if_range_ok(hdrs.get("if-range"), etag, lm)
+        ):
             parsed = parse_range(rng, size)
             if parsed == "unsatisfiable":
-                return self._simple(h, rec, 416, b"Range Not Satisfiable\n",
-                                    {"Content-Range": f"bytes */{size}"})
+                return self._simple(
+                    h, rec, 416, b"Range Not Satisfiable\n", {"Content-Range": f"bytes */{size}"}
+                )
             if isinstance(parsed, tuple):
                 start, end = parsed
                 status = 206
@@ -514,7 +554,7 @@ class FileServer:
     def _chunks(self, body: bytes | Path, start: int, length: int) -> Iterator[bytes]:
         if isinstance(body, bytes):
             for off in range(start, start + length, CHUNK):
-                yield body[off:min(off + CHUNK, start + length)]
+                yield body[off : min(off + CHUNK, start + length)]
             return
         with body.open("rb") as fh:
             fh.seek(start)
@@ -530,8 +570,15 @@ class FileServer:
         if self._stop.wait(seconds):
             raise _Abort()
 
-    def _send_body(self, h: _Handler, rec: RequestRecord, body: bytes | Path, start: int,
-                   length: int, flt: Fault | None) -> None:
+    def _send_body(
+        self,
+        h: _Handler,
+        rec: RequestRecord,
+        body: bytes | Path,
+        start: int,
+        length: int,
+        flt: Fault | None,
+    ) -> None:
         flt = flt or Fault(times=0)
         to_send = length
         if flt.short_body:
@@ -546,13 +593,13 @@ class FileServer:
         for chunk in self._chunks(body, start, limit):
             if 0 <= corrupt_at - sent < len(chunk):
                 i = corrupt_at - sent
-                chunk = chunk[:i] + bytes([chunk[i] ^ 0xFF]) + chunk[i + 1:]
+                chunk = chunk[:i] + bytes([chunk[i] ^ 0xFF]) + chunk[i + 1 :]
             pos = 0
             while pos < len(chunk):
                 n = min(slice_size, len(chunk) - pos)
                 if stall_at is not None and sent < stall_at:
                     n = min(n, stall_at - sent)
-                h.wfile.write(chunk[pos:pos + n])
+                h.wfile.write(chunk[pos : pos + n])
                 pos += n
                 sent += n
                 rec.body_bytes = sent

@@ -64,12 +64,19 @@ def _record_ok(zf: zipfile.ZipFile) -> None:
 
 def test_wheel_is_valid_and_complete(tmp_path: Path) -> None:
     reqs = ["numpy", 'opt-einsum>=3.3; extra == "opt-einsum"']
-    whl = build_wheel(tmp_path, "Typing.Extensions", "2.4.0+cu118",
-                      "cp39-cp39-manylinux2014_x86_64.manylinux_2_17_x86_64", build="1",
-                      requires_dist=reqs, requires_python=">=3.8.0",
-                      provides_extra=["opt-einsum", "unused"])
-    assert whl.name == ("typing_extensions-2.4.0+cu118-1-cp39-cp39-"
-                        "manylinux2014_x86_64.manylinux_2_17_x86_64.whl")
+    whl = build_wheel(
+        tmp_path,
+        "Typing.Extensions",
+        "2.4.0+cu118",
+        "cp39-cp39-manylinux2014_x86_64.manylinux_2_17_x86_64",
+        build="1",
+        requires_dist=reqs,
+        requires_python=">=3.8.0",
+        provides_extra=["opt-einsum", "unused"],
+    )
+    assert whl.name == (
+        "typing_extensions-2.4.0+cu118-1-cp39-cp39-manylinux2014_x86_64.manylinux_2_17_x86_64.whl"
+    )
     name, version, build, tags = parse_wheel_filename(whl.name)
     assert (name, str(version), build) == ("typing-extensions", "2.4.0+cu118", (1, ""))
     assert len(tags) == 2
@@ -82,7 +89,9 @@ def test_wheel_is_valid_and_complete(tmp_path: Path) -> None:
         wheel = zf.read("typing_extensions-2.4.0+cu118.dist-info/WHEEL").decode()
         assert "Root-Is-Purelib: false" in wheel and "Build: 1" in wheel
         assert [ln for ln in wheel.splitlines() if ln.startswith("Tag:")] == [
-            "Tag: cp39-cp39-manylinux2014_x86_64", "Tag: cp39-cp39-manylinux_2_17_x86_64"]
+            "Tag: cp39-cp39-manylinux2014_x86_64",
+            "Tag: cp39-cp39-manylinux_2_17_x86_64",
+        ]
         assert all(i.date_time == (1980, 1, 1, 0, 0, 0) for i in zf.infolist())
     meta = email.parser.BytesParser().parsebytes(read_wheel_metadata(whl))
     assert meta["Metadata-Version"] == "2.1" and meta["Name"] == "Typing.Extensions"
@@ -92,36 +101,55 @@ def test_wheel_is_valid_and_complete(tmp_path: Path) -> None:
 
 
 def test_filenames_and_tags() -> None:
-    assert wheel_filename("MarkupSafe", "2.1.5", "cp39-cp39-win_amd64", legacy_case=True) == \
-        "MarkupSafe-2.1.5-cp39-cp39-win_amd64.whl"
-    assert wheel_filename("nvidia-cuda-nvrtc-cu11", "11.8.89", "py3-none-manylinux1_x86_64") == \
-        "nvidia_cuda_nvrtc_cu11-11.8.89-py3-none-manylinux1_x86_64.whl"
+    assert (
+        wheel_filename("MarkupSafe", "2.1.5", "cp39-cp39-win_amd64", legacy_case=True)
+        == "MarkupSafe-2.1.5-cp39-cp39-win_amd64.whl"
+    )
+    assert (
+        wheel_filename("nvidia-cuda-nvrtc-cu11", "11.8.89", "py3-none-manylinux1_x86_64")
+        == "nvidia_cuda_nvrtc_cu11-11.8.89-py3-none-manylinux1_x86_64.whl"
+    )
     assert expand_tag("py2.py3-none-any") == ["py2-none-any", "py3-none-any"]
 
 
 def test_wheel_deterministic_with_payload(tmp_path: Path) -> None:
-    a = build_wheel(tmp_path / "a", "torch", "2.4.0+cu118", "cp39-cp39-win_amd64",
-                    requires_dist=["filelock"], payload_size=300_000)
-    b = build_wheel(tmp_path / "b", "torch", "2.4.0+cu118", "cp39-cp39-win_amd64",
-                    requires_dist=["filelock"], payload_size=300_000)
+    a = build_wheel(
+        tmp_path / "a",
+        "torch",
+        "2.4.0+cu118",
+        "cp39-cp39-win_amd64",
+        requires_dist=["filelock"],
+        payload_size=300_000,
+    )
+    b = build_wheel(
+        tmp_path / "b",
+        "torch",
+        "2.4.0+cu118",
+        "cp39-cp39-win_amd64",
+        requires_dist=["filelock"],
+        payload_size=300_000,
+    )
     assert a.read_bytes() == b.read_bytes()
     assert a.stat().st_size > 300_000
     with zipfile.ZipFile(a) as zf:
         infos = zf.infolist()
         payload = next(i for i in infos if i.filename.endswith("_payload.bin"))
         assert payload.compress_type == zipfile.ZIP_STORED and payload.file_size == 300_000
-        assert infos.index(payload) < min(i for i, x in enumerate(infos) if ".dist-info/" in
-                                          x.filename)
+        assert infos.index(payload) < min(
+            i for i, x in enumerate(infos) if ".dist-info/" in x.filename
+        )
         _record_ok(zf)
     c = build_wheel(tmp_path / "c", "torch", "2.4.1", payload_size=1000)
     d = build_wheel(tmp_path / "d", "torch", "2.4.2", payload_size=1000)
     assert zipfile.ZipFile(c).read("torch/_payload.bin") != zipfile.ZipFile(d).read(
-        "torch/_payload.bin")
+        "torch/_payload.bin"
+    )
 
 
 def test_metadata_bytes_match_wheel(tmp_path: Path) -> None:
-    kw = dict(requires_dist=["a>=1", 'b; extra == "x"'], requires_python=">=3.9",
-              provides_extra=["x"])
+    kw = dict(
+        requires_dist=["a>=1", 'b; extra == "x"'], requires_python=">=3.9", provides_extra=["x"]
+    )
     whl = build_wheel(tmp_path, "demo", "1.0", **kw)  # type: ignore[arg-type]
     assert read_wheel_metadata(whl) == metadata_bytes("demo", "1.0", **kw)  # type: ignore[arg-type]
 
@@ -140,9 +168,23 @@ def test_pip_installs_wheel(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
     env["PIP_CONFIG_FILE"] = os.devnull
     target = tmp_path / "target"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index",
-                    "--disable-pip-version-check", "--target", str(target), str(whl)],
-                   check=True, env=env, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--no-index",
+            "--disable-pip-version-check",
+            "--target",
+            str(target),
+            str(whl),
+        ],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
     assert (target / "demo_pkg" / "__init__.py").read_text().endswith('"1.2.3"\n')
     assert (target / "demo_pkg-1.2.3.dist-info" / "METADATA").exists()
 
@@ -162,13 +204,15 @@ def srv(tmp_path: Path) -> Iterator[FileServer]:
         yield s
 
 
-def raw(srv: FileServer, path: str, headers: str = "", method: str = "GET",
-        timeout: float = 10) -> tuple[int, dict[str, str], bytes, str]:
+def raw(
+    srv: FileServer, path: str, headers: str = "", method: str = "GET", timeout: float = 10
+) -> tuple[int, dict[str, str], bytes, str]:
     """One request on a fresh socket; returns (status, headers, body bytes, 'eof'|'reset')."""
     port = int(srv.url.rsplit(":", 1)[1])
     sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-    sock.sendall(f"{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n{headers}\r\n"
-                 .encode())
+    sock.sendall(
+        f"{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n{headers}\r\n".encode()
+    )
     data, end = b"", "eof"
     try:
         while chunk := sock.recv(65536):
@@ -208,23 +252,31 @@ def test_keep_alive(srv: FileServer) -> None:
     assert srv.count("small.txt") == 3
 
 
-@pytest.mark.parametrize("rng,status,span", [
-    ("bytes=0-9", 206, (0, 10)), ("bytes=100-", 206, (100, None)),
-    ("bytes=-5", 206, (-5, None)), ("bytes=10-99999999", 206, (10, None)),
-    ("bytes=0-1,5-6", 200, (0, None)), ("bytes=9-1", 200, (0, None)),
-    ("items=0-1", 200, (0, None)), (f"bytes={len(BIG)}-", 416, None), ("bytes=-0", 416, None),
-])
-def test_ranges(srv: FileServer, rng: str, status: int, span: tuple[int, int | None] | None
-                ) -> None:
+@pytest.mark.parametrize(
+    "rng,status,span",
+    [
+        ("bytes=0-9", 206, (0, 10)),
+        ("bytes=100-", 206, (100, None)),
+        ("bytes=-5", 206, (-5, None)),
+        ("bytes=10-99999999", 206, (10, None)),
+        ("bytes=0-1,5-6", 200, (0, None)),
+        ("bytes=9-1", 200, (0, None)),
+        ("items=0-1", 200, (0, None)),
+        (f"bytes={len(BIG)}-", 416, None),
+        ("bytes=-0", 416, None),
+    ],
+)
+def test_ranges(
+    srv: FileServer, rng: str, status: int, span: tuple[int, int | None] | None
+) -> None:
     r = httpx.get(srv.url + "/whl/torch-2.4.0+cu118.whl", headers={"Range": rng})
     assert r.status_code == status
     if span is not None:
-        body = BIG[span[0]:span[1]]
+        body = BIG[span[0] : span[1]]
         assert r.content == body and int(r.headers["content-length"]) == len(body)
         if status == 206:
             start = span[0] % len(BIG)
-            assert r.headers["content-range"] == \
-                f"bytes {start}-{start + len(body) - 1}/{len(BIG)}"
+            assert r.headers["content-range"] == f"bytes {start}-{start + len(body) - 1}/{len(BIG)}"
     else:
         assert r.headers["content-range"] == f"bytes */{len(BIG)}"
 
@@ -255,18 +307,25 @@ def test_conditionals(srv: FileServer) -> None:
         assert r.status_code == 200 and r.content == BIG
 
 
-@pytest.mark.parametrize("accept,kind", [
-    (None, "text/html"), ("text/html", "text/html"), ("*/*", "text/html"),
-    (JSON_TYPE, JSON_TYPE),
-    (f"{JSON_TYPE}, application/vnd.pypi.simple.v1+html; q=0.1, text/html; q=0.01", JSON_TYPE),
-    (f"{JSON_TYPE}; q=0.2, text/html", "text/html"),
-    ("application/vnd.pypi.simple.v1+html", "application/vnd.pypi.simple.v1+html"),
-    ("application/vnd.pypi.simple.latest+json", JSON_TYPE),
-    ("application/json", None), (f"{JSON_TYPE};q=0", None),
-])
+@pytest.mark.parametrize(
+    "accept,kind",
+    [
+        (None, "text/html"),
+        ("text/html", "text/html"),
+        ("*/*", "text/html"),
+        (JSON_TYPE, JSON_TYPE),
+        (f"{JSON_TYPE}, application/vnd.pypi.simple.v1+html; q=0.1, text/html; q=0.01", JSON_TYPE),
+        (f"{JSON_TYPE}; q=0.2, text/html", "text/html"),
+        ("application/vnd.pypi.simple.v1+html", "application/vnd.pypi.simple.v1+html"),
+        ("application/vnd.pypi.simple.latest+json", JSON_TYPE),
+        ("application/json", None),
+        (f"{JSON_TYPE};q=0", None),
+    ],
+)
 def test_negotiation(srv: FileServer, accept: str | None, kind: str | None) -> None:
-    assert choose_representation(accept) == (None if kind is None else (
-        "json" if kind == JSON_TYPE else "html", kind))
+    assert choose_representation(accept) == (
+        None if kind is None else ("json" if kind == JSON_TYPE else "html", kind)
+    )
     r = httpx.get(srv.url + "/simple/x/", headers={"Accept": accept} if accept else {})
     if kind is None:
         assert r.status_code == 406
@@ -280,7 +339,9 @@ def test_request_log(srv: FileServer) -> None:
     httpx.head(srv.url + "/f/small.txt")
     recs = srv.requests
     assert [(r.method, r.path, r.status) for r in recs] == [
-        ("GET", "/whl/torch-2.4.0+cu118.whl", 206), ("HEAD", "/f/small.txt", 200)]
+        ("GET", "/whl/torch-2.4.0+cu118.whl", 206),
+        ("HEAD", "/f/small.txt", 200),
+    ]
     assert recs[0].range == "bytes=0-0" and recs[0].headers["range"] == "bytes=0-0"
     assert recs[0].raw_path.endswith("%2Bcu118.whl") and recs[0].body_bytes == 1
     assert srv.count("torch") == 1 and srv.count("", method="HEAD") == 1
@@ -385,8 +446,9 @@ def test_fault_stall_throttle_redirect(srv: FileServer) -> None:
         assert httpx.get(srv.url + WHL, follow_redirects=True).content == b"moved"
 
 
-def test_quiet_on_client_hangup_and_fast_stop(tmp_path: Path,
-                                              capfd: pytest.CaptureFixture[str]) -> None:
+def test_quiet_on_client_hangup_and_fast_stop(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     big = tmp_path / "big"
     big.write_bytes(b"x" * (8 * 1024 * 1024))
     s = FileServer().start()
@@ -453,8 +515,9 @@ def test_universe_deterministic_and_valid(universe: Universe, tmp_path: Path) ->
     t0 = time.monotonic()
     again = build_universe(tmp_path)
     assert time.monotonic() - t0 < 5
-    assert {k: v.sha256 for k, v in again.files.items()} == \
-        {k: v.sha256 for k, v in universe.files.items()}
+    assert {k: v.sha256 for k, v in again.files.items()} == {
+        k: v.sha256 for k, v in universe.files.items()
+    }
     assert len(universe.files) == len(FILES) > 400
     for b in universe.files.values():
         assert b.sha256 == hashlib.sha256(b.path.read_bytes()).hexdigest()
@@ -474,8 +537,12 @@ def test_universe_deterministic_and_valid(universe: Universe, tmp_path: Path) ->
     big = universe.files["torch-2.4.0+cu118-cp39-cp39-win_amd64.whl"]
     assert big.size > BIG_PAYLOAD
     assert universe.files["torch-2.4.0+cu118-cp39-cp39-linux_x86_64.whl"].size > BIG_PAYLOAD
-    assert universe.files["triton-3.0.0-1-cp39-cp39-manylinux2014_x86_64."
-                          "manylinux_2_17_x86_64.whl"].size > MEDIUM_PAYLOAD
+    assert (
+        universe.files[
+            "triton-3.0.0-1-cp39-cp39-manylinux2014_x86_64.manylinux_2_17_x86_64.whl"
+        ].size
+        > MEDIUM_PAYLOAD
+    )
 
 
 def test_torch_metadata_content(universe: Universe) -> None:
@@ -484,8 +551,14 @@ def test_torch_metadata_content(universe: Universe) -> None:
         return email.parser.BytesParser().parsebytes(meta).get_all("Requires-Dist") or []
 
     torch = reqs("torch-2.4.0+cu118-cp39-cp39-win_amd64.whl")
-    assert torch[:6] == ["filelock", "typing-extensions>=4.8.0", "sympy", "networkx", "jinja2",
-                         "fsspec"]
+    assert torch[:6] == [
+        "filelock",
+        "typing-extensions>=4.8.0",
+        "sympy",
+        "networkx",
+        "jinja2",
+        "fsspec",
+    ]
     linux = 'platform_system == "Linux" and platform_machine == "x86_64"'
     assert f"nvidia-cudnn-cu11==9.1.0.70; {linux}" in torch
     assert f'triton==3.0.0; {linux} and python_version < "3.13"' in torch
@@ -533,8 +606,11 @@ def test_torch_pages(ti: TorchIndex) -> None:
             if "aarch64" in text:
                 assert url.path == f"/whl/{quote_plus(text)}" and url.fragment == ""
             if b.metadata_sha256:
-                assert attrs["data-dist-info-metadata"] == attrs["data-core-metadata"] == \
-                    f"sha256={b.metadata_sha256}"
+                assert (
+                    attrs["data-dist-info-metadata"]
+                    == attrs["data-core-metadata"]
+                    == f"sha256={b.metadata_sha256}"
+                )
             else:
                 assert "data-core-metadata" not in attrs
         texts = [t for _, _, t in found]
@@ -558,8 +634,9 @@ def test_cdn_serves_linked_files(ti: TorchIndex) -> None:
             assert hashlib.sha256(r.content).hexdigest() == ti.sha256(text)
             m = client.get(href.split("#")[0] + ".metadata")
             if "data-core-metadata" in attrs:
-                assert attrs["data-core-metadata"] == "sha256=" + hashlib.sha256(
-                    m.content).hexdigest()
+                assert (
+                    attrs["data-core-metadata"] == "sha256=" + hashlib.sha256(m.content).hexdigest()
+                )
             else:
                 assert m.status_code == 404
     big = "torch-2.4.0+cu118-cp39-cp39-linux_x86_64.whl"
@@ -572,8 +649,15 @@ def test_deps_index(ti: TorchIndex) -> None:
     root = httpx.get(ti.deps_index_url + "/", headers={"Accept": JSON_TYPE}).json()
     assert {"name": "MarkupSafe"} in root["projects"]
     with httpx.Client(follow_redirects=False) as client:
-        for key in ("numpy", "markupsafe", "filelock", "typing-extensions", "triton",
-                    "networkx", "nvidia-cudnn-cu11"):
+        for key in (
+            "numpy",
+            "markupsafe",
+            "filelock",
+            "typing-extensions",
+            "triton",
+            "networkx",
+            "nvidia-cudnn-cu11",
+        ):
             page_url = f"{ti.deps_index_url}/{key}/"
             doc = client.get(page_url, headers={"Accept": JSON_TYPE})
             assert doc.headers["content-type"] == JSON_TYPE
@@ -582,8 +666,15 @@ def test_deps_index(ti: TorchIndex) -> None:
             html_page = client.get(page_url).text
             assert len(links(html_page)) == len(data["files"]) > 0
             for f in data["files"]:
-                assert set(f) >= {"filename", "url", "hashes", "requires-python",
-                                  "core-metadata", "yanked", "size"}
+                assert set(f) >= {
+                    "filename",
+                    "url",
+                    "hashes",
+                    "requires-python",
+                    "core-metadata",
+                    "yanked",
+                    "size",
+                }
                 r = client.get(urljoin(page_url, f["url"]))
                 assert r.status_code == 200 and len(r.content) == f["size"]
                 assert hashlib.sha256(r.content).hexdigest() == f["hashes"]["sha256"]

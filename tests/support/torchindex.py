@@ -65,61 +65,101 @@ WIN_CU118_PY39 = {
     "pillow-10.4.0-cp39-cp39-win_amd64.whl",
 }
 # (project, torch release, variant, python, platform) that do NOT exist
-MISSING: frozenset[tuple[str, str, str, str, str]] = frozenset({
-    ("torchaudio", "2.5.1", "cu118", "cp39", "win_amd64"),
-})
+MISSING: frozenset[tuple[str, str, str, str, str]] = frozenset(
+    {
+        ("torchaudio", "2.5.1", "cu118", "cp39", "win_amd64"),
+    }
+)
 # (torch release, variant, python, platform) of torch wheels padded to BIG_PAYLOAD
-BIG_TORCH: frozenset[tuple[str, str, str, str]] = frozenset({
-    ("2.4.0", "cu118", "cp39", "win_amd64"),
-    ("2.4.0", "cu118", "cp39", "linux_x86_64"),
-})
+BIG_TORCH: frozenset[tuple[str, str, str, str]] = frozenset(
+    {
+        ("2.4.0", "cu118", "cp39", "win_amd64"),
+        ("2.4.0", "cu118", "cp39", "linux_x86_64"),
+    }
+)
 PEP658_RELEASES = frozenset({"2.4.0", "2.5.1"})  # torch-family files with .metadata
 UPLOAD_TIME_RELEASES = frozenset({"2.5.1"})  # links carrying data-upload-time
 
 _LINUX_X86 = 'platform_system == "Linux" and platform_machine == "x86_64"'
 CUDA_DEPS: dict[tuple[str, str], tuple[str, ...]] = {  # (torch release, variant) -> pins
     ("2.3.1", "cu118"): (
-        "nvidia-cuda-nvrtc-cu11==11.8.89", "nvidia-cuda-runtime-cu11==11.8.89",
-        "nvidia-cuda-cupti-cu11==11.8.87", "nvidia-cudnn-cu11==8.7.0.84",
-        "nvidia-cublas-cu11==11.11.3.6", "nvidia-cufft-cu11==10.9.0.58",
-        "nvidia-curand-cu11==10.3.0.86", "nvidia-cusolver-cu11==11.4.1.48",
-        "nvidia-cusparse-cu11==11.7.5.86", "nvidia-nccl-cu11==2.20.5",
-        "nvidia-nvtx-cu11==11.8.86"),
+        "nvidia-cuda-nvrtc-cu11==11.8.89",
+        "nvidia-cuda-runtime-cu11==11.8.89",
+        "nvidia-cuda-cupti-cu11==11.8.87",
+        "nvidia-cudnn-cu11==8.7.0.84",
+        "nvidia-cublas-cu11==11.11.3.6",
+        "nvidia-cufft-cu11==10.9.0.58",
+        "nvidia-curand-cu11==10.3.0.86",
+        "nvidia-cusolver-cu11==11.4.1.48",
+        "nvidia-cusparse-cu11==11.7.5.86",
+        "nvidia-nccl-cu11==2.20.5",
+        "nvidia-nvtx-cu11==11.8.86",
+    ),
     ("2.4.0", "cu118"): (
-        "nvidia-cuda-nvrtc-cu11==11.8.89", "nvidia-cuda-runtime-cu11==11.8.89",
-        "nvidia-cuda-cupti-cu11==11.8.87", "nvidia-cudnn-cu11==9.1.0.70",
-        "nvidia-cublas-cu11==11.11.3.6", "nvidia-cufft-cu11==10.9.0.58",
-        "nvidia-curand-cu11==10.3.0.86", "nvidia-cusolver-cu11==11.4.1.48",
-        "nvidia-cusparse-cu11==11.7.5.86", "nvidia-nccl-cu11==2.20.5",
-        "nvidia-nvtx-cu11==11.8.86"),
+        "nvidia-cuda-nvrtc-cu11==11.8.89",
+        "nvidia-cuda-runtime-cu11==11.8.89",
+        "nvidia-cuda-cupti-cu11==11.8.87",
+        "nvidia-cudnn-cu11==9.1.0.70",
+        "nvidia-cublas-cu11==11.11.3.6",
+        "nvidia-cufft-cu11==10.9.0.58",
+        "nvidia-curand-cu11==10.3.0.86",
+        "nvidia-cusolver-cu11==11.4.1.48",
+        "nvidia-cusparse-cu11==11.7.5.86",
+        "nvidia-nccl-cu11==2.20.5",
+        "nvidia-nvtx-cu11==11.8.86",
+    ),
     ("2.5.1", "cu118"): (
-        "nvidia-cuda-nvrtc-cu11==11.8.89", "nvidia-cuda-runtime-cu11==11.8.89",
-        "nvidia-cuda-cupti-cu11==11.8.87", "nvidia-cudnn-cu11==9.1.0.70",
-        "nvidia-cublas-cu11==11.11.3.6", "nvidia-cufft-cu11==10.9.0.58",
-        "nvidia-curand-cu11==10.3.0.86", "nvidia-cusolver-cu11==11.4.1.48",
-        "nvidia-cusparse-cu11==11.7.5.86", "nvidia-nccl-cu11==2.21.5",
-        "nvidia-nvtx-cu11==11.8.86"),
+        "nvidia-cuda-nvrtc-cu11==11.8.89",
+        "nvidia-cuda-runtime-cu11==11.8.89",
+        "nvidia-cuda-cupti-cu11==11.8.87",
+        "nvidia-cudnn-cu11==9.1.0.70",
+        "nvidia-cublas-cu11==11.11.3.6",
+        "nvidia-cufft-cu11==10.9.0.58",
+        "nvidia-curand-cu11==10.3.0.86",
+        "nvidia-cusolver-cu11==11.4.1.48",
+        "nvidia-cusparse-cu11==11.7.5.86",
+        "nvidia-nccl-cu11==2.21.5",
+        "nvidia-nvtx-cu11==11.8.86",
+    ),
     ("2.3.1", "cu121"): (
-        "nvidia-cuda-nvrtc-cu12==12.1.105", "nvidia-cuda-runtime-cu12==12.1.105",
-        "nvidia-cuda-cupti-cu12==12.1.105", "nvidia-cudnn-cu12==8.9.2.26",
-        "nvidia-cublas-cu12==12.1.3.1", "nvidia-cufft-cu12==11.0.2.54",
-        "nvidia-curand-cu12==10.3.2.106", "nvidia-cusolver-cu12==11.4.5.107",
-        "nvidia-cusparse-cu12==12.1.0.106", "nvidia-nccl-cu12==2.20.5",
-        "nvidia-nvtx-cu12==12.1.105"),
+        "nvidia-cuda-nvrtc-cu12==12.1.105",
+        "nvidia-cuda-runtime-cu12==12.1.105",
+        "nvidia-cuda-cupti-cu12==12.1.105",
+        "nvidia-cudnn-cu12==8.9.2.26",
+        "nvidia-cublas-cu12==12.1.3.1",
+        "nvidia-cufft-cu12==11.0.2.54",
+        "nvidia-curand-cu12==10.3.2.106",
+        "nvidia-cusolver-cu12==11.4.5.107",
+        "nvidia-cusparse-cu12==12.1.0.106",
+        "nvidia-nccl-cu12==2.20.5",
+        "nvidia-nvtx-cu12==12.1.105",
+    ),
     ("2.4.0", "cu121"): (
-        "nvidia-cuda-nvrtc-cu12==12.1.105", "nvidia-cuda-runtime-cu12==12.1.105",
-        "nvidia-cuda-cupti-cu12==12.1.105", "nvidia-cudnn-cu12==9.1.0.70",
-        "nvidia-cublas-cu12==12.1.3.1", "nvidia-cufft-cu12==11.0.2.54",
-        "nvidia-curand-cu12==10.3.2.106", "nvidia-cusolver-cu12==11.4.5.107",
-        "nvidia-cusparse-cu12==12.1.0.106", "nvidia-nccl-cu12==2.20.5",
-        "nvidia-nvtx-cu12==12.1.105"),
+        "nvidia-cuda-nvrtc-cu12==12.1.105",
+        "nvidia-cuda-runtime-cu12==12.1.105",
+        "nvidia-cuda-cupti-cu12==12.1.105",
+        "nvidia-cudnn-cu12==9.1.0.70",
+        "nvidia-cublas-cu12==12.1.3.1",
+        "nvidia-cufft-cu12==11.0.2.54",
+        "nvidia-curand-cu12==10.3.2.106",
+        "nvidia-cusolver-cu12==11.4.5.107",
+        "nvidia-cusparse-cu12==12.1.0.106",
+        "nvidia-nccl-cu12==2.20.5",
+        "nvidia-nvtx-cu12==12.1.105",
+    ),
     ("2.5.1", "cu121"): (
-        "nvidia-cuda-nvrtc-cu12==12.1.105", "nvidia-cuda-runtime-cu12==12.1.105",
-        "nvidia-cuda-cupti-cu12==12.1.105", "nvidia-cudnn-cu12==9.1.0.70",
-        "nvidia-cublas-cu12==12.1.3.1", "nvidia-cufft-cu12==11.0.2.54",
-        "nvidia-curand-cu12==10.3.2.106", "nvidia-cusolver-cu12==11.4.5.107",
-        "nvidia-cusparse-cu12==12.1.0.106", "nvidia-nccl-cu12==2.21.5",
-        "nvidia-nvtx-cu12==12.1.105"),
+        "nvidia-cuda-nvrtc-cu12==12.1.105",
+        "nvidia-cuda-runtime-cu12==12.1.105",
+        "nvidia-cuda-cupti-cu12==12.1.105",
+        "nvidia-cudnn-cu12==9.1.0.70",
+        "nvidia-cublas-cu12==12.1.3.1",
+        "nvidia-cufft-cu12==11.0.2.54",
+        "nvidia-curand-cu12==10.3.2.106",
+        "nvidia-cusolver-cu12==11.4.5.107",
+        "nvidia-cusparse-cu12==12.1.0.106",
+        "nvidia-nccl-cu12==2.21.5",
+        "nvidia-nvtx-cu12==12.1.105",
+    ),
 }
 TRITON = {"2.3.1": ("2.3.1", "3.12"), "2.4.0": ("3.0.0", "3.13"), "2.5.1": ("3.1.0", "3.13")}
 TORCH_EXTRAS = {"2.3.1": "0.9.1", "2.4.0": "0.11.0", "2.5.1": "0.12.0"}  # optree minimum
@@ -136,8 +176,10 @@ def torch_requires(release: str, variant: str | None) -> tuple[str, ...]:
         reqs.append(f'triton=={triton}; {_LINUX_X86} and python_version < "{below}"')
     if release == "2.5.1":
         reqs.append('setuptools; python_version >= "3.12"')
-    reqs += ['opt-einsum>=3.3; extra == "opt-einsum"',
-             f'optree>={TORCH_EXTRAS[release]}; extra == "optree"']
+    reqs += [
+        'opt-einsum>=3.3; extra == "opt-einsum"',
+        f'optree>={TORCH_EXTRAS[release]}; extra == "optree"',
+    ]
     return tuple(reqs)
 
 
@@ -190,42 +232,77 @@ def _nv(name: str, versions: dict[str, tuple[str, ...]], plat: str, win: bool = 
 
 _CU11_PLAT, _CU12_PLAT = "manylinux1_x86_64", "manylinux2014_x86_64"
 DEPS: tuple[Project, ...] = (
-    Project("filelock", (
-        Rel("3.15.4", ">=3.8", sdist=True), Rel("3.16.1", ">=3.8", sdist=True),
-        Rel("3.16.2", ">=3.8", sdist=True, yanked="broken"),
-    ), relative_links=True),
+    Project(
+        "filelock",
+        (
+            Rel("3.15.4", ">=3.8", sdist=True),
+            Rel("3.16.1", ">=3.8", sdist=True),
+            Rel("3.16.2", ">=3.8", sdist=True, yanked="broken"),
+        ),
+        relative_links=True,
+    ),
     Project("typing_extensions", (Rel("4.12.2", ">=3.8", sdist=True),)),
-    Project("sympy", (
-        Rel("1.12.1", ">=3.8", ("mpmath<1.4.0,>=1.1.0",), sdist=True),
-        Rel("1.13.1", ">=3.8", ("mpmath<1.4,>=1.1.0",), sdist=True),
-    ), relative_links=True),
+    Project(
+        "sympy",
+        (
+            Rel("1.12.1", ">=3.8", ("mpmath<1.4.0,>=1.1.0",), sdist=True),
+            Rel("1.13.1", ">=3.8", ("mpmath<1.4,>=1.1.0",), sdist=True),
+        ),
+        relative_links=True,
+    ),
     Project("mpmath", (Rel("1.3.0", None, sdist=True),)),
-    Project("networkx", (
-        Rel("3.1", ">=3.8", sdist=True), Rel("3.2.1", ">=3.9", sdist=True),
-        Rel("3.3", ">=3.10", sdist=True), Rel("3.4rc1", ">=3.10", sdist=True),
-    )),
+    Project(
+        "networkx",
+        (
+            Rel("3.1", ">=3.8", sdist=True),
+            Rel("3.2.1", ">=3.9", sdist=True),
+            Rel("3.3", ">=3.10", sdist=True),
+            Rel("3.4rc1", ">=3.10", sdist=True),
+        ),
+    ),
     Project("Jinja2", (Rel("3.1.4", ">=3.7", ("MarkupSafe>=2.0",), sdist=True),)),
-    Project("MarkupSafe", (
-        Rel("2.1.5", ">=3.7", tags=_cp(PYTHONS, "win_amd64", _ML), sdist=True),
-    ), pep658=False, relative_links=True, legacy_case=True),
+    Project(
+        "MarkupSafe",
+        (Rel("2.1.5", ">=3.7", tags=_cp(PYTHONS, "win_amd64", _ML), sdist=True),),
+        pep658=False,
+        relative_links=True,
+        legacy_case=True,
+    ),
     Project("fsspec", (Rel("2024.6.1", ">=3.8"),)),
-    Project("numpy", (
-        Rel("1.24.4", ">=3.8", tags=_cp(PYTHONS[:4], *_NP_PLATS), sdist=True),
-        Rel("2.0.2", ">=3.9", tags=_cp(PYTHONS[1:], *_NP_PLATS), sdist=True),
-        Rel("2.1.1", ">=3.10", tags=_cp(PYTHONS[2:], *_NP_PLATS), sdist=True),
-    ), relative_links=True),
-    Project("pillow", (Rel("10.4.0", ">=3.8", tags=_cp(PYTHONS, *_NP_PLATS), sdist=True),),
-            pep658=False),
+    Project(
+        "numpy",
+        (
+            Rel("1.24.4", ">=3.8", tags=_cp(PYTHONS[:4], *_NP_PLATS), sdist=True),
+            Rel("2.0.2", ">=3.9", tags=_cp(PYTHONS[1:], *_NP_PLATS), sdist=True),
+            Rel("2.1.1", ">=3.10", tags=_cp(PYTHONS[2:], *_NP_PLATS), sdist=True),
+        ),
+        relative_links=True,
+    ),
+    Project(
+        "pillow", (Rel("10.4.0", ">=3.8", tags=_cp(PYTHONS, *_NP_PLATS), sdist=True),), pep658=False
+    ),
     Project("opt_einsum", (Rel("3.3.0", ">=3.5", ("numpy>=1.7",), sdist=True),), pep658=False),
-    Project("optree", (Rel("0.12.1", ">=3.7", ("typing-extensions>=4.5.0",),
-                           tags=_cp(PYTHONS, *_NP_PLATS)),), pep658=False),
+    Project(
+        "optree",
+        (Rel("0.12.1", ">=3.7", ("typing-extensions>=4.5.0",), tags=_cp(PYTHONS, *_NP_PLATS)),),
+        pep658=False,
+    ),
     Project("setuptools", (Rel("75.1.0", ">=3.8"),)),
-    Project("triton", (
-        Rel("2.3.1", None, ("filelock",), tags=_cp(PYTHONS[:4], _ML)),
-        Rel("3.0.0", None, ("filelock",),
-            tags=_cp(PYTHONS, "manylinux2014_x86_64.manylinux_2_17_x86_64"), build="1"),
-        Rel("3.1.0", None, ("filelock",), tags=_cp(PYTHONS, _ML)),
-    ), pep658=False),
+    Project(
+        "triton",
+        (
+            Rel("2.3.1", None, ("filelock",), tags=_cp(PYTHONS[:4], _ML)),
+            Rel(
+                "3.0.0",
+                None,
+                ("filelock",),
+                tags=_cp(PYTHONS, "manylinux2014_x86_64.manylinux_2_17_x86_64"),
+                build="1",
+            ),
+            Rel("3.1.0", None, ("filelock",), tags=_cp(PYTHONS, _ML)),
+        ),
+        pep658=False,
+    ),
     _nv("nvidia-cuda-nvrtc-cu11", {"11.8.89": ()}, _CU11_PLAT),
     _nv("nvidia-cuda-runtime-cu11", {"11.8.89": ()}, _CU11_PLAT),
     _nv("nvidia-cuda-cupti-cu11", {"11.8.87": ()}, _CU11_PLAT),
@@ -240,13 +317,19 @@ DEPS: tuple[Project, ...] = (
     _nv("nvidia-cuda-nvrtc-cu12", {"12.1.105": ()}, _CU12_PLAT),
     _nv("nvidia-cuda-runtime-cu12", {"12.1.105": ()}, _CU12_PLAT),
     _nv("nvidia-cuda-cupti-cu12", {"12.1.105": ()}, _CU12_PLAT),
-    _nv("nvidia-cudnn-cu12", {"8.9.2.26": ("nvidia-cublas-cu12",),
-                              "9.1.0.70": ("nvidia-cublas-cu12",)}, _CU12_PLAT),
+    _nv(
+        "nvidia-cudnn-cu12",
+        {"8.9.2.26": ("nvidia-cublas-cu12",), "9.1.0.70": ("nvidia-cublas-cu12",)},
+        _CU12_PLAT,
+    ),
     _nv("nvidia-cublas-cu12", {"12.1.3.1": ()}, _CU12_PLAT),
     _nv("nvidia-cufft-cu12", {"11.0.2.54": ()}, _CU12_PLAT),
     _nv("nvidia-curand-cu12", {"10.3.2.106": ()}, _CU12_PLAT),
-    _nv("nvidia-cusolver-cu12", {"11.4.5.107": (
-        "nvidia-cublas-cu12", "nvidia-nvjitlink-cu12", "nvidia-cusparse-cu12")}, _CU12_PLAT),
+    _nv(
+        "nvidia-cusolver-cu12",
+        {"11.4.5.107": ("nvidia-cublas-cu12", "nvidia-nvjitlink-cu12", "nvidia-cusparse-cu12")},
+        _CU12_PLAT,
+    ),
     _nv("nvidia-cusparse-cu12", {"12.1.0.106": ("nvidia-nvjitlink-cu12",)}, _CU12_PLAT),
     _nv("nvidia-nccl-cu12", {"2.20.5": (), "2.21.5": ()}, _CU12_PLAT, win=False),
     _nv("nvidia-nvtx-cu12", {"12.1.105": ()}, _CU12_PLAT),
@@ -289,8 +372,9 @@ class FileSpec:
         return str(canonicalize_name(self.project))
 
 
-def _family_meta(proj: str, release: str, variant: str | None,
-                 plat: str) -> tuple[tuple[str, ...], tuple[str, ...], str | None]:
+def _family_meta(
+    proj: str, release: str, variant: str | None, plat: str
+) -> tuple[tuple[str, ...], tuple[str, ...], str | None]:
     """(Requires-Dist, Provides-Extra, Requires-Python) of one torch-family wheel."""
     if proj == "torch":
         return torch_requires(release, variant), ("opt-einsum", "optree"), ">=3.8.0"
@@ -307,9 +391,11 @@ def _family_specs() -> list[FileSpec]:
         for proj, py in ((p, py) for p in FAMILY for py in pythons):
             # (variant or None for no local version, platform, abi, pages, directory)
             combos: list[tuple[str | None, str, str, tuple[str, ...], str]] = [
-                (v, p, py, (v,), f"/whl/{v}") for v in VARIANTS for p in TORCH_PLATFORMS]
-            combos.append((None, MAC_PLATFORM, "none" if proj == "torch" else py, ("cpu",),
-                           "/whl/cpu"))
+                (v, p, py, (v,), f"/whl/{v}") for v in VARIANTS for p in TORCH_PLATFORMS
+            ]
+            combos.append(
+                (None, MAC_PLATFORM, "none" if proj == "torch" else py, ("cpu",), "/whl/cpu")
+            )
             combos.append((None, ROOT_PLATFORM, py, VARIANTS, "/whl"))
             for variant, plat, abi, pages, directory in combos:
                 if (proj, release, variant, py, plat) in MISSING:
@@ -318,12 +404,24 @@ def _family_specs() -> list[FileSpec]:
                 tag = f"{py}-{abi}-{plat}"
                 reqs, extras, rp = _family_meta(proj, release, variant, plat)
                 big = proj == "torch" and (release, variant, py, plat) in BIG_TORCH
-                out.append(FileSpec(
-                    "cdn", proj, version, tag, f"{directory}/{wheel_filename(proj, version, tag)}",
-                    reqs, rp, extras, payload_size=BIG_PAYLOAD if big else 0, pages=pages,
-                    release=release, pep658=release in PEP658_RELEASES,
-                    sha_in_link=plat != ROOT_PLATFORM,
-                    upload_time=release in UPLOAD_TIME_RELEASES))
+                out.append(
+                    FileSpec(
+                        "cdn",
+                        proj,
+                        version,
+                        tag,
+                        f"{directory}/{wheel_filename(proj, version, tag)}",
+                        reqs,
+                        rp,
+                        extras,
+                        payload_size=BIG_PAYLOAD if big else 0,
+                        pages=pages,
+                        release=release,
+                        pep658=release in PEP658_RELEASES,
+                        sha_in_link=plat != ROOT_PLATFORM,
+                        upload_time=release in UPLOAD_TIME_RELEASES,
+                    )
+                )
     return out
 
 
@@ -331,21 +429,34 @@ def _deps_specs() -> list[FileSpec]:
     out: list[FileSpec] = []
     for proj in DEPS:
         for rel in proj.releases:
-            common = dict(requires_dist=rel.requires_dist, requires_python=rel.requires_python,
-                          legacy_case=proj.legacy_case, yanked=rel.yanked,
-                          relative_link=proj.relative_links)
+            common = dict(
+                requires_dist=rel.requires_dist,
+                requires_python=rel.requires_python,
+                legacy_case=proj.legacy_case,
+                yanked=rel.yanked,
+                relative_link=proj.relative_links,
+            )
             for tag in rel.tags:
-                fn = wheel_filename(proj.name, rel.version, tag, rel.build,
-                                    legacy_case=proj.legacy_case)
-                out.append(FileSpec(
-                    "deps", proj.name, rel.version, tag, f"/files/{fn}",
-                    provides_extra=proj.provides_extra, build=rel.build,
-                    payload_size=MEDIUM_PAYLOAD if fn in MEDIUM_DEPS else 0,
-                    pep658=proj.pep658, **common))  # type: ignore[arg-type]
+                fn = wheel_filename(
+                    proj.name, rel.version, tag, rel.build, legacy_case=proj.legacy_case
+                )
+                out.append(
+                    FileSpec(
+                        "deps",
+                        proj.name,
+                        rel.version,
+                        tag,
+                        f"/files/{fn}",
+                        provides_extra=proj.provides_extra,
+                        build=rel.build,
+                        payload_size=MEDIUM_PAYLOAD if fn in MEDIUM_DEPS else 0,
+                        pep658=proj.pep658,
+                        **common,
+                    )
+                )  # type: ignore[arg-type]
             if rel.sdist:
                 fn = sdist_filename(proj.name, rel.version, legacy_case=proj.legacy_case)
-                out.append(FileSpec("deps", proj.name, rel.version, None, f"/files/{fn}",
-                                    **common))  # type: ignore[arg-type]
+                out.append(FileSpec("deps", proj.name, rel.version, None, f"/files/{fn}", **common))  # type: ignore[arg-type]
     return out
 
 
@@ -355,9 +466,15 @@ FILES: tuple[FileSpec, ...] = tuple(_family_specs() + _deps_specs())
 def newest_complete_release(variant: str, python: str, platform: str) -> str | None:
     """Newest torch release whose torch, torchvision and torchaudio all have a wheel listed on
     the ``variant`` page for ``python`` (``cp39``) and ``platform`` (``win_amd64``)."""
-    have = {(f.project, f.release) for f in FILES
-            if f.origin == "cdn" and variant in f.pages and f.tag is not None
-            and f.tag.startswith(f"{python}-") and f.tag.endswith(f"-{platform}")}
+    have = {
+        (f.project, f.release)
+        for f in FILES
+        if f.origin == "cdn"
+        and variant in f.pages
+        and f.tag is not None
+        and f.tag.startswith(f"{python}-")
+        and f.tag.endswith(f"-{platform}")
+    }
     for release in sorted(RELEASES, key=Version, reverse=True):
         if all((proj, release) in have for proj in FAMILY):
             return release
@@ -381,14 +498,24 @@ class Universe:
     files: dict[str, BuiltFile] = field(default_factory=dict)
 
     def on_page(self, variant: str, project: str) -> list[BuiltFile]:
-        return sorted((b for b in self.files.values() if b.spec.origin == "cdn"
-                       and b.spec.project == project and variant in b.spec.pages),
-                      key=lambda b: b.spec.url_path)
+        return sorted(
+            (
+                b
+                for b in self.files.values()
+                if b.spec.origin == "cdn" and b.spec.project == project and variant in b.spec.pages
+            ),
+            key=lambda b: b.spec.url_path,
+        )
 
     def deps_project(self, key: str) -> list[BuiltFile]:
-        return sorted((b for b in self.files.values()
-                       if b.spec.origin == "deps" and b.spec.project_key == key),
-                      key=lambda b: (Version(b.spec.version), b.spec.filename))
+        return sorted(
+            (
+                b
+                for b in self.files.values()
+                if b.spec.origin == "deps" and b.spec.project_key == key
+            ),
+            key=lambda b: (Version(b.spec.version), b.spec.filename),
+        )
 
 
 def _sha(data: bytes) -> str:
@@ -402,22 +529,37 @@ def build_universe(dest: Path) -> Universe:
     for spec in FILES:
         target = dest / spec.origin / spec.url_path.lstrip("/").rsplit("/", 1)[0]
         if spec.tag is None:
-            path = build_sdist(target, spec.project, spec.version,
-                               requires_dist=spec.requires_dist,
-                               requires_python=spec.requires_python,
-                               legacy_case=spec.legacy_case)
+            path = build_sdist(
+                target,
+                spec.project,
+                spec.version,
+                requires_dist=spec.requires_dist,
+                requires_python=spec.requires_python,
+                legacy_case=spec.legacy_case,
+            )
         else:
-            path = build_wheel(target, spec.project, spec.version, spec.tag,
-                               requires_dist=spec.requires_dist,
-                               requires_python=spec.requires_python,
-                               provides_extra=spec.provides_extra, build=spec.build,
-                               payload_size=spec.payload_size, legacy_case=spec.legacy_case)
+            path = build_wheel(
+                target,
+                spec.project,
+                spec.version,
+                spec.tag,
+                requires_dist=spec.requires_dist,
+                requires_python=spec.requires_python,
+                provides_extra=spec.provides_extra,
+                build=spec.build,
+                payload_size=spec.payload_size,
+                legacy_case=spec.legacy_case,
+            )
         assert path.name == spec.filename, (path.name, spec.filename)
         meta_sha = None
         if spec.pep658 and spec.tag is not None:
-            meta = metadata_bytes(spec.project, spec.version, requires_dist=spec.requires_dist,
-                                  requires_python=spec.requires_python,
-                                  provides_extra=spec.provides_extra)
+            meta = metadata_bytes(
+                spec.project,
+                spec.version,
+                requires_dist=spec.requires_dist,
+                requires_python=spec.requires_python,
+                provides_extra=spec.provides_extra,
+            )
             path.with_name(path.name + ".metadata").write_bytes(meta)
             meta_sha = _sha(meta)
         data = path.read_bytes()
@@ -431,8 +573,10 @@ def _attrs(b: BuiltFile, *, requires_python: bool) -> str:
     if requires_python and b.spec.requires_python:
         out += f' data-requires-python="{html.escape(b.spec.requires_python)}"'
     if b.metadata_sha256:
-        out += (f' data-dist-info-metadata="sha256={b.metadata_sha256}"'
-                f' data-core-metadata="sha256={b.metadata_sha256}"')
+        out += (
+            f' data-dist-info-metadata="sha256={b.metadata_sha256}"'
+            f' data-core-metadata="sha256={b.metadata_sha256}"'
+        )
     if b.spec.yanked is not None:
         out += f' data-yanked="{html.escape(b.spec.yanked)}"'
     if b.spec.upload_time:
@@ -447,33 +591,54 @@ def torch_page(uni: Universe, variant: str, project: str, cdn_url: str) -> bytes
         href = cdn_url + quote(b.spec.url_path)
         if b.spec.sha_in_link:
             href += f"#sha256={b.sha256}"
-        lines.append(f'    <a href="{href}"{_attrs(b, requires_python=False)}>'
-                     f"{b.spec.filename}</a><br/>")
+        lines.append(
+            f'    <a href="{href}"{_attrs(b, requires_python=False)}>{b.spec.filename}</a><br/>'
+        )
     lines += ["  </body>", "</html>", f"<!--TIMESTAMP {TIMESTAMP}-->"]
     return ("\n".join(lines) + "\n").encode()
 
 
 def torch_root_page(variant: str) -> bytes:
     links = [f'    <a href="/whl/{variant}/{p}/">{p}</a><br/>' for p in FAMILY]
-    return ("\n".join(["<!DOCTYPE html>", "<html>", "  <body>", "    <h1>Simple Index</h1>",
-                       *links, "  </body>", "</html>", f"<!--TIMESTAMP {TIMESTAMP}-->"])
-            + "\n").encode()
+    return (
+        "\n".join(
+            [
+                "<!DOCTYPE html>",
+                "<html>",
+                "  <body>",
+                "    <h1>Simple Index</h1>",
+                *links,
+                "  </body>",
+                "</html>",
+                f"<!--TIMESTAMP {TIMESTAMP}-->",
+            ]
+        )
+        + "\n"
+    ).encode()
 
 
 def flat_page(uni: Universe, variant: str) -> bytes:
     """nginx-style directory listing (``/flat/{variant}/``): relative links, no hashes,
     ``+`` written as ``&#43;`` in every other href and as ``%2B`` in the rest."""
-    files = sorted((b for b in uni.files.values() if b.spec.origin == "cdn"
-                    and variant in b.spec.pages), key=lambda b: b.spec.filename)
+    files = sorted(
+        (b for b in uni.files.values() if b.spec.origin == "cdn" and variant in b.spec.pages),
+        key=lambda b: b.spec.filename,
+    )
     rows = []
     for i, b in enumerate(files):
         name = b.spec.filename
         href = name.replace("+", "&#43;") if i % 2 else quote(name)
         rows.append(f'<a href="{href}">{name}</a>'.ljust(90) + f" 06-Apr-2026 12:00 {b.size:>12}")
     title = f"Index of /flat/{variant}/"
-    return ("<html>\n<head><title>" + title + "</title></head>\n<body>\n<h1>" + title
-            + '</h1><hr><pre><a href="../">../</a>\n' + "\n".join(rows)
-            + "\n</pre><hr></body>\n</html>\n").encode()
+    return (
+        "<html>\n<head><title>"
+        + title
+        + "</title></head>\n<body>\n<h1>"
+        + title
+        + '</h1><hr><pre><a href="../">../</a>\n'
+        + "\n".join(rows)
+        + "\n</pre><hr></body>\n</html>\n"
+    ).encode()
 
 
 def _deps_href(b: BuiltFile, deps_url: str) -> str:
@@ -484,23 +649,36 @@ def _deps_href(b: BuiltFile, deps_url: str) -> str:
 def simple_project_pages(uni: Universe, key: str, deps_url: str) -> tuple[bytes, bytes]:
     """(PEP 503 HTML, PEP 691 JSON) for ``/simple/{key}/`` on the deps origin."""
     files = uni.deps_project(key)
-    lines = ["<!DOCTYPE html>", "<html>", "  <head>",
-             '    <meta name="pypi:repository-version" content="1.1">',
-             f"    <title>Links for {key}</title>", "  </head>", "  <body>",
-             f"    <h1>Links for {key}</h1>"]
+    lines = [
+        "<!DOCTYPE html>",
+        "<html>",
+        "  <head>",
+        '    <meta name="pypi:repository-version" content="1.1">',
+        f"    <title>Links for {key}</title>",
+        "  </head>",
+        "  <body>",
+        f"    <h1>Links for {key}</h1>",
+    ]
     jfiles = []
     for b in files:
         href = _deps_href(b, deps_url)
-        lines.append(f'    <a href="{href}"{_attrs(b, requires_python=True)}>'
-                     f"{b.spec.filename}</a><br />")
+        lines.append(
+            f'    <a href="{href}"{_attrs(b, requires_python=True)}>{b.spec.filename}</a><br />'
+        )
         meta: dict[str, str] | bool = {"sha256": b.metadata_sha256} if b.metadata_sha256 else False
-        jfiles.append({
-            "filename": b.spec.filename, "url": href.split("#", 1)[0],
-            "hashes": {"sha256": b.sha256}, "requires-python": b.spec.requires_python,
-            "core-metadata": meta, "dist-info-metadata": meta,
-            "yanked": b.spec.yanked if b.spec.yanked is not None else False,
-            "size": b.size, "upload-time": "2024-07-01T00:00:00.000000Z",
-        })
+        jfiles.append(
+            {
+                "filename": b.spec.filename,
+                "url": href.split("#", 1)[0],
+                "hashes": {"sha256": b.sha256},
+                "requires-python": b.spec.requires_python,
+                "core-metadata": meta,
+                "dist-info-metadata": meta,
+                "yanked": b.spec.yanked if b.spec.yanked is not None else False,
+                "size": b.size,
+                "upload-time": "2024-07-01T00:00:00.000000Z",
+            }
+        )
     lines += ["  </body>", "</html>", "<!--SERIAL 24681357-->"]
     versions = sorted({b.spec.version for b in files}, key=Version)
     doc = {"meta": {"api-version": "1.1"}, "name": key, "versions": versions, "files": jfiles}
@@ -510,10 +688,23 @@ def simple_project_pages(uni: Universe, key: str, deps_url: str) -> tuple[bytes,
 def simple_root_pages() -> tuple[bytes, bytes]:
     names = sorted({p.name for p in DEPS}, key=canonicalize_name)
     links = [f'    <a href="/simple/{canonicalize_name(n)}/">{n}</a>' for n in names]
-    page = "\n".join(["<!DOCTYPE html>", "<html>", "  <head>",
-                      '    <meta name="pypi:repository-version" content="1.1">',
-                      "    <title>Simple index</title>", "  </head>", "  <body>", *links,
-                      "  </body>", "</html>"]) + "\n"
+    page = (
+        "\n".join(
+            [
+                "<!DOCTYPE html>",
+                "<html>",
+                "  <head>",
+                '    <meta name="pypi:repository-version" content="1.1">',
+                "    <title>Simple index</title>",
+                "  </head>",
+                "  <body>",
+                *links,
+                "  </body>",
+                "</html>",
+            ]
+        )
+        + "\n"
+    )
     doc = {"meta": {"api-version": "1.1"}, "projects": [{"name": n} for n in names]}
     return page.encode(), json.dumps(doc).encode()
 

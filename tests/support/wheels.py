@@ -52,8 +52,12 @@ def import_name(name: str) -> str:
 
 
 def wheel_filename(
-    name: str, version: str, tag: str = "py3-none-any", build: str | None = None,
-    *, legacy_case: bool = False,
+    name: str,
+    version: str,
+    tag: str = "py3-none-any",
+    build: str | None = None,
+    *,
+    legacy_case: bool = False,
 ) -> str:
     """``{name}-{version}[-{build}]-{tag}.whl`` with the name escaped (version kept as given)."""
     parts = [escape_name(name, legacy_case=legacy_case), version]
@@ -166,14 +170,23 @@ def build_wheel(
     wheel_lines += [f"Tag: {t}" for t in expand_tag(tag)]
 
     entries: list[tuple[str, bytes, int]] = [
-        (f"{pkg}/__init__.py", f'"""Test stub."""\n__version__ = "{version}"\n'.encode(),
-         zipfile.ZIP_DEFLATED),
+        (
+            f"{pkg}/__init__.py",
+            f'"""Test stub."""\n__version__ = "{version}"\n'.encode(),
+            zipfile.ZIP_DEFLATED,
+        ),
     ]
     if payload_size:
-        entries.append((f"{pkg}/_payload.bin", _payload(name, version, payload_size),
-                        zipfile.ZIP_STORED))
-    meta = metadata_bytes(name, version, requires_dist=requires_dist,
-                          requires_python=requires_python, provides_extra=provides_extra)
+        entries.append(
+            (f"{pkg}/_payload.bin", _payload(name, version, payload_size), zipfile.ZIP_STORED)
+        )
+    meta = metadata_bytes(
+        name,
+        version,
+        requires_dist=requires_dist,
+        requires_python=requires_python,
+        provides_extra=provides_extra,
+    )
     entries += [
         (f"{dist_info}/METADATA", meta, zipfile.ZIP_DEFLATED),
         (f"{dist_info}/WHEEL", ("\n".join(wheel_lines) + "\n").encode(), zipfile.ZIP_DEFLATED),
@@ -195,8 +208,9 @@ def build_wheel(
 def read_wheel_metadata(wheel: Path) -> bytes:
     """The METADATA bytes stored inside ``wheel`` (what a PEP 658 file must equal)."""
     with zipfile.ZipFile(wheel) as zf:
-        names = [n for n in zf.namelist()
-                 if n.endswith(".dist-info/METADATA") and n.count("/") == 1]
+        names = [
+            n for n in zf.namelist() if n.endswith(".dist-info/METADATA") and n.count("/") == 1
+        ]
         if len(names) != 1:
             raise ValueError(f"{wheel.name}: expected one .dist-info/METADATA, found {names}")
         return zf.read(names[0])
@@ -212,8 +226,13 @@ def _tar_add(tf: tarfile.TarFile, arcname: str, data: bytes) -> None:
 
 
 def build_sdist(
-    dest_dir: Path, name: str, version: str, *, requires_dist: Sequence[str] = (),
-    requires_python: str | None = None, legacy_case: bool = False,
+    dest_dir: Path,
+    name: str,
+    version: str,
+    *,
+    requires_dist: Sequence[str] = (),
+    requires_python: str | None = None,
+    legacy_case: bool = False,
 ) -> Path:
     """Write a small deterministic ``.tar.gz`` sdist (PKG-INFO, pyproject.toml, the package)."""
     dest_dir = Path(dest_dir)
@@ -221,8 +240,9 @@ def build_sdist(
     filename = sdist_filename(name, version, legacy_case=legacy_case)
     top = filename[: -len(".tar.gz")]
     pkg = import_name(name)
-    pkg_info = metadata_bytes(name, version, requires_dist=requires_dist,
-                              requires_python=requires_python)
+    pkg_info = metadata_bytes(
+        name, version, requires_dist=requires_dist, requires_python=requires_python
+    )
     pyproject = (
         '[build-system]\nrequires = ["setuptools>=64"]\nbuild-backend = "setuptools.build_meta"\n\n'
         f'[project]\nname = "{name}"\nversion = "{version}"\n'

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from wheelcache.bundle_disk import (
+from wheelcache.bundle.disk import (
     FAT32_MAX_FILE,
     check_room,
     filesystem_type,
@@ -18,8 +18,8 @@ from wheelcache.bundle_disk import (
     is_fat,
     space_needed,
 )
-from wheelcache.bundle_select import target_of_description
-from wheelcache.bundle_texts import (
+from wheelcache.bundle.select import target_of_description
+from wheelcache.bundle.texts import (
     human_size,
     render_install_bat,
     render_install_ps1,
@@ -28,7 +28,7 @@ from wheelcache.bundle_texts import (
     render_requirements,
     requirements_name,
 )
-from wheelcache.bundle_verify import (
+from wheelcache.bundle.verify_script import (
     FORMAT,
     INCOMPLETE_MARKER,
     REPAIR,
@@ -40,9 +40,9 @@ from wheelcache.bundle_verify import (
     main,
     manifest_entries,
 )
-from wheelcache.catalog import CatalogRow
+from wheelcache.core.models import Blake3, Sha256
 from wheelcache.errors import BundleError
-from wheelcache.models import Blake3, Sha256
+from wheelcache.store.catalog import CatalogRow
 
 MOUNTINFO = """\
 22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
@@ -84,9 +84,18 @@ def test_fs_type_from_macos_mount_output() -> None:
 
 @pytest.mark.parametrize(
     ("name", "fat"),
-    [("vfat", True), ("msdos", True), ("FAT32", True), ("FAT", True), ("exfat", False),
-     ("exFAT", False), ("NTFS", False), ("ext4", False), (None, False)],
-)  # fmt: skip
+    [
+        ("vfat", True),
+        ("msdos", True),
+        ("FAT32", True),
+        ("FAT", True),
+        ("exfat", False),
+        ("exFAT", False),
+        ("NTFS", False),
+        ("ext4", False),
+        (None, False),
+    ],
+)
 def test_is_fat(name: str | None, fat: bool) -> None:
     assert is_fat(name) is fat
 
@@ -101,8 +110,18 @@ def test_filesystem_type_of_this_machine_is_known_for_a_path_that_does_not_exist
 
 
 def _row(project: str, version: str, filename: str, sha: str) -> CatalogRow:
-    return CatalogRow(Sha256(sha * 64), Blake3("b" * 64), filename, project, version, 10,
-                      "http://origin.invalid/x", "index", 0.0, 0.0)  # fmt: skip
+    return CatalogRow(
+        Sha256(sha * 64),
+        Blake3("b" * 64),
+        filename,
+        project,
+        version,
+        10,
+        "http://origin.invalid/x",
+        "index",
+        0.0,
+        0.0,
+    )
 
 
 def test_requirements_one_line_per_project_all_files_of_the_newest_version() -> None:
@@ -126,18 +145,24 @@ def test_requirements_one_line_per_project_all_files_of_the_newest_version() -> 
 def test_install_scripts_use_pip_alone_and_pass_extra_arguments() -> None:
     sh = render_install_sh("3.9")
     assert sh.startswith("#!/bin/sh\n") and "\r" not in sh
-    assert ('-m pip install \\\n  --no-index --find-links "$here/wheels" --require-hashes -r '
-            '"$here/requirements.txt" "$@"') in sh  # fmt: skip
+    assert (
+        '-m pip install \\\n  --no-index --find-links "$here/wheels" --require-hashes -r '
+        '"$here/requirements.txt" "$@"'
+    ) in sh
     assert "for candidate in python3.9 python3 python" in sh
     bat = render_install_bat("3.9")
     assert bat.count("\r\n") == bat.count("\n")  # CRLF everywhere
-    assert ('"%PY%" %PYARGS% -m pip install --no-index --find-links "%HERE%wheels" '
-            '--require-hashes -r "%HERE%requirements.txt" %*') in bat  # fmt: skip
+    assert (
+        '"%PY%" %PYARGS% -m pip install --no-index --find-links "%HERE%wheels" '
+        '--require-hashes -r "%HERE%requirements.txt" %*'
+    ) in bat
     assert 'set "PYARGS=-3.9"' in bat and "exit /b %ERRORLEVEL%" in bat
     ps1 = render_install_ps1(None)
     assert ps1.count("\r\n") == ps1.count("\n")
-    assert ("& $py @pyArgs -m pip install --no-index --find-links (Join-Path $here 'wheels') "
-            "--require-hashes -r (Join-Path $here 'requirements.txt') @args") in ps1  # fmt: skip
+    assert (
+        "& $py @pyArgs -m pip install --no-index --find-links (Join-Path $here 'wheels') "
+        "--require-hashes -r (Join-Path $here 'requirements.txt') @args"
+    ) in ps1
     assert "$pyArgs = @('-3')" in ps1 and "exit $LASTEXITCODE" in ps1
     for script in (sh, bat, ps1):
         assert "--index-url" not in script and "http" not in script
@@ -147,7 +172,7 @@ def test_windows_scripts_prefer_an_activated_environment_then_probe_the_launcher
     bat = render_install_bat("3.9")
     block = [ln.strip() for ln in bat.split("\r\n")]
     i = block.index("if not defined PY (")
-    assert block[i + 1:i + 8] == [
+    assert block[i + 1 : i + 8] == [
         "if defined VIRTUAL_ENV (",
         'set "PY=python"',
         ") else if defined CONDA_PREFIX (",
@@ -159,8 +184,10 @@ def test_windows_scripts_prefer_an_activated_environment_then_probe_the_launcher
     assert "where py" not in bat  # the launcher alone proves nothing about -3.9
     ps1 = render_install_ps1("3.9")
     assert "elseif ($env:VIRTUAL_ENV -or $env:CONDA_PREFIX) { $py = 'python' }" in ps1
-    assert ("  try { & py -3.9 -c pass 2>$null | Out-Null; $found = ($LASTEXITCODE -eq 0) }"
-            in ps1.split("\r\n"))  # fmt: skip
+    assert (
+        "  try { & py -3.9 -c pass 2>$null | Out-Null; $found = ($LASTEXITCODE -eq 0) }"
+        in ps1.split("\r\n")
+    )
     assert "  if ($found) { $py = 'py'; $pyArgs = @('-3.9') }" in ps1.split("\r\n")
     # `-c ""` would reach python as a bare -c under Windows PowerShell, which drops "".
     assert '-c ""' not in ps1 and '-c ""' not in bat
@@ -171,11 +198,17 @@ def test_windows_scripts_prefer_an_activated_environment_then_probe_the_launcher
 def test_requirements_per_target_and_the_readme_for_several_targets() -> None:
     assert requirements_name("cp39-win_amd64 (cu118)") == "requirements-cu118-cp39-win_amd64.txt"
     assert requirements_name("cp313t-linux_aarch64 (rocm6.1)") == (
-        "requirements-rocm6.1-cp313t-linux_aarch64.txt")  # fmt: skip
+        "requirements-rocm6.1-cp313t-linux_aarch64.txt"
+    )
     row = _row("a", "1", "a-1-py3-none-any.whl", "1")
-    text = render_readme(targets=["t1", "t2"], requested=[], carried=[row], left_out=[],
-                         per_target=[("t1", "requirements-t1.txt"),
-                                     ("t2", "requirements-t2.txt")], unlisted=1)  # fmt: skip
+    text = render_readme(
+        targets=["t1", "t2"],
+        requested=[],
+        carried=[row],
+        left_out=[],
+        per_target=[("t1", "requirements-t1.txt"), ("t2", "requirements-t2.txt")],
+        unlisted=1,
+    )
     assert "     t1: requirements-t1.txt\r\n     t2: requirements-t2.txt" in text
     assert "install.bat" not in text and "1 wheel(s) in wheels/ were recorded for no" in text
     assert "-r requirements-t1.txt" in render_requirements([row], "requirements-t1.txt")
@@ -193,8 +226,9 @@ def test_space_is_reserved_by_cluster_not_by_a_fixed_overhead(tmp_path: Path) ->
 
 def test_readme_names_the_steps_and_a_delta() -> None:
     row = _row("a", "1", "a-1-py3-none-any.whl", "1")
-    text = render_readme(targets=["cp39-win_amd64 (cu118)"], requested=["a==1"], carried=[row],
-                         left_out=[row])  # fmt: skip
+    text = render_readme(
+        targets=["cp39-win_amd64 (cu118)"], requested=["a==1"], carried=[row], left_out=[row]
+    )
     assert "python verify.py" in text and "install.bat" in text and "sh install.sh" in text
     assert "For:   cp39-win_amd64 (cu118)" in text and "delta bundle: 1 wheel(s)" in text
     assert text.endswith("\r\n")
@@ -215,14 +249,23 @@ def _bundle(root: Path, files: dict[str, bytes]) -> None:
         p = root.joinpath(*rel.split("/"))
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(data)
-        entries.append({"path": rel, "size": len(data),
-                        "sha256": hashlib.sha256(data).hexdigest(), "blake3": ""})  # fmt: skip
+        entries.append(
+            {
+                "path": rel,
+                "size": len(data),
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "blake3": "",
+            }
+        )
     manifest = {"format": FORMAT, "version": 1, "files": entries}
     (root / "manifest.json").write_text(json.dumps(manifest))
 
 
-FILES = {"wheels/a-1-py3-none-any.whl": b"A" * 1000, "wheels/b-1-py3-none-any.whl": b"B" * 10,
-         "requirements.txt": b"a==1\n"}  # fmt: skip
+FILES = {
+    "wheels/a-1-py3-none-any.whl": b"A" * 1000,
+    "wheels/b-1-py3-none-any.whl": b"B" * 10,
+    "requirements.txt": b"a==1\n",
+}
 
 
 def test_check_bundle_names_every_kind_of_damage(tmp_path: Path) -> None:
@@ -262,14 +305,22 @@ def test_main_exit_codes_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert main([str(tmp_path), "--json"]) == 1
     out = json.loads(capsys.readouterr().out)
     assert out["ok"] is False and out["checked"] == ["size", "sha256"]
-    assert out["problems"] == [{"kind": "missing", "path": "wheels/b-1-py3-none-any.whl",
-                                "detail": "listed in the manifest, not on the disk"}]  # fmt: skip
+    assert out["problems"] == [
+        {
+            "kind": "missing",
+            "path": "wheels/b-1-py3-none-any.whl",
+            "detail": "listed in the manifest, not on the disk",
+        }
+    ]
 
 
 @pytest.mark.parametrize("bad", ["../evil", "/etc/passwd", "a/../../b", "C:/x", "a\\b", ""])
 def test_manifest_paths_cannot_leave_the_bundle(bad: str) -> None:
-    manifest = {"format": FORMAT, "version": 1,
-                "files": [{"path": bad, "size": 1, "sha256": "0" * 64}]}  # fmt: skip
+    manifest = {
+        "format": FORMAT,
+        "version": 1,
+        "files": [{"path": bad, "size": 1, "sha256": "0" * 64}],
+    }
     with pytest.raises(ManifestError, match="bad path"):
         manifest_entries(manifest)
 
@@ -290,7 +341,7 @@ def test_manifest_errors_say_what_to_do(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "module", ["bundle_disk", "bundle_select", "bundle_texts", "care", "care_gc"]
+    "module", ["bundle.disk", "bundle.select", "bundle.texts", "store.maintenance", "store.gc"]
 )
 def test_doctests(module: str) -> None:
     import doctest

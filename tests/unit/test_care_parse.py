@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import pytest
 
-from wheelcache.care import match_spec, parse_age, parse_size
-from wheelcache.catalog import CatalogRow
+from wheelcache.core.models import Blake3, Sha256
 from wheelcache.errors import CacheError
-from wheelcache.models import Blake3, Sha256
+from wheelcache.store.catalog import CatalogRow
+from wheelcache.store.maintenance import match_spec, parse_age, parse_size
 
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("20G", 20 * 2**30), ("20g", 20 * 2**30), ("1.5T", int(1.5 * 2**40)), ("500M", 500 * 2**20),
-     ("512KiB", 512 * 1024), ("100", 100), ("0", 0), ("20GB", 20 * 2**30)],
-)  # fmt: skip
+    [
+        ("20G", 20 * 2**30),
+        ("20g", 20 * 2**30),
+        ("1.5T", int(1.5 * 2**40)),
+        ("500M", 500 * 2**20),
+        ("512KiB", 512 * 1024),
+        ("100", 100),
+        ("0", 0),
+        ("20GB", 20 * 2**30),
+    ],
+)
 def test_parse_size(text: str, expected: int) -> None:
     assert parse_size(text) == expected
 
@@ -27,9 +35,16 @@ def test_parse_size_rejects(text: str) -> None:
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("90d", 90 * 86400.0), ("12h", 43200.0), ("30m", 1800.0), ("45s", 45.0), ("2w", 1209600.0),
-     ("0s", 0.0), ("1.5d", 1.5 * 86400)],
-)  # fmt: skip
+    [
+        ("90d", 90 * 86400.0),
+        ("12h", 43200.0),
+        ("30m", 1800.0),
+        ("45s", 45.0),
+        ("2w", 1209600.0),
+        ("0s", 0.0),
+        ("1.5d", 1.5 * 86400),
+    ],
+)
 def test_parse_age(text: str, expected: float) -> None:
     assert parse_age(text) == expected
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 import pytest
 from packaging.version import Version
 
-from wheelcache.evaluator import best_per_version, evaluate_file
-from wheelcache.models import DistFile
-from wheelcache.target import make_target
+from wheelcache.core.evaluator import best_per_version, evaluate_file
+from wheelcache.core.models import DistFile
+from wheelcache.core.target import make_target
 
 WIN39 = make_target(python="39", platform="win_amd64", variant="cu118")
 LINUX39 = make_target(python="39", platform="linux_x86_64", variant="cu118")

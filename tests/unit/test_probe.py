@@ -12,7 +12,7 @@ import pytest
 from packaging import tags as ptags
 from packaging.markers import default_environment
 
-from wheelcache import probe_script as ps
+from wheelcache.host import probe_script as ps
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "nvidia-smi"
 SCRIPT = Path(ps.__file__)
@@ -120,6 +120,7 @@ def test_manylinux_platforms_match_packaging(
     monkeypatch: pytest.MonkeyPatch, archs: list[str], glibc: tuple[int, int]
 ) -> None:
     from packaging import _manylinux as manylinux
+
     monkeypatch.setattr(manylinux, "_get_glibc_version", lambda: manylinux._GLibCVersion(*glibc))
     monkeypatch.setattr(manylinux, "_have_compatible_abi", lambda executable, archs: True)
     monkeypatch.setitem(sys.modules, "_manylinux", None)  # no distro hook on either side
@@ -142,6 +143,7 @@ def test_manylinux_hook_can_veto_a_level(monkeypatch: pytest.MonkeyPatch) -> Non
 
 def test_musllinux_platforms_match_packaging(monkeypatch: pytest.MonkeyPatch) -> None:
     from packaging import _musllinux as musllinux
+
     monkeypatch.setattr(musllinux, "_get_musl_version", lambda exe: musllinux._MuslVersion(1, 2))
     for archs in (["x86_64"], ["armv8l", "armv7l"]):
         assert ps.musllinux_platforms(archs, (1, 2)) == list(musllinux.platform_tags(archs))

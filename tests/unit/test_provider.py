@@ -9,11 +9,16 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import NormalizedName, canonicalize_name
 
+from wheelcache.core.evaluator import (
+    Candidate,
+    best_per_version,
+    describe_availability,
+    evaluate_file,
+)
+from wheelcache.core.models import CoreMetadata, DistFile
+from wheelcache.core.provider import Req, resolve
+from wheelcache.core.target import Target, make_target
 from wheelcache.errors import ResolutionError
-from wheelcache.evaluator import Candidate, best_per_version, describe_availability, evaluate_file
-from wheelcache.models import CoreMetadata, DistFile
-from wheelcache.provider import Req, resolve
-from wheelcache.target import Target, make_target
 
 NV = '; platform_system == "Linux" and platform_machine == "x86_64"'
 
@@ -213,19 +218,20 @@ def test_conflict_error_names_both_sides() -> None:
 def test_no_deps_still_keeps_requested_companions_matched() -> None:
     got = _versions(WIN310, "torch==2.4.0", "torchvision", "torchaudio", no_deps=True)
     assert got == {
-        "torch": "2.4.0+cu118", "torchvision": "0.19.0+cu118", "torchaudio": "2.4.0+cu118"
-    }  # fmt: skip
-    # ...but does not pull torch in when only a companion was asked for.
-    assert _versions(WIN310, "torchvision==0.19.0", no_deps=True) == {
-        "torchvision": "0.19.0+cu118"
+        "torch": "2.4.0+cu118",
+        "torchvision": "0.19.0+cu118",
+        "torchaudio": "2.4.0+cu118",
     }
+    # ...but does not pull torch in when only a companion was asked for.
+    assert _versions(WIN310, "torchvision==0.19.0", no_deps=True) == {"torchvision": "0.19.0+cu118"}
 
 
 def test_prereleases_are_taken_when_they_are_all_there_is() -> None:
     src = DictSource(WIN39)
     src.files["newthing"] = [DistFile("newthing-1.0b1-py3-none-any.whl", "https://h.invalid/n")]
-    src.meta["newthing-1.0b1-py3-none-any.whl"] = CoreMetadata(canonicalize_name("newthing"),
-                                                                "1.0b1")  # fmt: skip
+    src.meta["newthing-1.0b1-py3-none-any.whl"] = CoreMetadata(
+        canonicalize_name("newthing"), "1.0b1"
+    )
     res = resolve(_reqs("newthing"), WIN39, src, src)
     assert [str(c.version) for c in res.candidates] == ["1.0b1"]
 
@@ -233,7 +239,7 @@ def test_prereleases_are_taken_when_they_are_all_there_is() -> None:
 def test_python_full_version_markers_hold_for_some_patch_release() -> None:
     from packaging.markers import Marker
 
-    from wheelcache.provider import WheelProvider
+    from wheelcache.core.provider import WheelProvider
 
     src = DictSource(WIN39)
     provider = WheelProvider(WIN39, src, src)

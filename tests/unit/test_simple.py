@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from wheelcache.models import DistFile
-from wheelcache.simple import PageParseError, parse_flat_page, parse_project_page
+from wheelcache.core.models import DistFile
+from wheelcache.core.simple import PageParseError, parse_flat_page, parse_project_page
 
 BASE = "https://index.invalid/whl/"
 SKELETON = (

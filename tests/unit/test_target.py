@@ -4,9 +4,9 @@ import pytest
 from packaging.markers import Marker
 from packaging.tags import Tag
 
+from wheelcache.core.target import make_target, parse_platform, parse_python
+from wheelcache.core.variants import parse_cuda, parse_variant, torch_index_for
 from wheelcache.errors import TargetError
-from wheelcache.target import make_target, parse_platform, parse_python
-from wheelcache.variants import parse_cuda, parse_variant, torch_index_for
 
 
 @pytest.mark.parametrize(
@@ -57,17 +57,19 @@ def _plats(tag: str, glibc: tuple[int, int] | None = None) -> tuple[str, ...]:
 
 def test_linux_means_glibc_228_manylinux_and_plain_linux() -> None:
     plats = _plats("linux_x86_64")
-    assert plats[0] == "manylinux_2_28_x86_64"
+    # pip 26's order (packaging >= 26.3): the plain linux tag first, then manylinux, newest first.
+    assert plats[0] == "linux_x86_64"
+    assert plats[1] == "manylinux_2_28_x86_64"
     assert "manylinux_2_29_x86_64" not in plats
     assert {"manylinux2014_x86_64", "manylinux_2_17_x86_64", "manylinux1_x86_64"} <= set(plats)
-    assert plats[-1] == "linux_x86_64"
+    assert plats.count("linux_x86_64") == 1
     assert not any("musllinux" in p or "aarch64" in p for p in plats)
 
 
 def test_glibc_override_and_manylinux_tag() -> None:
-    assert _plats("linux_x86_64", (2, 17))[0] == "manylinux_2_17_x86_64"
-    assert _plats("manylinux_2_31_x86_64")[0] == "manylinux_2_31_x86_64"
-    assert _plats("manylinux2014_aarch64")[0] == "manylinux_2_17_aarch64"
+    assert _plats("linux_x86_64", (2, 17))[1] == "manylinux_2_17_x86_64"
+    assert _plats("manylinux_2_31_x86_64")[1] == "manylinux_2_31_x86_64"
+    assert _plats("manylinux2014_aarch64")[1] == "manylinux_2_17_aarch64"
     # aarch64 manylinux starts at 2.17: there is no manylinux1/2010 for it.
     assert not any(p.startswith(("manylinux1", "manylinux2010")) for p in _plats("linux_aarch64"))
     with pytest.raises(TargetError, match="glibc"):
@@ -114,5 +116,5 @@ def test_macos_target() -> None:
 def test_free_threaded_abi() -> None:
     t = make_target(python="3.13t", platform="manylinux_2_28_x86_64")
     assert t.abi == "cp313t"
-    assert t.tags[0] == Tag("cp313", "cp313t", "manylinux_2_28_x86_64")
+    assert t.tags[1] == Tag("cp313", "cp313t", "manylinux_2_28_x86_64")
     assert Tag("cp313", "cp313", "manylinux_2_28_x86_64") not in t.tag_priority

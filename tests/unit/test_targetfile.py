@@ -11,9 +11,10 @@ import pytest
 from packaging import tags as ptags
 from packaging.markers import Marker, default_environment
 
-from wheelcache import probe_script
+from wheelcache.core.variants import CUDA_DRIVER_MINIMUM, KNOWN_VARIANTS
 from wheelcache.errors import TargetError
-from wheelcache.targetfile import (
+from wheelcache.host import probe_script
+from wheelcache.host.targetfile import (
     CUDA_FULL_SUPPORT,
     TORCH_CUDA_ARCHS,
     GpuInfo,
@@ -24,7 +25,6 @@ from wheelcache.targetfile import (
     parse_target_description,
     read_target_description,
 )
-from wheelcache.variants import CUDA_DRIVER_MINIMUM, KNOWN_VARIANTS
 
 WINDOWS_PY39: dict[str, Any] = {
     "format": "wheelcache-target",

@@ -8,7 +8,7 @@ import zipfile
 
 import pytest
 
-from wheelcache.zipmeta import (
+from wheelcache.core.zipmeta import (
     ZipFormatError,
     find_metadata_entry,
     locate_central_directory,

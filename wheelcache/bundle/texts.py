@@ -1,0 +1,245 @@
+"""The text files of a bundle: requirements files, the install scripts and ``README.txt``.
+
+Values in, text out (no disk), so tests can read them whole.  The scripts use pip alone with
+``--no-index --find-links wheels --require-hashes -r requirements.txt``: nothing else has to be
+installed at the other end, no network is tried, and every file's sha256 is checked.  Extra
+arguments are passed on to pip (``--user``, ``--target DIR``, another ``--find-links``).
+
+Which Python: ``PYTHON`` if set; else an activated environment (``VIRTUAL_ENV``,
+``CONDA_PREFIX``) wins, because the person activated it to install into it; else the target's
+own Python version when the bundle knows it and it is there (``py -3.9``, probed with ``-c
+pass`` first, since the launcher fails for a version it has not registered; ``python3.9``
+elsewhere); else ``python``.
+
+A requirements file can pin one file per project only (pip refuses two lines for one name), so
+it is right for one target.  A bundle whose wheels were fetched for several targets gets one
+``requirements-<variant>-<abi>-<platform>.txt`` per target (the names ``fetch`` uses) and no
+install scripts: a script would have to guess the host; ``README.txt`` gives the pip line.
+
+``install.bat``, ``install.ps1`` and ``README.txt`` have CRLF line endings for Windows tools;
+``install.sh`` has LF (a shell chokes on CR).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Sequence
+
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from wheelcache import __version__
+from wheelcache.core.units import human_size
+from wheelcache.store.catalog import CatalogRow
+
+__all__ = [
+    "REQUIREMENTS",
+    "human_size",
+    "render_install_bat",
+    "render_install_ps1",
+    "render_install_sh",
+    "render_readme",
+    "render_requirements",
+    "requirements_name",
+]
+
+REQUIREMENTS = "requirements.txt"
+_DESCRIPTION = re.compile(r"^(\S+)-(\S+) \((\S+)\)$")  # Target.describe(): cp39-win_amd64 (cu118)
+
+
+def requirements_name(description: str) -> str:
+    """The requirements file of one target in a bundle of several (``fetch``'s names).
+
+    >>> requirements_name("cp39-win_amd64 (cu118)")
+    'requirements-cu118-cp39-win_amd64.txt'
+    >>> requirements_name("odd target/text")
+    'requirements-odd_target_text.txt'
+    """
+    m = _DESCRIPTION.match(description)
+    stem = f"{m.group(3)}-{m.group(1)}-{m.group(2)}" if m else description
+    return f"requirements-{re.sub(r'[^A-Za-z0-9._+-]+', '_', stem).strip('._')}.txt"
+
+
+def render_requirements(rows: Sequence[CatalogRow], filename: str = REQUIREMENTS) -> str:
+    """One line per project (pip refuses two), every file of its newest version hashed."""
+    by_project: dict[str, dict[str, list[CatalogRow]]] = {}
+    for r in rows:
+        by_project.setdefault(canonicalize_name(r.project), {}).setdefault(r.version, []).append(r)
+    lines = [
+        "# Written by wheelcache export. Install with pip alone, no network:",
+        f"#   pip install --no-index --find-links wheels --require-hashes -r {filename}",
+    ]
+    for name in sorted(by_project):
+        versions = sorted(by_project[name], key=_version_key)
+        newest = versions[-1]
+        if len(versions) > 1:
+            lines.append(f"# {name} {', '.join(versions[:-1])}: in wheels/ too, not pinned here")
+        hashes = sorted({r.sha256 for r in by_project[name][newest]})
+        lines.append(f"{name}=={newest}" + "".join(f" \\\n    --hash=sha256:{h}" for h in hashes))
+    return "\n".join(lines) + "\n"
+
+
+def _version_key(version: str) -> tuple[int, Version | None, str]:
+    try:
+        return (1, Version(version), version)
+    except InvalidVersion:
+        return (0, None, version)
+
+
+_PIP_ARGS = "--no-index --find-links {wheels} --require-hashes -r {reqs}"
+
+
+def render_install_sh(py: str | None) -> str:
+    """``install.sh`` (POSIX sh); *py* is the target's ``X.Y`` when known."""
+    first = f"python{py} " if py else ""
+    return f"""#!/bin/sh
+# Install the wheels of this bundle with pip alone: no network, every file's hash checked.
+# Extra arguments go to pip (e.g. --user, --target DIR).  PYTHON=/path/to/python picks the
+# interpreter; else an activated venv or conda environment's python; else the first of
+# {first}python3 python.
+set -e
+here=$(CDPATH= cd -- "$(dirname -- "$0")" && pwd)
+if [ -z "${{PYTHON:-}}" ] && [ -n "${{VIRTUAL_ENV:-}}${{CONDA_PREFIX:-}}" ]; then
+  PYTHON=python
+fi
+if [ -z "${{PYTHON:-}}" ]; then
+  for candidate in {first}python3 python; do
+    if command -v "$candidate" >/dev/null 2>&1; then PYTHON=$candidate; break; fi
+  done
+fi
+exec "${{PYTHON:-python3}}" -m pip install \\
+  {_PIP_ARGS.format(wheels='"$here/wheels"', reqs=f'"$here/{REQUIREMENTS}"')} "$@"
+"""
+
+
+def render_install_bat(py: str | None) -> str:
+    """``install.bat`` for cmd.exe (CRLF)."""
+    pyarg = f"-{py}" if py else "-3"
+    # `py -X.Y -c pass` fails (errorlevel != 0) when the launcher is missing or has no X.Y.
+    text = f"""@echo off
+rem Install the wheels of this bundle with pip alone: no network, every file's hash checked.
+rem Extra arguments go to pip (e.g. --user).  set PYTHON=C:\\path\\to\\python.exe picks the
+rem interpreter; else an activated venv or conda environment's python; else the py launcher
+rem with {pyarg} if it has that Python; else python.
+setlocal
+set "HERE=%~dp0"
+set "PY=%PYTHON%"
+set "PYARGS="
+if not defined PY (
+  if defined VIRTUAL_ENV (
+    set "PY=python"
+  ) else if defined CONDA_PREFIX (
+    set "PY=python"
+  ) else (
+    py {pyarg} -c pass >nul 2>nul && (set "PY=py" & set "PYARGS={pyarg}") || set "PY=python"
+  )
+)
+"%PY%" %PYARGS% -m pip install {
+        _PIP_ARGS.format(wheels='"%HERE%wheels"', reqs=f'"%HERE%{REQUIREMENTS}"')
+    } %*
+exit /b %ERRORLEVEL%
+"""
+    return text.replace("\n", "\r\n")
+
+
+def render_install_ps1(py: str | None) -> str:
+    """``install.ps1`` for PowerShell 2 and newer (CRLF)."""
+    pyarg = f"-{py}" if py else "-3"
+    # `-c pass`, not `-c ""`: Windows PowerShell drops empty arguments to native programs.
+    # The probe runs with errors non-fatal: PowerShell 5 turns a native program's stderr into
+    # a terminating error under 'Stop' once it is redirected.
+    text = f"""# Install the wheels of this bundle with pip alone: no network, every file's hash
+# checked.  Extra arguments go to pip (e.g. --user).  $env:PYTHON picks the interpreter; else
+# an activated venv or conda environment's python; else the py launcher with {pyarg} if it
+# has that Python; else python.  If scripts are blocked:
+#   powershell -ExecutionPolicy Bypass -File install.ps1
+$ErrorActionPreference = 'Stop'
+$here = Split-Path -Parent $MyInvocation.MyCommand.Path
+$py = 'python'; $pyArgs = @()
+if ($env:PYTHON) {{ $py = $env:PYTHON }}
+elseif ($env:VIRTUAL_ENV -or $env:CONDA_PREFIX) {{ $py = 'python' }}
+elseif (Get-Command py -ErrorAction SilentlyContinue) {{
+  $ErrorActionPreference = 'Continue'
+  try {{ & py {pyarg} -c pass 2>$null | Out-Null; $found = ($LASTEXITCODE -eq 0) }}
+  catch {{ $found = $false }}
+  $ErrorActionPreference = 'Stop'
+  if ($found) {{ $py = 'py'; $pyArgs = @('{pyarg}') }}
+}}
+& $py @pyArgs -m pip install {
+        _PIP_ARGS.format(
+            wheels="(Join-Path $here 'wheels')", reqs=f"(Join-Path $here '{REQUIREMENTS}')"
+        )
+    } @args
+exit $LASTEXITCODE
+"""
+    return text.replace("\n", "\r\n")
+
+
+def render_readme(
+    *,
+    targets: Sequence[str],
+    requested: Sequence[str],
+    carried: Sequence[CatalogRow],
+    left_out: Sequence[CatalogRow],
+    per_target: Sequence[tuple[str, str]] = (),
+    unlisted: int = 0,
+) -> str:
+    """A short note for the person at the other end: check, install, share.
+
+    *per_target* holds ``(target, requirements file)`` when the bundle is for several targets
+    (then there are no install scripts); *unlisted* counts wheels in no requirements file.
+    """
+    what = " ".join(requested) or "everything selected"
+    lines = [
+        f"wheelcache bundle, written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by "
+        f"wheelcache {__version__}",
+        f"For:   {', '.join(targets) or 'any target (see manifest.json)'}",
+        f"Holds: {len(carried)} wheels ({human_size(sum(r.size for r in carried))}) for {what}",
+        "",
+        "1. Check the copy (any Python 3.8 or newer; wheelcache is not needed):",
+        "     python verify.py",
+    ]
+    if per_target:
+        lines += [
+            "2. These wheels are for several targets, so there is one requirements file per",
+            "   target and no install script. On each host, with pip alone (no network; every",
+            "   file's sha256 is checked), use the file of that host:",
+            *(f"     {t}: {name}" for t, name in per_target),
+            "     python -m pip install --no-index --find-links wheels --require-hashes -r FILE",
+        ]
+        if unlisted:
+            lines.append(
+                f"   ({unlisted} wheel(s) in wheels/ were recorded for no target and "
+                "are in no file.)"
+            )
+    else:
+        lines += [
+            "2. Install with pip alone (no network; every file's sha256 is checked):",
+            "     Windows:      install.bat",
+            "                   (or: powershell -ExecutionPolicy Bypass -File install.ps1)",
+            "     Linux, macOS: sh install.sh",
+            "   Extra arguments go to pip (--user, --target DIR); set PYTHON to pick the Python.",
+            "   By hand: python -m pip install --no-index --find-links wheels --require-hashes "
+            f"-r {REQUIREMENTS}",
+        ]
+    lines += [
+        "3. With wheelcache on this host: wheelcache import <this folder>, then wheelcache serve",
+        "   shares the wheels on the LAN; simple/ is a package index any web server can host.",
+    ]
+    if left_out:
+        reqs = "FILE" if per_target else REQUIREMENTS
+        lines += [
+            "",
+            f"This is a delta bundle: {len(left_out)} wheel(s) this host already had are not in",
+            "wheels/ (manifest.json lists them). Import the bundle into the cache that has them,",
+            "then install from the cache: pip install --no-index --find-links <cache>/wheels-v1",
+            f"--require-hashes -r {reqs}"
+            + (
+                ""
+                if per_target
+                else " (or: install.bat / sh install.sh --find-links <cache>/wheels-v1)"
+            )
+            + ".",
+        ]
+    return "\r\n".join(lines) + "\r\n"  # CRLF: old Notepad shows LF files as one line

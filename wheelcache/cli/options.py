@@ -1,0 +1,53 @@
+"""Options and parameter types shared by the commands (click lives only in the cli modules)."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from wheelcache.core.units import parse_age, parse_size
+
+__all__ = ["AGE", "SIZE", "Parsed", "cache_dir_option", "command_line"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def command_line(args: list[str]) -> str:
+    """A command as the user's shell wants it quoted (cmd.exe rules on Windows)."""
+    if os.name == "nt":
+        return subprocess.list2cmdline(args)
+    return shlex.join(args)
+
+
+def cache_dir_option(func: F) -> F:
+    """``--cache-dir`` (also ``WHEELCACHE_CACHE_DIR``), the same on every command."""
+    return click.option(
+        "--cache-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        envvar="WHEELCACHE_CACHE_DIR",
+        help="Cache location (default: platformdirs).",
+    )(func)
+
+
+class Parsed(click.ParamType):  # type: ignore[type-arg]
+    """A click type from a parser that raises ``ValueError`` (sizes, ages)."""
+
+    def __init__(self, name: str, parse: Callable[[str], Any]) -> None:
+        self.name = name
+        self._parse = parse
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            return self._parse(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+SIZE = Parsed("size", parse_size)
+AGE = Parsed("age", parse_age)

@@ -1,0 +1,203 @@
+"""Commands of the serve family (``serve``, ``index``); registered by :mod:`wheelcache.cli.main`.
+
+Thin, as every command: parse options, build a :class:`~wheelcache.serve.publish.CacheView`, call
+the server or the exporter, print what the user types next.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from packaging.version import Version
+
+from wheelcache.cli.options import cache_dir_option, command_line
+from wheelcache.config import default_cache_dir
+from wheelcache.core.variants import is_torch_family
+from wheelcache.errors import WheelcacheError
+from wheelcache.serve.publish import (
+    CacheView,
+    Pin,
+    PublishedFile,
+    Selection,
+    read_requirements_file,
+)
+from wheelcache.serve.server import IndexServer
+from wheelcache.serve.static_index import SNIPPET_NAME, write_static_index
+from wheelcache.store.cache import Cache
+
+__all__ = ["install_lines", "register"]
+
+log = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+_WILDCARD_HOSTS = ("", "0.0.0.0", "::")
+_LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+
+
+def _common_options(func: F) -> F:
+    func = click.option(
+        "--project",
+        "projects",
+        metavar="NAME",
+        multiple=True,
+        help="Publish only this project (repeatable).",
+    )(func)
+    func = click.option(
+        "-r",
+        "--requirements",
+        "requirement_files",
+        metavar="FILE",
+        multiple=True,
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Publish only what this requirements file pins (e.g. one `fetch` wrote).",
+    )(func)
+    return cache_dir_option(func)
+
+
+def _view(cache_dir: Path | None, files: tuple[Path, ...], projects: tuple[str, ...]) -> CacheView:
+    pins: tuple[Pin, ...] = ()
+    for f in files:
+        pins += read_requirements_file(f)
+    view = CacheView(Cache(cache_dir or default_cache_dir()), Selection.of(projects, pins))
+    view.check_selection()
+    return view
+
+
+def _torch_variants(files: Iterable[PublishedFile]) -> set[str]:
+    """The local versions (``cu121``, ``cpu`` …) of the torch-family wheels published."""
+    out = set()
+    for f in files:
+        if is_torch_family(f.entry.project):
+            local = Version(f.entry.version).local
+            out.add(local or "plain")
+    return out
+
+
+def install_lines(
+    url_host: str, port: int, requirement_files: tuple[Path, ...], projects: tuple[str, ...]
+) -> list[str]:
+    """The ``pip`` and ``uv`` command lines a client on the LAN types, for *url_host*.
+
+    pip refuses plain-HTTP indexes on hosts other than localhost unless told to trust them.
+
+    >>> install_lines("127.0.0.1", 8000, (), ("torch",))[0]
+    'pip install --index-url http://127.0.0.1:8000/simple/ torch'
+    >>> install_lines("gpu-box", 8000, (), ())[0]
+    'pip install --index-url http://gpu-box:8000/simple/ --trusted-host gpu-box PACKAGE'
+    """
+    host = f"[{url_host}]" if ":" in url_host else url_host
+    index = f"http://{host}:{port}/simple/"
+    trusted = [] if url_host in _LOOPBACK_HOSTS else ["--trusted-host", url_host]
+    if requirement_files:
+        what = [a for f in requirement_files for a in ("-r", str(f))]
+    else:
+        what = list(projects) or ["PACKAGE"]
+    pip = ["pip", "install", "--index-url", index, *trusted, *what]
+    uv = ["uv", "pip", "install", "--index-url", index, *what]
+    return [command_line(pip), command_line(uv)]
+
+
+@click.command("serve")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    envvar="WHEELCACHE_HOST",
+    help="Address to listen on; 0.0.0.0 for the whole LAN.",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8000,
+    show_default=True,
+    envvar="WHEELCACHE_PORT",
+    help="TCP port; 0 picks a free one.",
+)
+@_common_options
+def serve_command(
+    host: str,
+    port: int,
+    cache_dir: Path | None,
+    requirement_files: tuple[Path, ...],
+    projects: tuple[str, ...],
+) -> None:
+    """Serve the cache as a simple index (PEP 503 HTML + PEP 691 JSON) for pip and uv."""
+    view = _view(cache_dir, requirement_files, projects)
+    try:
+        server = IndexServer((host, port), view)
+    except OSError as exc:
+        raise WheelcacheError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    # One access line per request: shown without -v, unlike the rest of the library's INFO.
+    access = logging.getLogger("wheelcache.serve.server")
+    if access.getEffectiveLevel() > logging.INFO:
+        access.setLevel(logging.INFO)
+    snap = view.snapshot()
+    mixed = _torch_variants(snap.files.values())
+    if len(mixed) > 1:
+        log.warning(
+            "this selection holds torch builds of several variants (%s): pip may mix them; "
+            "serve one with --requirements FILE (a requirements-*.txt that fetch wrote)",
+            ", ".join(sorted(mixed)),
+        )
+    url_host = socket.gethostname() if host in _WILDCARD_HOSTS else host
+    click.echo(
+        f"Serving {len(snap.files)} wheels of {len(snap.projects)} projects from "
+        f"{view.cache.root} at {server.url}/simple/ (Ctrl-C stops)"
+    )
+    click.echo("Install with:")
+    for line in install_lines(url_host, server.port, requirement_files, projects):
+        click.echo(f"  {line}")
+    try:
+        server.serve_forever(poll_interval=0.5)
+    except KeyboardInterrupt:
+        # Let answers in flight finish (and log) for a moment; big downloads are resumable.
+        server.wait_idle(timeout=3)
+        click.echo("stopped", err=True)
+    finally:
+        server.server_close()
+
+
+@click.command("index")
+@click.argument("outdir", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--base-url",
+    metavar="URL",
+    help="Where OUTDIR will be hosted; file links become absolute under it.",
+)
+@_common_options
+def index_command(
+    outdir: Path,
+    base_url: str | None,
+    cache_dir: Path | None,
+    requirement_files: tuple[Path, ...],
+    projects: tuple[str, ...],
+) -> None:
+    """Write a static simple index of the cache (pages, wheels, nginx snippet) to OUTDIR."""
+    view = _view(cache_dir, requirement_files, projects)
+    result = write_static_index(view.snapshot(), outdir, base_url=base_url)
+    click.echo(
+        f"Wrote {result.files} wheels of {result.projects} projects to {result.outdir} "
+        f"({result.linked} hard links, {result.copied} copies, {result.removed} stale files "
+        "removed)."
+    )
+    click.echo("Host it with nginx (PEP 691 JSON + HTML):")
+    click.echo(f"  include {result.outdir / SNIPPET_NAME};   # in the http {{}} block")
+    click.echo("or with any static web server (HTML pages), e.g.:")
+    click.echo(
+        "  "
+        + command_line(["python", "-m", "http.server", "--directory", str(result.outdir), "8000"])
+    )
+    click.echo("and install with:")
+    index = (base_url.rstrip("/") + "/simple/") if base_url else "http://HOST:8000/simple/"
+    click.echo(f"  pip install --index-url {index} PACKAGE")
+
+
+def register(group: click.Group) -> None:
+    """Add ``serve`` and ``index`` to *group*."""
+    group.add_command(serve_command)
+    group.add_command(index_command)

@@ -1,0 +1,125 @@
+"""Where things live in the cache: pure path arithmetic, no disk access.
+
+```
+<cache>/CACHEDIR.TAG, .gitignore
+<cache>/blobs-v1/ab/cd/<blake3>      immutable, written only by os.replace after verification
+<cache>/partial-v1/<key>.part/.json  resumable downloads
+<cache>/wheels-v1/<filename>         real filenames (hard links, else copies)
+<cache>/pages-v1/…                   index pages and .metadata files
+<cache>/tmp-v1/                      temp files (same filesystem, so renames are atomic)
+<cache>/catalog-v1.sqlite            sha256 ↔ blake3, filename, project, version, origin
+```
+
+A format change bumps a suffix; nothing is rewritten in place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import PurePath
+from typing import TypeVar
+
+from wheelcache.core.models import Blake3
+
+__all__ = ["CACHEDIR_TAG", "CacheLayout", "safe_filename", "url_key"]
+
+P = TypeVar("P", bound=PurePath)
+
+CACHEDIR_TAG = (
+    "Signature: 8a477f597d28d172789f06886806bc55\n"
+    "# This file is a cache directory tag created by wheelcache.\n"
+    "# For information about cache directory tags see https://bford.info/cachedir/\n"
+)
+
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+!-]*$")
+
+
+def safe_filename(name: str) -> str:
+    """Return *name* if it is a plain file name, else raise ``ValueError``.
+
+    Index pages are untrusted: a "filename" must never carry a directory part.
+
+    >>> safe_filename("torch-2.4.0+cu118-cp39-cp39-win_amd64.whl")
+    'torch-2.4.0+cu118-cp39-cp39-win_amd64.whl'
+    >>> safe_filename("../evil.whl")
+    Traceback (most recent call last):
+    ...
+    ValueError: unsafe file name '../evil.whl'
+    """
+    if not _SAFE_NAME.match(name) or ".." in name or len(name) > 255:
+        raise ValueError(f"unsafe file name {name!r}")
+    return name
+
+
+def url_key(url: str) -> str:
+    """A stable file-name key for a URL (sha256 of it, hex).
+
+    >>> url_key("https://h.invalid/a")[:12]
+    '88dfaf316682'
+    """
+    return hashlib.sha256(url.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class CacheLayout:
+    """Paths inside one cache root (works with any ``PurePath`` flavour)."""
+
+    root: PurePath
+
+    @property
+    def blobs(self) -> PurePath:
+        return self.root / "blobs-v1"
+
+    @property
+    def partial(self) -> PurePath:
+        return self.root / "partial-v1"
+
+    @property
+    def wheels(self) -> PurePath:
+        return self.root / "wheels-v1"
+
+    @property
+    def pages(self) -> PurePath:
+        return self.root / "pages-v1"
+
+    @property
+    def tmp(self) -> PurePath:
+        return self.root / "tmp-v1"
+
+    @property
+    def locks(self) -> PurePath:
+        return self.root / "locks-v1"
+
+    @property
+    def catalog(self) -> PurePath:
+        return self.root / "catalog-v1.sqlite"
+
+    def blob(self, digest: Blake3) -> PurePath:
+        """``blobs-v1/ab/cd/<blake3>``: two fan-out levels keep directories small."""
+        if not re.fullmatch(r"[0-9a-f]{64}", digest):
+            raise ValueError(f"not a blake3 hex digest: {digest!r}")
+        return self.blobs / digest[:2] / digest[2:4] / digest
+
+    def wheel(self, filename: str) -> PurePath:
+        return self.wheels / safe_filename(filename)
+
+    def partial_files(self, key: str) -> tuple[PurePath, PurePath]:
+        """(data, state) of a resumable download named by *key* (a sha256 or URL key)."""
+        return self.partial / f"{key}.part", self.partial / f"{key}.json"
+
+    def page(self, url: str) -> tuple[PurePath, PurePath]:
+        """(body, headers) of a cached index page."""
+        k = url_key(url)
+        return self.pages / "simple" / k[:2] / f"{k}.body", self.pages / "simple" / k[:2] / (
+            f"{k}.json"
+        )
+
+    def metadata(self, url: str) -> PurePath:
+        """A wheel's METADATA, keyed by the wheel's URL (immutable once fetched)."""
+        k = url_key(url)
+        return self.pages / "metadata" / k[:2] / f"{k}.metadata"
+
+    def lock(self, key: str) -> PurePath:
+        return self.locks / f"{key}.lock"

@@ -1,0 +1,132 @@
+"""PyTorch build variants (cpu, cu118, rocm6.1 …), the torch family and the driver table.
+
+The PyTorch index publishes one tree per variant (``…/whl/cu118/``); a variant's wheels carry it
+as their local version (``torch-2.4.0+cu118-…``).  Everything here is data plus parsing.
+"""
+
+from __future__ import annotations
+
+import re
+
+from packaging.utils import NormalizedName, canonicalize_name
+
+from wheelcache.errors import TargetError
+
+__all__ = [
+    "CUDA_DRIVER_MINIMUM",
+    "DEFAULT_TORCH_INDEX",
+    "KNOWN_VARIANTS",
+    "TORCH_FAMILY",
+    "is_torch_family",
+    "parse_cuda",
+    "parse_variant",
+    "torch_index_for",
+]
+
+DEFAULT_TORCH_INDEX = "https://download.pytorch.org/whl/{variant}"
+
+#: Projects that come from the PyTorch index and must match one another.
+TORCH_FAMILY: tuple[NormalizedName, ...] = (
+    canonicalize_name("torch"),
+    canonicalize_name("torchvision"),
+    canonicalize_name("torchaudio"),
+)
+
+#: Variants the PyTorch index has published (newest CUDA last).  New ones that follow the
+#: naming scheme are still accepted by :func:`parse_variant`.
+KNOWN_VARIANTS: tuple[str, ...] = (
+    "cpu",
+    "cu92",
+    "cu101",
+    "cu102",
+    "cu110",
+    "cu111",
+    "cu113",
+    "cu115",
+    "cu116",
+    "cu117",
+    "cu118",
+    "cu121",
+    "cu124",
+    "cu126",
+    "cu128",
+    "cu129",
+    "cu130",
+    "rocm5.7",
+    "rocm6.0",
+    "rocm6.1",
+    "rocm6.2",
+    "rocm6.2.4",
+    "rocm6.3",
+    "rocm6.4",
+    "xpu",
+)
+
+#: Minimum NVIDIA driver per CUDA major version: (Linux, Windows).
+CUDA_DRIVER_MINIMUM: dict[int, tuple[str, str]] = {
+    11: ("450.80.02", "452.39"),
+    12: ("525.60.13", "528.33"),
+    13: ("580", "580"),
+}
+
+_CUDA_RE = re.compile(r"^(?:cu|cuda)?(\d+)(?:\.(\d+))?$", re.IGNORECASE)
+_VARIANT_RE = re.compile(r"^(cpu|xpu|cu\d{2,4}|rocm\d+(?:\.\d+){1,2})$")
+
+
+def is_torch_family(name: str) -> bool:
+    """True for torch, torchvision and torchaudio (any spelling)."""
+    return canonicalize_name(name) in TORCH_FAMILY
+
+
+def _known_cuda() -> str:
+    return ", ".join(v for v in KNOWN_VARIANTS if v.startswith("cu"))
+
+
+def parse_cuda(value: str) -> str:
+    """Turn ``118``, ``11.8``, ``cu118`` or ``cuda11.8`` into the variant name ``cu118``.
+
+    >>> [parse_cuda(v) for v in ("118", "11.8", "cu118", "12.1", "CU124")]
+    ['cu118', 'cu118', 'cu118', 'cu121', 'cu124']
+    """
+    m = _CUDA_RE.match(value.strip())
+    if not m:
+        raise TargetError(f"--cuda {value!r} is not a CUDA version; known: {_known_cuda()}")
+    major, minor = m.group(1), m.group(2)
+    if minor is not None:
+        digits = major + minor
+    else:
+        digits = major
+    variant = f"cu{digits}"
+    if variant not in KNOWN_VARIANTS:
+        raise TargetError(
+            f"--cuda {value!r} (= {variant}) is not a PyTorch CUDA variant; known: {_known_cuda()}"
+        )
+    return variant
+
+
+def parse_variant(value: str) -> str:
+    """Validate a ``--variant`` name: a known one, or a new one of the same form.
+
+    >>> parse_variant("rocm6.1"), parse_variant("cu999")
+    ('rocm6.1', 'cu999')
+    """
+    v = value.strip().lower()
+    if v in KNOWN_VARIANTS or _VARIANT_RE.match(v):
+        return v
+    raise TargetError(f"{value!r} is not a PyTorch variant; known: {', '.join(KNOWN_VARIANTS)}")
+
+
+def torch_index_for(template: str, variant: str) -> tuple[str, bool]:
+    """Return the PyTorch index URL for *variant* and whether it is a per-variant index.
+
+    ``{variant}`` in the template is replaced; without it the URL is used as it is and wheels
+    are not filtered by their local version.
+
+    >>> torch_index_for("https://example.invalid/whl/{variant}", "cu118")
+    ('https://example.invalid/whl/cu118', True)
+    >>> torch_index_for("https://example.invalid/simple", "cu118")
+    ('https://example.invalid/simple', False)
+    """
+    if "{variant}" in template:
+        return template.replace("{variant}", variant).rstrip("/"), True
+    return template.rstrip("/"), False

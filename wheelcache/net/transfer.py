@@ -1,0 +1,732 @@
+"""One file's transfer: byte-range segments over several connections, resumable, hashed.
+
+A transfer of a file of unknown size starts with one connection asking for the first MiB; if
+the server answers 206 and the file is above the split size, the rest is planned into bounded
+segments for more connections (a known size is planned at once).  An idle connection *steals*
+from a segment that would take long: the share that makes both finish together, so a slow
+connection or a slow mirror never keeps the last megabytes to itself.  A server that answers
+200 gets one plain stream.
+
+Every segment is ``[start, pos, end)``; the list is saved every 50 ms and, with the list as of
+the last fsync of the data, every 2 s, so a killed process resumes each segment where it stood
+and a rebooted machine where the disk surely has it.  A hasher thread follows the
+contiguous prefix and feeds sha256 and blake3 from the page cache while the network is still
+busy, so the digests are ready moments after the last byte (measured against inline hashing in
+``scripts/bench_download.py``).
+
+Faults handled here, each as a retry of that segment on a new connection (with backoff and
+``Retry-After``) or, when the partial cannot be trusted, a :class:`Restart` of the whole file:
+dropped connections, stalls (no progress for ``stall_seconds``), short bodies, 429/5xx, 200
+instead of 206, a ``Content-Range`` with the wrong start or total, and a changed ETag.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from blake3 import blake3
+
+from wheelcache.core.partial import ALIGN, PartialState, Segment, plan
+from wheelcache.core.progress import Reporter
+from wheelcache.errors import CacheError, DownloadError, WheelcacheError
+from wheelcache.net.client import NOT_RETRYABLE, RETRY_STATUS, Http, retry_delay
+from wheelcache.store.cache import describe_os_error
+
+__all__ = ["HostLimiter", "Restart", "Transfer", "TransferSettings"]
+
+log = logging.getLogger(__name__)
+
+READ_BLOCK = 1024 * 1024
+
+
+def boot_marker() -> str:
+    """Which boot of this machine we are in: Linux's boot id, elsewhere the boot time.
+
+    The time form (``t<seconds>``) shifts with clock corrections and sleep, so
+    :func:`~wheelcache.core.partial.same_boot` allows for
+    that; a false "another boot" only costs the bytes of the
+    last two seconds before the fsync.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as fh:
+                return fh.read().strip()
+        except OSError:
+            pass
+    return f"t{int(time.time() - time.monotonic())}"
+
+
+@dataclass(frozen=True, slots=True)
+class TransferSettings:
+    connections: int = 8  # per file
+    split_size: int = 16 * 1024 * 1024  # files at least this big are split
+    min_segment: int = 256 * 1024  # never split a segment into pieces smaller than this
+    stall_seconds: float = 10.0  # a connection with no progress for this long is replaced
+    #: Of a file of unknown size, the first request asks for this much: small files come in
+    #: one request, and a big one is planned into segments after the first answer.
+    probe_size: int = 1024 * 1024
+    #: The segment list is saved this often (a killed process loses at most this much time
+    #: of transfer) and the data fsynced every ``fsync_seconds`` (a power loss can cost more,
+    #: but the final sha256 check catches it and the file is fetched again).
+    save_seconds: float = 0.05
+    fsync_seconds: float = 2.0
+    #: An idle connection takes half of another's segment only when that one would need
+    #: longer than this to finish: stealing from a fast connection wastes its in-flight bytes.
+    steal_seconds: float = 2.0
+    #: Hash the prefix while downloading (True) or in one pass after the last byte (False);
+    #: scripts/bench_download.py measures both.
+    hash_during: bool = True
+
+
+class Restart(Exception):
+    """The partial cannot be trusted; the caller starts the file again from byte 0."""
+
+
+class _Abandon(Exception):
+    """This connection's segment no longer exists (another took the whole body)."""
+
+
+class _DropSource(Exception):
+    """This source misbehaves for this file; others may still serve it."""
+
+
+@dataclass
+class _Source:
+    """One URL the bytes can come from (the index's, a CDN fallback, a mirror)."""
+
+    url: str
+    etag: str | None = None
+    last_modified: str | None = None
+    alive: bool = True
+    standby: bool = False  # a fallback, used only once every other source has failed
+    got: int = 0
+    seconds: float = 0.0
+    dropped_because: str | None = None
+
+    def rate(self, segments: Sequence[Segment], now: float) -> float | None:
+        """Bytes per second per connection, counting requests still running."""
+        got, seconds = self.got, self.seconds
+        for s in segments:
+            if s.active and s.src is self and s.t0:
+                got += s.pos - s.p0
+                seconds += now - s.t0
+        if seconds < 0.5 and got < 256 * 1024:
+            return None  # too little to judge yet
+        return got / max(seconds, 1e-3)
+
+
+class _Retry(Exception):
+    def __init__(self, reason: str, retry_after: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+class HostLimiter:
+    """Caps the connections to one host across all files of a run."""
+
+    def __init__(self, per_host: int) -> None:
+        self.per_host = per_host
+        self._sems: dict[str, threading.BoundedSemaphore] = {}
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def slot(self, url: str) -> Iterator[None]:
+        host = urlsplit(url).netloc
+        with self._lock:
+            sem = self._sems.setdefault(host, threading.BoundedSemaphore(self.per_host))
+        with sem:
+            yield
+
+
+class Transfer:
+    """Runs one file's segments to completion; returns ``(sha256, blake3, size)``."""
+
+    def __init__(
+        self,
+        http: Http,
+        state: PartialState,
+        part: Path,
+        *,
+        settings: TransferSettings,
+        limiter: HostLimiter,
+        reporter: Reporter,
+        cancel: threading.Event,
+        save: Any,  # Callable[[PartialState], None]
+        count: Any,  # Callable[[int], None]: bytes received, for the run's total
+        mirrors: Sequence[str] = (),
+        fallbacks: Sequence[str] = (),
+    ) -> None:
+        self.http = http
+        self.st = state
+        # Sources: the state's URL first (its validators were saved with it), then the
+        # others; segments are spread over the healthy ones and a failing one is dropped.
+        # Fallbacks (a CDN file's path on the index's own host) wait until all have failed.
+        self.sources = [_Source(state.url, state.etag, state.last_modified)] + [
+            _Source(u) for u in dict.fromkeys(mirrors) if u != state.url
+        ]
+        self.sources += [
+            _Source(u, alive=False, standby=True)
+            for u in dict.fromkeys(fallbacks)
+            if all(u != src.url for src in self.sources)
+        ]
+        self._boot = boot_marker()
+        self._synced = state.synced
+        self._turn = 0
+        self.part = part
+        self.settings = settings
+        self.limiter = limiter
+        self.reporter = reporter
+        self.cancel = cancel
+        self._save = save
+        self._count = count
+        self._lock = threading.Lock()
+        self._progress = threading.Condition(self._lock)
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._workers: list[threading.Thread] = []
+        self._ranges: bool | None = True if state.done else None
+        self._announced = False
+        self._hashed = 0
+        self._sha = hashlib.sha256()
+        self._b3 = blake3(max_threads=blake3.AUTO)
+        if not self.st.segments:
+            if self.st.size is not None and self.st.size >= settings.split_size:
+                self.st.segments = plan(0, self.st.size, settings.connections)
+                self._ranges = None  # still unproven: the first answer decides
+            else:
+                self.st.segments = [Segment(0, 0, self.st.size)]
+
+    # -- driver ---------------------------------------------------------------------------
+    def run(self) -> tuple[str, str, int]:
+        if not self.st.done:
+            self.part.write_bytes(b"")  # stale bytes of an unknown earlier attempt must go
+        hasher = threading.Thread(target=self._hash_loop, name="wheelcache-hash", daemon=True)
+        hasher.start()
+        n = 1
+        if self._ranges:  # resuming: ranges are known to work
+            resumable = sum(1 for s in self.st.segments if not s.complete)
+            big = (self.st.size or 0) >= self.settings.split_size
+            n = self.settings.connections if big else max(1, resumable)
+        self._spawn(n)
+        if (self.st.size or 0) >= self.settings.split_size:
+            # Reserve the state file while there is room: a disk that fills up later can
+            # still record how far a big download got (see Downloader._save_state).
+            self._checkpoint(sync=True)
+        synced = time.monotonic()
+        try:
+            while True:
+                with self._lock:
+                    alive = [t for t in self._workers if t.is_alive()]
+                if not alive:
+                    break
+                alive[0].join(self.settings.save_seconds)
+                sync = time.monotonic() - synced >= self.settings.fsync_seconds
+                self._checkpoint(sync=sync)
+                synced = time.monotonic() if sync else synced
+                if self.cancel.is_set():
+                    self._fail(DownloadError(self.st.url, "cancelled"))
+        finally:
+            self._stop.set()
+            for t in list(self._workers):
+                t.join()
+            if self._error is not None or self._unfinished():
+                self._checkpoint(sync=True)  # keep what we have for the next run
+            with self._progress:
+                self._progress.notify_all()
+            hasher.join()
+        if self._error is not None:
+            raise self._error
+        size = self.st.size if self.st.size is not None else self.st.segments[-1].pos
+        if self._hashed != size:
+            raise Restart(f"the partial is inconsistent (hashed {self._hashed} of {size} bytes)")
+        return self._sha.hexdigest(), self._b3.hexdigest(), size
+
+    def _checkpoint(self, *, sync: bool) -> None:
+        """Save the segment list; with *sync*, fsync the data first.
+
+        Workers write unbuffered, so every byte a segment counts is in the OS: a killed
+        process loses nothing it counted.  Only a power loss between two syncs can leave
+        counted bytes unwritten, and the sha256 check at the end catches that.
+        """
+        with self._lock:
+            current = [Segment(s.start, s.pos, s.end) for s in self.st.segments]
+            snapshot = PartialState(
+                self.st.url,
+                self.st.filename,
+                self.st.sha256,
+                self.st.size,
+                self.st.etag,
+                self.st.last_modified,
+                current,
+                self._synced,
+                self._boot,
+            )
+        if sync:
+            try:
+                fd = os.open(self.part, os.O_RDWR | getattr(os, "O_BINARY", 0))
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            except OSError as exc:
+                log.debug("fsync of %s failed: %s", self.part, exc)
+                return
+            # Everything in this snapshot is now on the disk: after a reboot, resume from it.
+            self._synced = snapshot.synced = current
+        try:
+            self._save(snapshot, durable=sync)
+        except WheelcacheError as exc:  # disk full while saving state: keep going, report once
+            self._fail(exc)
+
+    def _unfinished(self) -> bool:
+        with self._lock:
+            return not all(s.complete for s in self.st.segments)
+
+    def _fail(self, exc: BaseException) -> None:
+        with self._lock:
+            if self._error is None:
+                self._error = exc
+        self._stop.set()
+
+    def _spawn(self, n: int) -> None:
+        with self._lock:
+            for _ in range(n):
+                t = threading.Thread(target=self._worker, name="wheelcache-seg", daemon=True)
+                self._workers.append(t)
+                t.start()
+
+    # -- segment scheduling -----------------------------------------------------------------
+    def _next_segment(self) -> Segment | None:
+        with self._lock:
+            for s in self.st.segments:
+                if not s.active and not s.complete:
+                    s.active = True
+                    return s
+            if not self._ranges or self.st.size is None:
+                return None
+            now = time.monotonic()
+            busy = sorted(
+                (
+                    s
+                    for s in self.st.segments
+                    if s.active
+                    and s.left >= 2 * ALIGN
+                    and s.seconds_left(now) > self.settings.steal_seconds
+                ),
+                key=lambda s: s.seconds_left(now),
+                reverse=True,
+            )
+            for victim in busy:
+                assert victim.end is not None
+                keep = self._kept_by_victim(victim, now)
+                if victim.left < 2 * self.settings.min_segment and 2 * keep >= victim.left:
+                    continue  # similar speeds: a small segment is not worth a new request
+                mid = victim.pos + keep
+                mid -= mid % ALIGN
+                if victim.pos < mid < victim.end:
+                    break
+            else:
+                return None
+            new = Segment(mid, mid, victim.end, active=True)
+            victim.end = mid
+            self.st.segments.append(new)
+            self.st.segments.sort(key=lambda s: s.start)
+            return new
+
+    def _kept_by_victim(self, victim: Segment, now: float) -> int:
+        """How much of its segment a victim keeps: the share that makes both finish together.
+
+        Equal speeds split in half; a victim on a source ten times slower than the best keeps
+        a tenth, so a slow mirror gives most of its work away.
+        """
+        elapsed = now - victim.t0
+        victim_rate = (victim.pos - victim.p0) / elapsed if elapsed > 0 else 0.0
+        rates = [src.rate(self.st.segments, now) for src in self.sources if src.alive]
+        thief_rate = max([*(r for r in rates if r is not None), victim_rate])
+        if victim_rate <= 0 or thief_rate <= 0:
+            share = 0.5 if victim_rate > 0 else 0.0
+        else:
+            share = victim_rate / (victim_rate + thief_rate)
+        return max(ALIGN, int(victim.left * share))
+
+    def _may_steal_later(self) -> bool:
+        with self._lock:
+            return bool(self._ranges) and any(
+                s.active and s.left >= 2 * self.settings.min_segment for s in self.st.segments
+            )
+
+    def _worker(self) -> None:
+        try:
+            while not self._stop.is_set():
+                seg = self._next_segment()
+                if seg is None:
+                    if self._may_steal_later():  # a connection may still turn slow
+                        self._stop.wait(0.25)
+                        continue
+                    return
+                try:
+                    self._run_segment(seg)
+                finally:
+                    with self._lock:
+                        seg.active = False
+        except BaseException as exc:  # any failure stops the whole transfer
+            self._fail(exc)
+
+    def _pick_source(self) -> _Source | None:
+        """A healthy source, turn by turn among those at least half as fast as the best."""
+        with self._lock:
+            alive = [src for src in self.sources if src.alive]
+            if not alive:
+                return None
+            now = time.monotonic()
+            rates = [(src, src.rate(self.st.segments, now)) for src in alive]
+            best = max((r for _, r in rates if r is not None), default=None)
+            fast = [src for src, r in rates if best is None or r is None or r >= best / 2]
+            pick = fast[self._turn % len(fast)]  # the first source (a mirror) goes first
+            self._turn += 1
+            return pick
+
+    def _drop(self, src: _Source, why: str) -> bool:
+        """Drop *src* for this file if another source is left (waking a fallback when none
+        is); False when it was the last."""
+        with self._lock:
+            if not src.alive:
+                return True  # another worker already dropped it
+            others = [o for o in self.sources if o.alive and o is not src]
+            if not others:
+                others = [o for o in self.sources if o.standby]
+                for o in others:
+                    o.alive, o.standby = True, False
+            if not others:
+                return False
+            src.alive, src.dropped_because = False, why
+        log.warning(
+            "%s: dropping %s for this file (%s); trying %s",
+            self.st.filename,
+            src.url,
+            why,
+            ", ".join(o.url for o in others),
+        )
+        return True
+
+    def _earlier_failures(self) -> str:
+        with self._lock:
+            gone = [f"{s.url}: {s.dropped_because}" for s in self.sources if s.dropped_because]
+        return f" (earlier: {'; '.join(gone)})" if gone else ""
+
+    def _run_segment(self, seg: Segment) -> None:
+        failures = 0
+        src = self._pick_source()
+        while src is not None and not seg.complete and not self._stop.is_set():
+            before = seg.pos
+            try:
+                ended = self._request(seg, src)
+                if seg.end is None and ended:  # a body of unknown size ended: that is the end
+                    with self._lock:
+                        seg.end = seg.pos
+                        self.st.size = seg.pos
+                    return
+            except _Abandon:
+                return
+            except (_DropSource, Restart, DownloadError) as exc:
+                if isinstance(exc, Restart) and src is self.sources[0]:
+                    raise
+                if not self._drop(src, getattr(exc, "reason", str(exc))):
+                    if isinstance(exc, DownloadError) and not isinstance(exc, Restart):
+                        raise DownloadError(exc.url, exc.reason + self._earlier_failures()) from exc
+                    raise
+                failures, src = 0, self._pick_source()
+                continue
+            except _Retry as exc:
+                failures = 0 if seg.pos > before else failures + 1
+                if failures > self.http.settings.retries:
+                    if self._drop(src, exc.reason):
+                        failures, src = 0, self._pick_source()
+                        continue
+                    raise DownloadError(
+                        src.url,
+                        f"{exc.reason} (gave up after {failures} attempts without progress; "
+                        f"{self.st.done} bytes kept, run again to resume)"
+                        + self._earlier_failures(),
+                    ) from exc
+                delay = retry_delay(max(1, failures), exc.retry_after, self.http.settings)
+                log.warning(
+                    "%s: %s at byte %d; retrying in %.1fs",
+                    self.st.filename,
+                    exc.reason,
+                    seg.pos,
+                    delay,
+                )
+                if self._stop.wait(delay):
+                    return
+
+    # -- one request ----------------------------------------------------------------------
+    def _headers(self, seg: Segment, src: _Source) -> tuple[dict[str, str], int]:
+        """Request headers and the end (exclusive) of the range asked for.
+
+        Of unknown size, ask for ``probe_size`` first: a big file is then planned into bounded
+        segments instead of cutting one open-ended request short (its in-flight bytes would
+        be wasted).
+        """
+        asked = seg.end if seg.end is not None else seg.pos + self.settings.probe_size
+        headers = {"Accept-Encoding": "identity", "Range": f"bytes={seg.pos}-{asked - 1}"}
+        # If-Range needs a strong validator (RFC 9110 13.1.5): a weak ETag would make a
+        # conforming server answer 200.  The sha256 check guards the bytes either way.
+        strong = src.etag if src.etag and not src.etag.startswith("W/") else None
+        validator = strong or src.last_modified
+        if validator:
+            headers["If-Range"] = validator
+        return headers, asked
+
+    def _request(self, seg: Segment, src: _Source) -> bool:
+        """One request for *seg*; True when its body ended the file (whole-file 200, a short
+        206 of unknown total, or 416 at the end)."""
+        start = time.monotonic()
+        with self._lock:
+            seg.t0, seg.p0, seg.src = start, seg.pos, src
+        headers, asked = self._headers(seg, src)
+        try:
+            with (
+                self.limiter.slot(src.url),
+                self.http.stream(src.url, headers, read_timeout=self.settings.stall_seconds) as r,
+            ):
+                whole = self._check_response(seg, r, asked, src)
+                if whole is None:
+                    return True  # 416: nothing more to read
+                if whole:
+                    asked = seg.end if seg.end is not None else 1 << 62
+                try:
+                    short = self._receive(seg, r, asked)
+                    return whole or short
+                finally:
+                    with self._lock:
+                        src.got += seg.pos - seg.p0
+                        src.seconds += time.monotonic() - start
+                        seg.src = None
+        except httpx.TimeoutException as exc:
+            raise _Retry("stalled (no data)") from exc
+        except NOT_RETRYABLE as exc:
+            raise DownloadError(src.url, f"{type(exc).__name__}: {exc}") from exc
+        except httpx.TransportError as exc:
+            raise _Retry(_transport_reason(exc)) from exc
+
+    def _check_response(
+        self, seg: Segment, r: httpx.Response, asked: int, src: _Source
+    ) -> bool | None:
+        """Validate the answer: True for the whole file (200), False for the range asked,
+        None for 416 at the end of the file."""
+        status = r.status_code
+        if status in RETRY_STATUS:
+            raise _Retry(f"HTTP {status}", r.headers.get("Retry-After"))
+        etag = r.headers.get("ETag")
+        if status == 200:
+            with self._lock:
+                if seg not in self.st.segments or self._ranges is False:
+                    raise _Abandon  # another connection already took the whole body
+                if self.st.done or self._ranges:
+                    raise Restart(
+                        "the server sent the whole file instead of the range asked "
+                        "for (it ignores Range, or the file changed)"
+                    )
+                # Nothing downloaded yet and ranges unproven: take this body as the file.
+                self._ranges = False
+                length = r.headers.get("Content-Length")
+                total = int(length) if length and length.isdigit() else None
+                seg.start = seg.pos = 0
+                seg.end = total
+                self.st.segments = [seg]
+                if total is not None:
+                    self.st.size = total
+                self._accept_validators(etag, r, src)
+            self._announce()
+            return True
+        if status == 416 and (seg.end is None or seg.pos >= seg.end):
+            return None
+        if status != 206:
+            raise DownloadError(src.url, f"HTTP {status}")
+        start, total = _content_range(r.headers.get("Content-Range", ""))
+        if start != seg.pos:
+            raise Restart(f"Content-Range starts at {start}, asked for {seg.pos}")
+        with self._lock:
+            if src.etag and etag and etag != src.etag:
+                raise Restart("the ETag changed between requests (the file changed)")
+            if total is not None and self.st.size is not None and total != self.st.size:
+                raise Restart(f"Content-Range says {total} bytes, expected {self.st.size}")
+            newly_sized = self.st.size is None and total is not None
+            self._accept_size(total, seg, asked)
+            self._accept_validators(etag, r, src)
+            first = self._ranges is None
+            self._ranges = True
+            extra = self._plan_rest(seg) if first or newly_sized else 0
+        self._announce()
+        if extra:
+            self._spawn(extra)
+        return False
+
+    def _plan_rest(self, seg: Segment) -> int:
+        """After the first 206: split what lies beyond the probe into bounded segments.
+
+        Returns how many more workers to start (caller holds the lock).
+        """
+        size = self.st.size
+        if size is None or self.settings.connections == 1:
+            return 0
+        queued = [s for s in self.st.segments if not s.complete and not s.active]
+        if queued:  # planned up front (size was known): start a worker for each
+            return min(len(queued), self.settings.connections - 1)
+        if size < self.settings.split_size or seg.end is None or seg.end >= size:
+            if seg.end is None or seg.end > size:
+                seg.end = size
+            return 0
+        rest = plan(seg.end, size, self.settings.connections - 1)
+        self.st.segments.extend(rest)
+        self.st.segments.sort(key=lambda s: s.start)
+        return len(rest)
+
+    def _announce(self) -> None:
+        """Start the progress bar once, as soon as a response told the size."""
+        with self._lock:
+            if self._announced:
+                return
+            self._announced = True
+        self.reporter.file_started(self.st.filename, self.st.size, self.st.done)
+
+    def _accept_size(self, total: int | None, seg: Segment, asked_end: int | None) -> None:
+        """Learn the size.  An open segment of a file that will be split ends where its
+        request ended (*asked_end*); otherwise it runs to the end of the file."""
+        if total is None:
+            return
+        if self.st.size is None:
+            self.st.size = total
+        if seg.end is None:
+            split = total >= self.settings.split_size and self.settings.connections > 1
+            seg.end = min(total, asked_end) if split and asked_end is not None else total
+
+    def _accept_validators(self, etag: str | None, r: httpx.Response, src: _Source) -> None:
+        src.etag = etag or src.etag
+        src.last_modified = r.headers.get("Last-Modified") or src.last_modified
+        if src is self.sources[0]:  # the state file keeps the validators of its own URL
+            self.st.etag, self.st.last_modified = src.etag, src.last_modified
+
+    def _receive(self, seg: Segment, r: httpx.Response, asked: int) -> bool:
+        """Write the body at the segment's position; True when a body of unknown total
+        ended before *asked* (that is the end of the file)."""
+        stall = self.settings.stall_seconds
+        window_start, window_bytes = time.monotonic(), 0
+        # Unbuffered: a byte counted in seg.pos has reached the OS, so a checkpoint's fsync
+        # covers it.
+        with open(self.part, "r+b", buffering=0) as fh:
+            fh.seek(seg.pos)
+            for chunk in r.iter_raw():
+                if self._stop.is_set():
+                    return False
+                with self._lock:
+                    end = seg.end
+                take = len(chunk) if end is None else min(len(chunk), end - seg.pos)
+                if take <= 0:
+                    return False  # a thief took the rest of this segment
+                try:
+                    view = memoryview(chunk)[:take]
+                    while view:  # a raw write may be partial
+                        view = view[fh.write(view) or 0 :]
+                except OSError as exc:
+                    raise CacheError(describe_os_error(exc, self.part)) from exc
+                with self._progress:
+                    # A thief may have moved the end while this chunk was written; the bytes
+                    # past it are the thief's to write again.
+                    take = take if seg.end is None else max(0, min(take, seg.end - seg.pos))
+                    seg.pos += take
+                    self._progress.notify_all()
+                self.reporter.file_advanced(self.st.filename, take)
+                self._count(take)
+                if take < len(chunk):
+                    return False
+                now = time.monotonic()
+                window_bytes += take
+                if now - window_start >= stall:
+                    if window_bytes < 1024:
+                        raise _Retry(f"stalled (under 1 KiB in {stall:.0f}s)")
+                    window_start, window_bytes = now, 0
+        if seg.end is None:
+            return seg.pos < asked
+        if seg.pos < min(asked, seg.end):
+            raise _Retry(f"connection closed at byte {seg.pos}")
+        return False
+
+    # -- hashing --------------------------------------------------------------------------
+    def _prefix(self) -> int:
+        """How many bytes from 0 are all present (caller holds the lock)."""
+        p = 0
+        for s in self.st.segments:
+            if s.start > p:
+                break
+            p = s.pos
+            if not s.complete:
+                break
+        return p
+
+    def _hash_loop(self) -> None:
+        """Hash the contiguous prefix as it grows; the page cache serves the reads.
+
+        Unbuffered: a buffered reader keeps read-ahead bytes across seeks, and bytes read
+        ahead of the prefix may not have been written yet.
+        """
+        try:
+            with open(self.part, "rb", buffering=0) as fh:
+                while True:
+                    with self._progress:
+                        if self._error is not None:
+                            return
+                        if not self.settings.hash_during and not self._stop.is_set():
+                            self._progress.wait(0.2)
+                            continue
+                        target = self._prefix()
+                        if target <= self._hashed:
+                            if self._stop.is_set():
+                                return
+                            self._progress.wait(0.2)
+                            continue
+                    fh.seek(self._hashed)
+                    while self._hashed < target:
+                        block = fh.read(min(READ_BLOCK, target - self._hashed))
+                        if not block:
+                            raise Restart("the partial file is shorter than its state says")
+                        self._sha.update(block)
+                        self._b3.update(block)
+                        self._hashed += len(block)
+        except BaseException as exc:
+            self._fail(exc)
+
+
+def _content_range(value: str) -> tuple[int, int | None]:
+    """``bytes 100-199/1000`` → ``(100, 1000)``; an unusable header means restart."""
+    try:
+        _unit, rest = value.split(" ", 1)
+        span, total = rest.split("/", 1)
+        start = int(span.split("-", 1)[0])
+        return start, (None if total.strip() == "*" else int(total))
+    except ValueError:
+        raise Restart(f"unusable Content-Range {value!r}") from None
+
+
+def _transport_reason(exc: httpx.TransportError) -> str:
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return "connection dropped"
+    if isinstance(exc, httpx.ConnectError):
+        return f"cannot connect ({exc})"
+    if isinstance(exc, httpx.ReadError):
+        return "connection reset"
+    return f"{type(exc).__name__}: {exc}"

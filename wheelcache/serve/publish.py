@@ -1,0 +1,353 @@
+"""What a cache publishes: the selected wheels, their ``.metadata`` files, as index entries.
+
+``wheelcache serve`` and ``wheelcache index`` both start from a :class:`CacheView`: it reads the
+catalog, applies a :class:`Selection` (``--project``, ``--requirements``), checks each blob and
+extracts each wheel's ``*.dist-info/METADATA`` once (kept in ``<cache>/metadata-v1/<sha256>
+.metadata``, named by the *wheel's* sha256, written atomically), and hands out immutable
+:class:`Snapshot` objects.
+
+Why it works this way:
+
+* Files are served from the blob, not from ``wheels-v1/<filename>``: the blob is named by its
+  content, so the bytes always match the sha256 on the page even if a later fetch replaced the
+  readable view with a different file of the same name (a mirror's rebuild).
+* A running ``fetch`` changes the catalog.  Stat calls on the sqlite file, its WAL and the
+  ``wheels-v1`` directory (``ingest`` renames into it) cost microseconds, so every request can
+  ask "did anything change?" and only then re-read the catalog; one thread reloads while the
+  others keep answering from the previous snapshot.
+"""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+import hashlib
+import logging
+import os
+import re
+import threading
+import time
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.utils import NormalizedName, canonicalize_name
+
+from wheelcache.core.models import Sha256
+from wheelcache.core.render import IndexEntry
+from wheelcache.core.zipmeta import metadata_member
+from wheelcache.errors import CacheError, RequirementError
+from wheelcache.store.cache import Cache
+from wheelcache.store.catalog import CatalogRow
+
+__all__ = [
+    "METADATA_BUCKET",
+    "CacheView",
+    "MetadataInfo",
+    "dist_info_metadata",
+    "Pin",
+    "PublishedFile",
+    "Selection",
+    "Snapshot",
+    "parse_requirements_text",
+    "read_requirements_file",
+]
+
+log = logging.getLogger(__name__)
+
+METADATA_BUCKET = "metadata-v1"
+_HASH_OPTION = re.compile(r"--hash[=\s]+sha256:([0-9a-fA-F]{64})")
+_RELOAD_EVERY = 10.0  # seconds; a safety net in case a change left every stat result equal
+
+
+# -- selections ----------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Pin:
+    """One requirement line: a project, a version specifier and optional sha256 hashes."""
+
+    name: NormalizedName
+    specifier: SpecifierSet
+    hashes: frozenset[str]
+    text: str
+
+    def matches(self, row: CatalogRow) -> bool:
+        if canonicalize_name(row.project) != self.name:
+            return False
+        if self.hashes:
+            return row.sha256 in self.hashes
+        return self.specifier.contains(row.version, prereleases=True)
+
+
+def parse_requirements_text(text: str, *, source: str) -> tuple[Pin, ...]:
+    """Requirement lines (as ``fetch`` writes them: ``name==ver \\ --hash=sha256:…``) → pins.
+
+    Markers are ignored (the serving host is not the target); option lines (``-r``,
+    ``--index-url``) are skipped with a warning; URL requirements are errors.
+
+    >>> [(p.name, str(p.specifier), len(p.hashes)) for p in parse_requirements_text(
+    ...     "Torch==2.4.0+cu118 \\\\\\n    --hash=sha256:" + "a" * 64 + "\\n# note\\nnumpy\\n",
+    ...     source="r.txt")]
+    [('torch', '==2.4.0+cu118', 1), ('numpy', '', 0)]
+    """
+    joined = re.sub(r"\\\r?\n", " ", text)
+    pins: list[Pin] = []
+    for lineno, raw in enumerate(joined.splitlines(), 1):
+        line = re.sub(r"(^|\s)#.*$", "", raw).strip()
+        if not line:
+            continue
+        if line.startswith("-"):
+            log.warning("%s:%d: option line ignored for the selection: %s", source, lineno, line)
+            continue
+        hashes = frozenset(h.lower() for h in _HASH_OPTION.findall(line))
+        req_text = re.split(r"\s+--?[A-Za-z]", line, maxsplit=1)[0].strip()
+        try:
+            req = Requirement(req_text)
+        except InvalidRequirement as exc:
+            raise RequirementError(
+                f"{source}:{lineno}: not a requirement: {line!r} ({exc})"
+            ) from exc
+        if req.url:
+            raise RequirementError(f"{source}:{lineno}: URL requirements cannot select wheels")
+        pins.append(Pin(canonicalize_name(req.name), req.specifier, hashes, req_text))
+    return tuple(pins)
+
+
+def read_requirements_file(path: Path) -> tuple[Pin, ...]:
+    """Read and parse a requirements file (see :func:`parse_requirements_text`)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RequirementError(f"cannot read requirements file {path}: {exc}") from exc
+    return parse_requirements_text(text, source=str(path))
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """Which cached wheels to publish: everything, or named projects and/or pinned lines."""
+
+    projects: frozenset[NormalizedName] = frozenset()
+    pins: tuple[Pin, ...] = ()
+
+    @classmethod
+    def of(cls, projects: tuple[str, ...] = (), pins: tuple[Pin, ...] = ()) -> Selection:
+        return cls(frozenset(canonicalize_name(p) for p in projects), pins)
+
+    @property
+    def everything(self) -> bool:
+        return not self.projects and not self.pins
+
+    def matches(self, row: CatalogRow) -> bool:
+        if self.everything:
+            return True
+        return canonicalize_name(row.project) in self.projects or any(
+            p.matches(row) for p in self.pins
+        )
+
+    def unmatched(self, rows: list[CatalogRow]) -> list[str]:
+        """The ``--project`` names and requirement lines that select nothing in *rows*."""
+        names = {canonicalize_name(r.project) for r in rows}
+        missing: list[str] = [p for p in sorted(self.projects) if p not in names]
+        missing += [p.text for p in self.pins if not any(p.matches(r) for r in rows)]
+        return missing
+
+
+# -- metadata files ------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class MetadataInfo:
+    """A wheel's METADATA: its own sha256, Requires-Python, and where its bytes are."""
+
+    sha256: Sha256
+    requires_python: str | None
+    path: Path | None  # the file in metadata-v1, or None when the cache is read-only
+    data: bytes | None = None  # kept in memory only when it could not be written
+
+
+def dist_info_metadata(zf: zipfile.ZipFile, project: str) -> str:
+    """The project's own ``*.dist-info/METADATA`` member of a wheel (see zipmeta)."""
+    name = metadata_member(zf.namelist(), project)
+    if name is None:
+        raise ValueError("no *.dist-info/METADATA in the wheel")
+    return name
+
+
+def _requires_python(data: bytes, filename: str) -> str | None:
+    msg = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(data, headersonly=True)
+    raw = msg.get("Requires-Python")
+    if not raw:
+        return None
+    value = str(raw).strip()
+    try:
+        SpecifierSet(value)
+    except InvalidSpecifier:
+        log.warning("%s: ignoring invalid Requires-Python %r", filename, value)
+        return None
+    return value
+
+
+class _MetadataStore:
+    """Extract each wheel's METADATA once; remember results (and failures) in memory."""
+
+    def __init__(self, cache: Cache) -> None:
+        self._cache = cache
+        self._dir = cache.root / METADATA_BUCKET
+        self._known: dict[str, MetadataInfo | None] = {}
+
+    def get(self, row: CatalogRow, blob: Path) -> MetadataInfo | None:
+        """The METADATA of *row*'s wheel, or ``None`` if the wheel has none we can read."""
+        if row.sha256 not in self._known:
+            try:
+                self._known[row.sha256] = self._load(row, blob)
+            except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+                log.warning("no .metadata for %s: %s", row.filename, exc)
+                self._known[row.sha256] = None
+        return self._known[row.sha256]
+
+    def _load(self, row: CatalogRow, blob: Path) -> MetadataInfo:
+        path = self._dir / f"{row.sha256}.metadata"
+        stored: Path | None = path
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            with zipfile.ZipFile(blob) as zf:
+                data = zf.read(dist_info_metadata(zf, row.project))
+            try:
+                self._cache.write_atomic(path, data)
+            except CacheError as exc:  # a read-only cache still serves, from memory
+                log.warning("keeping METADATA of %s in memory only: %s", row.filename, exc)
+                stored = None
+        digest = Sha256(hashlib.sha256(data).hexdigest())
+        rp = _requires_python(data, row.filename)
+        return MetadataInfo(digest, rp, stored, None if stored else data)
+
+
+# -- snapshots -----------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class PublishedFile:
+    """A selected wheel: its index entry, its blob and its metadata."""
+
+    entry: IndexEntry
+    path: Path
+    mtime: float
+    fetched_at: float
+    metadata: MetadataInfo | None
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """An immutable view of what is published at one moment; ``generation`` counts reloads."""
+
+    generation: int
+    files: Mapping[str, PublishedFile] = field(default_factory=dict)
+    projects: Mapping[NormalizedName, tuple[PublishedFile, ...]] = field(default_factory=dict)
+
+
+def _inside(path: Path, root: str) -> bool:
+    real = os.path.realpath(path)
+    return real == root or real.startswith(root + os.sep)
+
+
+class CacheView:
+    """The published part of one cache, re-read when the catalog changes (thread-safe)."""
+
+    def __init__(self, cache: Cache, selection: Selection | None = None) -> None:
+        self.cache = cache
+        self.selection = selection or Selection()
+        self._metadata = _MetadataStore(cache)
+        self._root = os.path.realpath(cache.root)
+        catalog = str(cache.layout.catalog)
+        self._watched = (catalog, f"{catalog}-wal", str(cache.layout.wheels))
+        self._lock = threading.Lock()
+        self._skipped: set[str] = set()
+        self._key: tuple[object, ...] | None = None
+        self._loaded_at = 0.0
+        self._snapshot = Snapshot(0)
+        self.snapshot()
+
+    def check_selection(self) -> None:
+        """Raise :class:`CacheError` if a selected project or pin has nothing in the cache."""
+        missing = self.selection.unmatched(self.cache.catalog.all())
+        if missing:
+            raise CacheError(
+                f"not in the cache {self.cache.root}: {', '.join(missing)} "
+                "(run wheelcache fetch first, or check the names)"
+            )
+
+    def _change_key(self) -> tuple[object, ...]:
+        key: list[object] = []
+        for p in self._watched:  # plain strings: this runs on every request
+            try:
+                st = os.stat(p)
+                key.append((st.st_ino, st.st_size, st.st_mtime_ns))
+            except OSError:
+                key.append(None)
+        return tuple(key)
+
+    def snapshot(self) -> Snapshot:
+        """The current snapshot; re-reads the catalog first if it changed since the last one."""
+        key = self._change_key()
+        fresh = time.monotonic() - self._loaded_at < _RELOAD_EVERY
+        if key == self._key and fresh:
+            return self._snapshot
+        # One thread reloads; the others keep serving the previous snapshot meanwhile.
+        blocking = self._snapshot.generation == 0
+        if not self._lock.acquire(blocking=blocking):
+            return self._snapshot
+        try:
+            if key != self._key or not fresh:
+                self._snapshot = self._load(self._snapshot.generation + 1)
+                self._key = key
+                self._loaded_at = time.monotonic()
+            return self._snapshot
+        finally:
+            self._lock.release()
+
+    def _load(self, generation: int) -> Snapshot:
+        newest: dict[str, CatalogRow] = {}
+        for row in self.cache.catalog.all():
+            if not self.selection.matches(row):
+                continue
+            old = newest.get(row.filename)
+            if old is None or row.fetched_at > old.fetched_at:
+                newest[row.filename] = row
+        files: dict[str, PublishedFile] = {}
+        projects: dict[NormalizedName, list[PublishedFile]] = {}
+        for filename in sorted(newest):
+            published = self._publish(newest[filename])
+            if published is not None:
+                files[filename] = published
+                projects.setdefault(published.entry.project, []).append(published)
+        log.debug("snapshot %d: %d files of %d projects", generation, len(files), len(projects))
+        return Snapshot(generation, files, {k: tuple(v) for k, v in sorted(projects.items())})
+
+    def _skip(self, row: CatalogRow, why: str) -> None:
+        if row.sha256 not in self._skipped:  # once, not at every reload during a fetch
+            self._skipped.add(row.sha256)
+            log.warning(
+                "not publishing %s: %s (wheelcache verify checks the cache)", row.filename, why
+            )
+
+    def _publish(self, row: CatalogRow) -> PublishedFile | None:
+        try:
+            blob = Path(self.cache.layout.blob(row.blake3))
+            self.cache.layout.wheel(row.filename)  # raises ValueError on an unsafe name
+            st = blob.stat()
+        except (OSError, ValueError) as exc:
+            self._skip(row, str(exc))
+            return None
+        if st.st_size != row.size or not _inside(blob, self._root):
+            self._skip(row, "its blob has the wrong size or lies outside the cache")
+            return None
+        md = self._metadata.get(row, blob)
+        entry = IndexEntry(
+            filename=row.filename,
+            project=canonicalize_name(row.project),
+            version=row.version,
+            sha256=row.sha256,
+            size=row.size,
+            requires_python=md.requires_python if md else None,
+            metadata_sha256=md.sha256 if md else None,
+        )
+        return PublishedFile(entry, blob, st.st_mtime, row.fetched_at, md)

@@ -1,0 +1,300 @@
+"""The content-addressed cache on disk: atomic ingest, wheel view, page store, locks.
+
+Nothing becomes visible before it is complete and verified: files are written under
+``tmp-v1/`` (same filesystem), fsynced, checked, then moved into place with ``os.replace``.
+Locks are OS file locks (``fcntl.flock`` / ``msvcrt.locking``), which the OS drops when a
+process dies, so a crash never leaves a lock behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from wheelcache.core.layout import CACHEDIR_TAG, CacheLayout
+from wheelcache.core.models import Blake3, Sha256
+from wheelcache.errors import CacheError
+from wheelcache.store.catalog import Catalog, CatalogRow
+
+__all__ = ["Cache", "CachedWheel", "FileLock", "describe_os_error", "fsync_dir"]
+
+log = logging.getLogger(__name__)
+
+
+def describe_os_error(exc: OSError, where: Path | str) -> str:
+    """One actionable line for a disk error."""
+    if exc.errno == errno.ENOSPC:
+        return f"disk full while writing to {where}; free some space or use --cache-dir elsewhere"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"cannot write to {where} ({exc.strerror}); use --cache-dir with a writable folder"
+    return f"{where}: {exc.strerror or exc}"
+
+
+@dataclass(frozen=True, slots=True)
+class CachedWheel:
+    """A verified wheel in the cache."""
+
+    filename: str
+    path: Path  # wheels-v1/<filename>, readable with its real name
+    blob: Path
+    sha256: Sha256
+    blake3: Blake3
+    size: int
+    project: str
+    version: str
+    url: str
+    hash_origin: str
+
+
+class FileLock:
+    """An exclusive, portable, crash-safe lock on a file (one per key)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self, timeout: float | None = None, poll: float = 0.1) -> bool:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                if sys.platform == "win32":
+                    import msvcrt
+
+                    msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+                else:
+                    import fcntl
+
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self._fd = fd
+                return True
+            except OSError:
+                if deadline is not None and time.monotonic() >= deadline:
+                    os.close(fd)
+                    return False
+                time.sleep(poll)
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            if sys.platform == "win32":
+                import msvcrt
+
+                os.lseek(self._fd, 0, os.SEEK_SET)
+                msvcrt.locking(self._fd, msvcrt.LK_UNLCK, 1)
+            else:
+                import fcntl
+
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> FileLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _replace(src: Path, dest: Path) -> None:
+    """``os.replace``, retried briefly on Windows, where a reader holding *dest* open (a
+    virus scanner, ``serve``, another process) makes it fail for a moment."""
+    for attempt in range(20):
+        try:
+            os.replace(src, dest)
+            return
+        except PermissionError:
+            if sys.platform != "win32" or attempt == 19:
+                raise
+            time.sleep(0.05)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename in *path* durable (a no-op where directories cannot be synced)."""
+    if sys.platform == "win32":
+        return  # directories cannot be opened for fsync on Windows; NTFS journals renames
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+class Cache:
+    """One cache directory.  Creating it makes the buckets and the ``CACHEDIR.TAG``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.layout = CacheLayout(root)
+        try:
+            for d in (
+                self.layout.blobs,
+                self.layout.partial,
+                self.layout.wheels,
+                self.layout.pages,
+                self.layout.tmp,
+                self.layout.locks,
+            ):
+                Path(d).mkdir(parents=True, exist_ok=True)
+            tag = root / "CACHEDIR.TAG"
+            if not tag.exists():
+                tag.write_text(CACHEDIR_TAG, encoding="ascii")
+            ignore = root / ".gitignore"
+            if not ignore.exists():
+                ignore.write_text("*\n", encoding="ascii")
+        except OSError as exc:
+            raise CacheError(describe_os_error(exc, root)) from exc
+        self.catalog = Catalog(Path(self.layout.catalog))
+
+    # -- small atomic files ----------------------------------------------------------------
+    def temp_path(self, suffix: str = ".tmp") -> Path:
+        """A fresh, unique temp file in the cache (each process gets its own)."""
+        fd, name = tempfile.mkstemp(dir=self.layout.tmp, suffix=suffix)
+        os.close(fd)
+        return Path(name)
+
+    def write_atomic(self, path: Path, data: bytes, *, durable: bool = True) -> None:
+        """Write *data* to *path* so that readers see the old file or the new one, whole.
+
+        *durable* fsyncs the data first (survives a power loss); without it the write is
+        still atomic for every reader and for a crashed process.
+        """
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.temp_path()
+            try:
+                with open(tmp, "wb") as fh:
+                    fh.write(data)
+                    if durable:
+                        fh.flush()
+                        os.fsync(fh.fileno())
+                _replace(tmp, path)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
+        except OSError as exc:
+            raise CacheError(describe_os_error(exc, path)) from exc
+
+    def read_json(self, path: Path) -> dict[str, Any] | None:
+        try:
+            data = json.loads(path.read_bytes())
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def lock(self, key: str) -> FileLock:
+        return FileLock(Path(self.layout.lock(key)))
+
+    # -- wheels ----------------------------------------------------------------------------
+    def _view(self, blob: Path, filename: str, *, force: bool = False) -> Path:
+        """Place ``wheels-v1/<filename>`` for a blob: a hard link, else a copy.
+
+        A view that is already there with the blob's size is kept as it is: where hard links
+        are impossible (FAT/exFAT sticks, some network shares) it is a copy, and copying 2.5 GB
+        again on every lookup, or replacing a file pip or ``serve`` holds open, must not happen.
+        """
+        dest = Path(self.layout.wheel(filename))
+        try:
+            if not force and dest.exists() and dest.stat().st_size == blob.stat().st_size:
+                return dest
+            tmp = Path(self.layout.tmp) / f"view-{os.getpid()}-{time.monotonic_ns()}"
+            try:
+                os.link(blob, tmp)
+            except OSError:
+                shutil.copyfile(blob, tmp)
+            _replace(tmp, dest)
+        except OSError as exc:
+            raise CacheError(describe_os_error(exc, dest)) from exc
+        return dest
+
+    def _wheel(self, row: CatalogRow) -> CachedWheel | None:
+        blob = Path(self.layout.blob(row.blake3))
+        try:
+            if blob.stat().st_size != row.size:
+                log.warning("cached blob %s has the wrong size; ignoring it", blob)
+                return None
+        except FileNotFoundError:
+            return None
+        return CachedWheel(
+            filename=row.filename,
+            path=self._view(blob, row.filename),
+            blob=blob,
+            sha256=row.sha256,
+            blake3=row.blake3,
+            size=row.size,
+            project=row.project,
+            version=row.version,
+            url=row.url,
+            hash_origin=row.hash_origin,
+        )
+
+    def find(self, filename: str, sha256: str | None = None) -> CachedWheel | None:
+        """The cached wheel with this sha256 (when known) or this filename, if present."""
+        if sha256:
+            row = self.catalog.by_sha256(sha256)
+            return self._wheel(row) if row else None
+        for row in self.catalog.by_filename(filename):
+            found = self._wheel(row)
+            if found:
+                return found
+        return None
+
+    def ingest(
+        self,
+        tmp: Path,
+        *,
+        sha256: Sha256,
+        blake3: Blake3,
+        size: int,
+        filename: str,
+        project: str,
+        version: str,
+        url: str,
+        hash_origin: str,
+    ) -> CachedWheel:
+        """Move a verified, fsynced temp file into the blob store and record it."""
+        blob = Path(self.layout.blob(blake3))
+        try:
+            blob.parent.mkdir(parents=True, exist_ok=True)
+            if blob.exists() and blob.stat().st_size == size:
+                tmp.unlink()  # same content already stored (content addressing)
+            else:
+                os.replace(tmp, blob)
+                fsync_dir(blob.parent)
+        except OSError as exc:
+            raise CacheError(describe_os_error(exc, blob)) from exc
+        now = time.time()
+        row = CatalogRow(
+            sha256, blake3, filename, project, version, size, url, hash_origin, now, now
+        )
+        self.catalog.add(row)
+        log.info("stored %s (%d bytes, blake3 %s)", filename, size, blake3[:16])
+        wheel = self._wheel(row)
+        if wheel is None:
+            raise CacheError(f"{blob} vanished right after it was stored")
+        return wheel
+
+    # -- added for cache care and bundles ------------------------------------------------------
+    def place_view(self, row: CatalogRow) -> Path:
+        """Remake ``wheels-v1/<filename>`` from *row*'s blob, whatever is there now (a view
+        found damaged by ``verify``)."""
+        return self._view(Path(self.layout.blob(row.blake3)), row.filename, force=True)
+
+    def blob_path(self, blake3: str) -> Path:
+        """Where the blob named *blake3* lives (whether or not it exists)."""
+        return Path(self.layout.blob(Blake3(blake3)))
