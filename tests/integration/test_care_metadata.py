@@ -14,7 +14,8 @@ from click.testing import CliRunner
 
 from tests.integration.test_care import make_cache
 from wheelcache.cli.main import main
-from wheelcache.serve.publish import METADATA_BUCKET, CacheView
+from wheelcache.core.layout import METADATA_BUCKET
+from wheelcache.serve.publish import CacheView
 
 
 def test_verify_repairs_a_damaged_extracted_metadata_file(tmp_path: Path) -> None:

@@ -11,16 +11,19 @@ import pytest
 from packaging import tags as ptags
 from packaging.markers import Marker, default_environment
 
-from wheelcache.core.variants import CUDA_DRIVER_MINIMUM, KNOWN_VARIANTS
-from wheelcache.errors import TargetError
-from wheelcache.host import probe_script
-from wheelcache.host.targetfile import (
+from wheelcache.core.cuda import (
+    CUDA_DRIVER_MINIMUM,
     CUDA_FULL_SUPPORT,
     TORCH_CUDA_ARCHS,
     GpuInfo,
     choose_cuda_variant,
     cuda_version_of,
     gpu_warning,
+)
+from wheelcache.core.variants import KNOWN_VARIANTS
+from wheelcache.errors import TargetError
+from wheelcache.host import probe_script
+from wheelcache.host.targetfile import (
     load_target,
     parse_target_description,
     read_target_description,

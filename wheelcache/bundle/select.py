@@ -44,6 +44,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
+from wheelcache.core.cuda import AUTO, cuda_version_of
 from wheelcache.core.evaluator import (
     Candidate,
     Evaluation,
@@ -56,13 +57,12 @@ from wheelcache.core.provider import Req, resolve
 from wheelcache.core.target import Target, make_target
 from wheelcache.core.variants import TORCH_FAMILY
 from wheelcache.errors import BundleError, TargetError, WheelcacheError
-from wheelcache.host.targetfile import TargetDescription, cuda_version_of
+from wheelcache.host.targetfile import TargetDescription
 from wheelcache.serve.publish import dist_info_metadata, read_requirements_file
 from wheelcache.store.cache import Cache
 from wheelcache.store.catalog import CatalogRow
 
 __all__ = [
-    "AUTO",
     "BundleSelection",
     "read_inventory",
     "select_wheels",
@@ -72,8 +72,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: ``variant=AUTO``: the newest CUDA build in the cache that the probe file's driver runs.
-AUTO = "auto"
 _DESCRIPTION = re.compile(r"^(\S+)-(\S+) \((\S+)\)$")  # Target.describe(): cp39-win_amd64 (cu118)
 _NAME_IT = "say which with --cuda VER, --cpu or --variant NAME"
 

@@ -14,9 +14,6 @@ shown resolved, so a relative ``--cache-dir`` says where it really is.
 from __future__ import annotations
 
 import json
-import os
-import shlex
-import subprocess
 import time
 from pathlib import Path
 
@@ -25,19 +22,18 @@ from click.core import ParameterSource
 
 from wheelcache.bundle.export import ExportResult, export_bundle
 from wheelcache.bundle.importer import import_bundle, verify_bundle
-from wheelcache.bundle.select import AUTO, read_inventory, select_wheels
+from wheelcache.bundle.select import read_inventory, select_wheels
 from wheelcache.bundle.verify_script import (
     INCOMPLETE_MARKER,
     MANIFEST,
     REPAIR,
     format_problem,
 )
-from wheelcache.cli.options import AGE, SIZE, cache_dir_option
+from wheelcache.cli.options import AGE, SIZE, cache_dir_option, command_line, variant_choice
 from wheelcache.config import default_cache_dir, host_platform, host_python
 from wheelcache.core.layout import CacheLayout
 from wheelcache.core.target import Target, make_target
 from wheelcache.core.units import human_size
-from wheelcache.core.variants import parse_cuda, parse_variant
 from wheelcache.errors import BundleError, CacheError
 from wheelcache.host.targetfile import TargetDescription, read_target_description
 from wheelcache.store.cache import Cache
@@ -78,10 +74,6 @@ def _when(ts: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
 
 
-def _command_line(args: list[str]) -> str:
-    return subprocess.list2cmdline(args) if os.name == "nt" else shlex.join(args)
-
-
 def _this_machine() -> Target:
     plat, glibc = host_platform()
     return make_target(python=host_python(), platform=plat, glibc=glibc)
@@ -94,18 +86,6 @@ def _target_arg(value: str | None) -> tuple[TargetDescription | None, str | None
     if Path(value).is_file() or value.lower().endswith(".json"):  # a missing file is named
         return read_target_description(value), None
     return None, value
-
-
-def _variant_arg(cuda: str | None, cpu: bool, variant: str | None) -> str | None:
-    """``--cuda``/``--cpu``/``--variant``: one of them, or None (decided by the selection)."""
-    given = [x for x in (cuda and "--cuda", cpu and "--cpu", variant and "--variant") if x]
-    if len(given) > 1:
-        raise click.UsageError(f"{' and '.join(given)} both choose the variant; give one")
-    if cuda:
-        return AUTO if cuda.strip().lower() == AUTO else parse_cuda(cuda)
-    if variant:
-        return parse_variant(variant)
-    return "cpu" if cpu else None
 
 
 def _render_export(result: ExportResult, requested: tuple[str, ...]) -> None:
@@ -197,7 +177,7 @@ def _register_bundle_commands(group: click.Group) -> None:
         """
         if sum(map(bool, (requirements, lock, everything))) != 1:
             raise click.UsageError("give REQUIREMENTs, --lock FILE or --all (one of them)")
-        chosen_variant = _variant_arg(cuda, cpu, variant)
+        chosen_variant = variant_choice(cuda, cpu, variant)
         cache = _existing_cache(cache_dir)
         description, text = _target_arg(target_value)
         selection = select_wheels(
@@ -292,7 +272,7 @@ def _register_bundle_commands(group: click.Group) -> None:
                     "-r",
                     str(res.requirements),
                 ]
-                click.echo("Install from the cache with:\n  " + _command_line(cmd))
+                click.echo("Install from the cache with:\n  " + command_line(cmd))
         if not res.ok:
             click.echo(f"wheelcache: error: {len(res.refused)} wheel(s) refused", err=True)
             ctx.exit(1)
@@ -337,7 +317,7 @@ def _register_bundle_commands(group: click.Group) -> None:
                 )
                 ctx.exit(1)
             return
-        if path is not None and not (path / "catalog-v1.sqlite").is_file():
+        if path is not None and not Path(CacheLayout(path).catalog).is_file():
             raise BundleError(
                 f"{path} is neither a wheelcache bundle (no {MANIFEST}) nor a wheelcache cache"
             )

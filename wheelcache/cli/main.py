@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import click
 
 from wheelcache import __version__
-from wheelcache.cli.options import SIZE, cache_dir_option, command_line
+from wheelcache.cli.options import SIZE, cache_dir_option, command_line, variant_choice
 from wheelcache.config import (
     config_file_path,
     default_cache_dir,
@@ -29,14 +29,14 @@ from wheelcache.config import (
     load_config_file,
     pip_index_urls,
 )
+from wheelcache.core.cuda import AUTO, gpu_warning
 from wheelcache.core.target import Target, make_target
 from wheelcache.core.units import human_size
-from wheelcache.core.variants import DEFAULT_TORCH_INDEX, KNOWN_VARIANTS, parse_cuda, parse_variant
+from wheelcache.core.variants import DEFAULT_TORCH_INDEX, KNOWN_VARIANTS
 from wheelcache.errors import TargetError, WheelcacheError
 from wheelcache.fetch import DEFAULT_REQUIREMENTS, FetchRequest, FetchResult, fetch, torch_available
 from wheelcache.host.targetfile import (
     TargetDescription,
-    gpu_warning,
     parse_target_description,
     read_target_description,
 )
@@ -113,17 +113,6 @@ def main(ctx: click.Context, verbose: int) -> None:
     ctx.default_map = _default_map()
     _setup_logging(verbose)
     _terminate_like_interrupt()
-
-
-def _variant(cuda: str | None, cpu: bool, variant: str | None) -> str:
-    given = [x for x in (cuda and "--cuda", cpu and "--cpu", variant and "--variant") if x]
-    if len(given) > 1:
-        raise click.UsageError(f"{' and '.join(given)} both choose the variant; give one")
-    if cuda:
-        return parse_cuda(cuda)
-    if variant:
-        return parse_variant(variant)
-    return "cpu"
 
 
 def _human_size(n: int | None) -> str:
@@ -362,10 +351,9 @@ def fetch_command(
             "--target already gives the Python and platform; drop --py, --platform and --glibc"
         )
     desc = read_target_description(target_file) if target_file else None
-    auto = cuda is not None and cuda.strip().lower() == "auto"
-    chosen_variant = _variant(None if auto else cuda, cpu, variant)
-    if auto and (cpu or variant):
-        raise click.UsageError("--cuda auto and --cpu/--variant both choose the variant")
+    choice = variant_choice(cuda, cpu, variant)
+    auto = choice == AUTO
+    chosen_variant = "cpu" if choice is None or auto else choice
 
     def make(variant_name: str) -> Target:
         if desc is not None:

@@ -11,20 +11,18 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
-import subprocess
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import click
 
+from wheelcache.cli.options import command_line
+from wheelcache.core.cuda import auto_variant, gpu_warning
 from wheelcache.errors import TargetError
 from wheelcache.host import probe_script
 from wheelcache.host.targetfile import (
     TargetDescription,
-    choose_cuda_variant,
-    gpu_warning,
     parse_target_description,
 )
 
@@ -66,10 +64,6 @@ def _write_text(dest: Path, text: str) -> None:
         raise TargetError(f"cannot write {dest}: {exc.strerror or exc}") from exc
 
 
-def _command_line(args: list[str]) -> str:
-    return subprocess.list2cmdline(args) if os.name == "nt" else shlex.join(args)
-
-
 def _describe(desc: TargetDescription) -> list[tuple[str, str]]:
     py = f"CPython {desc.python_version} ({desc.abi})"
     system = {"linux": "Linux", "windows": "Windows", "macos": "macOS"}[desc.system]
@@ -102,19 +96,9 @@ def _fetch_args(desc: TargetDescription) -> tuple[list[str], str, str]:
         args += ["--platform", linux_plat, "--glibc", f"{desc.glibc[0]}.{desc.glibc[1]}"]
     elif desc.platform_tag or desc.platforms:
         args += ["--platform", desc.platform_tag or desc.platforms[0]]
-    if desc.system == "macos":
-        return [*args, "--cpu"], "cpu", "PyTorch has no CUDA builds for macOS; cpu is the one"
-    if desc.driver_version is None:
-        why = (
-            f"no NVIDIA driver version ({desc.nvidia_error})"
-            if desc.nvidia_error
-            else "no NVIDIA driver (nvidia-smi not found)"
-        )
-        return [*args, "--cpu"], "cpu", f"{why}; picked cpu"
-    try:
-        variant, reason = choose_cuda_variant(desc.driver_version, desc.system)
-    except TargetError as exc:
-        return [*args, "--cpu"], "cpu", f"{exc}; picked cpu"
+    variant, reason = auto_variant(desc.system, desc.driver_version, desc.nvidia_error)
+    if variant == "cpu":
+        return [*args, "--cpu"], variant, reason
     return [*args, "--cuda", variant[2:]], variant, reason
 
 
@@ -178,5 +162,5 @@ def register(group: click.Group) -> None:
         if warning:
             click.echo(f"{'Warning:':<10}{warning}")
         click.echo("\nFetch for this machine with:")
-        click.echo("  " + _command_line(["wheelcache", "fetch", *args]))
+        click.echo("  " + command_line(["wheelcache", "fetch", *args]))
         click.echo("or carry a target file: wheelcache probe --output target.json")

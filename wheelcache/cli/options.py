@@ -11,9 +11,11 @@ from typing import Any, TypeVar
 
 import click
 
+from wheelcache.core.cuda import AUTO
 from wheelcache.core.units import parse_age, parse_size
+from wheelcache.core.variants import parse_cuda, parse_variant
 
-__all__ = ["AGE", "SIZE", "Parsed", "cache_dir_option", "command_line"]
+__all__ = ["AGE", "SIZE", "Parsed", "cache_dir_option", "command_line", "variant_choice"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -23,6 +25,19 @@ def command_line(args: list[str]) -> str:
     if os.name == "nt":
         return subprocess.list2cmdline(args)
     return shlex.join(args)
+
+
+def variant_choice(cuda: str | None, cpu: bool, variant: str | None) -> str | None:
+    """``--cuda``/``--cpu``/``--variant``: at most one of them, parsed; :data:`AUTO` for
+    ``--cuda auto``; None when none was given (the command decides the default)."""
+    given = [x for x in (cuda and "--cuda", cpu and "--cpu", variant and "--variant") if x]
+    if len(given) > 1:
+        raise click.UsageError(f"{' and '.join(given)} both choose the variant; give one")
+    if cuda:
+        return AUTO if cuda.strip().lower() == AUTO else parse_cuda(cuda)
+    if variant:
+        return parse_variant(variant)
+    return "cpu" if cpu else None
 
 
 def cache_dir_option(func: F) -> F:

@@ -19,13 +19,30 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import PurePath
-from typing import TypeVar
 
 from wheelcache.core.models import Blake3
 
-__all__ = ["CACHEDIR_TAG", "CacheLayout", "safe_filename", "url_key"]
+__all__ = [
+    "CACHEDIR_TAG",
+    "METADATA_BUCKET",
+    "QUARANTINE_BUCKET",
+    "CacheLayout",
+    "safe_filename",
+    "url_key",
+]
 
-P = TypeVar("P", bound=PurePath)
+#: Every bucket of a cache root, versioned as uv's are: a new format gets a new name.
+BLOBS_BUCKET = "blobs-v1"
+PARTIAL_BUCKET = "partial-v1"
+WHEELS_BUCKET = "wheels-v1"
+PAGES_BUCKET = "pages-v1"
+TMP_BUCKET = "tmp-v1"
+LOCKS_BUCKET = "locks-v1"
+#: METADATA extracted from cached wheels for serving (PEP 658), ``<sha256>.metadata``.
+METADATA_BUCKET = "metadata-v1"
+#: Wheels ``verify --repair`` found corrupt, kept for a look.
+QUARANTINE_BUCKET = "quarantine-v1"
+CATALOG_FILE = "catalog-v1.sqlite"
 
 CACHEDIR_TAG = (
     "Signature: 8a477f597d28d172789f06886806bc55\n"
@@ -70,31 +87,39 @@ class CacheLayout:
 
     @property
     def blobs(self) -> PurePath:
-        return self.root / "blobs-v1"
+        return self.root / BLOBS_BUCKET
 
     @property
     def partial(self) -> PurePath:
-        return self.root / "partial-v1"
+        return self.root / PARTIAL_BUCKET
 
     @property
     def wheels(self) -> PurePath:
-        return self.root / "wheels-v1"
+        return self.root / WHEELS_BUCKET
 
     @property
     def pages(self) -> PurePath:
-        return self.root / "pages-v1"
+        return self.root / PAGES_BUCKET
 
     @property
     def tmp(self) -> PurePath:
-        return self.root / "tmp-v1"
+        return self.root / TMP_BUCKET
 
     @property
     def locks(self) -> PurePath:
-        return self.root / "locks-v1"
+        return self.root / LOCKS_BUCKET
 
     @property
     def catalog(self) -> PurePath:
-        return self.root / "catalog-v1.sqlite"
+        return self.root / CATALOG_FILE
+
+    @property
+    def served_metadata(self) -> PurePath:
+        return self.root / METADATA_BUCKET
+
+    @property
+    def quarantine(self) -> PurePath:
+        return self.root / QUARANTINE_BUCKET
 
     def blob(self, digest: Blake3) -> PurePath:
         """``blobs-v1/ab/cd/<blake3>``: two fan-out levels keep directories small."""

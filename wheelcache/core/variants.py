@@ -13,7 +13,6 @@ from packaging.utils import NormalizedName, canonicalize_name
 from wheelcache.errors import TargetError
 
 __all__ = [
-    "CUDA_DRIVER_MINIMUM",
     "DEFAULT_TORCH_INDEX",
     "KNOWN_VARIANTS",
     "TORCH_FAMILY",
@@ -61,13 +60,6 @@ KNOWN_VARIANTS: tuple[str, ...] = (
     "rocm6.4",
     "xpu",
 )
-
-#: Minimum NVIDIA driver per CUDA major version: (Linux, Windows).
-CUDA_DRIVER_MINIMUM: dict[int, tuple[str, str]] = {
-    11: ("450.80.02", "452.39"),
-    12: ("525.60.13", "528.33"),
-    13: ("580", "580"),
-}
 
 _CUDA_RE = re.compile(r"^(?:cu|cuda)?(\d+)(?:\.(\d+))?$", re.IGNORECASE)
 _VARIANT_RE = re.compile(r"^(cpu|xpu|cu\d{2,4}|rocm\d+(?:\.\d+){1,2})$")

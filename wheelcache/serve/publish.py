@@ -44,7 +44,6 @@ from wheelcache.store.cache import Cache
 from wheelcache.store.catalog import CatalogRow
 
 __all__ = [
-    "METADATA_BUCKET",
     "CacheView",
     "MetadataInfo",
     "dist_info_metadata",
@@ -58,7 +57,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-METADATA_BUCKET = "metadata-v1"
 _HASH_OPTION = re.compile(r"--hash[=\s]+sha256:([0-9a-fA-F]{64})")
 _RELOAD_EVERY = 10.0  # seconds; a safety net in case a change left every stat result equal
 
@@ -192,7 +190,7 @@ class _MetadataStore:
 
     def __init__(self, cache: Cache) -> None:
         self._cache = cache
-        self._dir = cache.root / METADATA_BUCKET
+        self._dir = Path(cache.layout.served_metadata)
         self._known: dict[str, MetadataInfo | None] = {}
 
     def get(self, row: CatalogRow, blob: Path) -> MetadataInfo | None:

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from wheelcache.errors import CacheError
-from wheelcache.serve.publish import METADATA_BUCKET
 from wheelcache.store.cache import Cache, describe_os_error
 from wheelcache.store.catalog import CatalogRow
 from wheelcache.store.maintenance import (
@@ -124,7 +123,7 @@ def _gc_orphans(cache: Cache, res: GcResult, now: float, dry: bool) -> None:
                     res.views += 1
                     res.freed += st.st_size if st.st_nlink == 1 else 0
     sha_known = {r.sha256 for r in rows}
-    mdir = cache.root / METADATA_BUCKET
+    mdir = Path(cache.layout.served_metadata)
     if mdir.is_dir():
         for md in mdir.glob("*.metadata"):
             if md.stem not in sha_known and (dry or remove_file(md)):

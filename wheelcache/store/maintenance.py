@@ -42,14 +42,14 @@ from blake3 import blake3 as _blake3
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 
+from wheelcache.core.layout import METADATA_BUCKET, WHEELS_BUCKET
 from wheelcache.core.units import parse_age, parse_size
 from wheelcache.errors import CacheError
-from wheelcache.serve.publish import METADATA_BUCKET, dist_info_metadata
+from wheelcache.serve.publish import dist_info_metadata
 from wheelcache.store.cache import Cache
 from wheelcache.store.catalog import CatalogRow
 
 __all__ = [
-    "QUARANTINE",
     "RECENT_SECONDS",
     "CacheInfo",
     "CacheProblem",
@@ -73,7 +73,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-QUARANTINE = "quarantine-v1"
 RECENT_SECONDS = 15 * 60.0
 _CHUNK = 1 << 20
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -191,7 +190,7 @@ def delete_wheel(cache: Cache, row: CatalogRow) -> None:
     _drop_view(cache, row)
     if not cache.catalog.by_blake3(row.blake3):
         remove_file(blob)
-    remove_file(cache.root / METADATA_BUCKET / f"{row.sha256}.metadata")
+    remove_file(Path(cache.layout.served_metadata) / f"{row.sha256}.metadata")
 
 
 # -- verify ---------------------------------------------------------------------------------
@@ -222,11 +221,11 @@ class VerifyResult:
 def _quarantine(cache: Cache, row: CatalogRow, blob: Path) -> Path | None:
     """Move a bad blob aside (kept for inspection) after removing its row and view; None
     when it cannot be moved (Windows: another process has it open)."""
-    qdir = cache.root / QUARANTINE
+    qdir = Path(cache.layout.quarantine)
     dest = qdir / f"{row.filename}.{row.blake3[:16]}.{int(time.time())}"
     cache.catalog.remove(row.sha256)
     _drop_view(cache, row)
-    remove_file(cache.root / METADATA_BUCKET / f"{row.sha256}.metadata")
+    remove_file(Path(cache.layout.served_metadata) / f"{row.sha256}.metadata")
     try:
         qdir.mkdir(parents=True, exist_ok=True)
         os.replace(blob, dest)
@@ -301,7 +300,7 @@ def _check_view(cache: Cache, row: CatalogRow, blob: Path) -> list[CacheProblem]
     if not current or current[0].sha256 != row.sha256 or not blob.exists():
         return []  # removed meanwhile, or the view belongs to a newer file of that name
     cache.place_view(row)
-    return [CacheProblem("repaired", row.filename, f"wheels-v1/{row.filename} {why}; remade")]
+    return [CacheProblem("repaired", row.filename, f"{WHEELS_BUCKET}/{row.filename} {why}; remade")]
 
 
 def verify_cache(cache: Cache) -> VerifyResult:
@@ -333,7 +332,7 @@ def verify_cache(cache: Cache) -> VerifyResult:
 
 def _check_metadata_files(cache: Cache, rows: dict[str, CatalogRow]) -> list[CacheProblem]:
     """Each extracted ``metadata-v1/<sha256>.metadata`` against the METADATA in its wheel."""
-    mdir = cache.root / METADATA_BUCKET
+    mdir = Path(cache.layout.served_metadata)
     if not mdir.is_dir():
         return []
     out = []
@@ -473,7 +472,7 @@ def cache_info(cache: Cache) -> CacheInfo:
     blobs_size = sum(p.stat().st_size for p in blobs if p.exists())
     partials, partials_size = tree_size(Path(cache.layout.partial), "*.part")
     pages, pages_size = tree_size(Path(cache.layout.pages), "*.body")
-    quarantined, _ = tree_size(cache.root / QUARANTINE)
+    quarantined, _ = tree_size(Path(cache.layout.quarantine))
     _, total = tree_size(cache.root)
     wheels_dir = Path(cache.layout.wheels)
     # Views are hard links to the blobs; count their bytes once.
