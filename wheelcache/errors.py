@@ -9,7 +9,6 @@ the edge with ``raise ... from exc`` and never reach the user as they are::
     ├── RequirementError          a requirement string that does not parse
     ├── IndexPageError            an index page that cannot be fetched or parsed
     │   └── IndexUnreachableError     connection refused, DNS, timeout, HTTP 5xx …
-    ├── NoMatchingWheelError      a project has no file for the target (carries every rejection)
     ├── ResolutionError           the requirements conflict (says what with what)
     ├── MetadataError             a wheel's METADATA cannot be obtained or parsed
     ├── DownloadError             a file could not be downloaded
@@ -21,8 +20,6 @@ the edge with ``raise ... from exc`` and never reach the user as they are::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 __all__ = [
     "BundleError",
     "CacheError",
@@ -32,7 +29,6 @@ __all__ = [
     "IndexPageError",
     "IndexUnreachableError",
     "MetadataError",
-    "NoMatchingWheelError",
     "RequirementError",
     "ResolutionError",
     "TargetError",
@@ -72,27 +68,6 @@ class IndexUnreachableError(IndexPageError):
             f"cannot reach {self.url}: {self.reason} "
             "(check the URL and the network, or use --offline to work from the cache)"
         )
-
-
-class NoMatchingWheelError(WheelcacheError):
-    """A project exists but none of its files fits the target.
-
-    ``rejections`` holds ``(filename, reason)`` pairs so the CLI can explain with ``-v``.
-    """
-
-    def __init__(
-        self,
-        project: str,
-        message: str,
-        rejections: Sequence[tuple[str, str]] = (),
-    ) -> None:
-        super().__init__(project, message)
-        self.project = project
-        self.message = message
-        self.rejections = tuple(rejections)
-
-    def __str__(self) -> str:
-        return self.message
 
 
 class ResolutionError(WheelcacheError):

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -326,3 +327,65 @@ def test_rm_after_fetch_leaves_a_consistent_cache(
     assert not (cache_dir / "wheels-v1" / FN).exists()
     assert len(list((cache_dir / "blobs-v1").glob("*/*/*"))) == before - 1
     assert cli(cache, "verify").exit_code == 0
+
+
+def _fetch(ti: TorchIndex, cache: Path, *args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(
+        main,
+        [
+            "fetch",
+            "--cpu",
+            "--py",
+            "39",
+            "--platform",
+            "win_amd64",
+            "--torch-index",
+            ti.torch_index_url,
+            "--index-url",
+            ti.deps_index_url,
+            "--cache-dir",
+            str(cache),
+            "--json",
+            *args,
+        ],
+    )
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_verify_really_remakes_a_damaged_view(torch_index: TorchIndex, tmp_path: Path) -> None:
+    code, out, err = _fetch(torch_index, tmp_path / "c", "filelock")
+    assert code == 0, err
+    view = Path(json.loads(out)["files"][0]["path"])
+    good = view.read_bytes()
+    view.unlink()
+    view.write_bytes(b"\0" * len(good))  # same size, garbage: what a bad copy leaves
+    result = CliRunner().invoke(main, ["verify", "--cache-dir", str(tmp_path / "c")])
+    assert view.read_bytes() == good, result.stdout + result.stderr
+
+
+def test_serving_a_wheel_counts_as_use_for_gc(torch_index: TorchIndex, tmp_path: Path) -> None:
+    import httpx
+
+    from wheelcache.serve.publish import CacheView
+    from wheelcache.serve.server import IndexServer
+    from wheelcache.store.cache import Cache
+
+    code, out, err = _fetch(torch_index, tmp_path / "c", "filelock")
+    assert code == 0, err
+    cache = Cache(tmp_path / "c")
+    (row,) = cache.catalog.all()
+    cache.catalog.touch([row.sha256], 0.0)  # long unused
+    server = IndexServer(("127.0.0.1", 0), CacheView(cache))
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1})
+    thread.start()
+    try:
+        head = httpx.head(f"{server.url}/wheels/{row.filename}")
+        assert head.status_code == 200
+        assert cache.catalog.by_sha256(row.sha256).used_at == 0.0  # type: ignore[union-attr]
+        got = httpx.get(f"{server.url}/wheels/{row.filename}")
+        assert got.status_code == 200 and len(got.content) == row.size
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    assert cache.catalog.by_sha256(row.sha256).used_at > 0  # type: ignore[union-attr]

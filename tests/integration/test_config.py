@@ -112,3 +112,14 @@ def test_fetch_uses_pip_configuration_when_no_index_is_given(
     )
     assert result.exit_code == 0, result.stderr
     assert torch_index.deps.count("/simple/jinja2/") >= 1
+
+
+def test_top_level_config_keys_apply_to_every_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(f'cache-dir = "{tmp_path / "shared-cache"}"\n')
+    monkeypatch.setenv("WHEELCACHE_CONFIG", str(config))
+    result = CliRunner().invoke(main, ["info", "--json"])
+    assert result.exit_code == 0, result.stderr
+    assert str(tmp_path / "shared-cache") in result.stdout

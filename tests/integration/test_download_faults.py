@@ -20,7 +20,7 @@ from blake3 import blake3
 
 from tests.support.httpserver import FileServer
 from wheelcache.core.models import Sha256
-from wheelcache.errors import CacheError, DownloadError, HashMismatchError
+from wheelcache.errors import CacheError, DownloadError, HashMismatchError, IndexUnreachableError
 from wheelcache.net.client import Http, HttpSettings
 from wheelcache.net.download import Downloader, DownloadJob
 from wheelcache.net.transfer import TransferSettings, boot_marker
@@ -472,3 +472,15 @@ def test_after_a_reboot_only_the_synced_segments_are_trusted(
     part.write_bytes(good + b"\0" * 2_000_000)  # what a power loss can leave behind
     _download(server, payload, tmp_path, TransferSettings(connections=1, split_size=1 << 30))
     assert _gets(server)[0] == f"bytes=1000000-{size - 1}"
+
+
+def test_cancel_ends_a_retry_wait_at_once() -> None:
+    with FileServer() as srv:
+        srv.add("/page/", b"x")
+        srv.fault("/page/", status=503, retry_after="60", times=None)
+        http = Http(HttpSettings(retries=3))
+        threading.Timer(0.5, http.cancel).start()
+        with pytest.raises(IndexUnreachableError, match="cancelled"):
+            http.get(srv.url + "/page/")
+        http.close()
+        assert len(srv.requests) == 1  # no second attempt after the 60 s wait was cut short

@@ -555,3 +555,66 @@ def test_dependency_pages_are_asked_for_as_pep691_json(
     pages = [r for r in torch_index.deps.requests if r.path.startswith("/simple/")]
     assert pages
     assert all(r.headers["accept"].startswith("application/vnd.pypi.simple.v1+json") for r in pages)
+
+
+def _fetch(ti: TorchIndex, cache: Path, *args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(
+        main,
+        [
+            "fetch",
+            "--cpu",
+            "--py",
+            "39",
+            "--platform",
+            "win_amd64",
+            "--torch-index",
+            ti.torch_index_url,
+            "--index-url",
+            ti.deps_index_url,
+            "--cache-dir",
+            str(cache),
+            "--json",
+            *args,
+        ],
+    )
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_a_damaged_page_once_does_not_poison_the_page_cache(
+    torch_index: TorchIndex, tmp_path: Path
+) -> None:
+    torch_index.deps.fault("/simple/filelock/", corrupt=True, times=1)
+    code, _, err = _fetch(torch_index, tmp_path / "c", "filelock")
+    assert code == 1 and "cannot parse the page" in err
+    code, out, err = _fetch(torch_index, tmp_path / "c", "filelock")
+    assert code == 0, err
+    assert "is unreadable" in err and "fetching it again" in err
+    assert json.loads(out)["files"][0]["project"] == "filelock"
+
+
+def test_markers_on_requested_projects_are_judged_for_the_target(
+    torch_index: TorchIndex, tmp_path: Path
+) -> None:
+    code, out, err = _fetch(
+        torch_index, tmp_path / "c", "jinja2", 'filelock; sys_platform == "linux"'
+    )
+    assert code == 0, err
+    assert "filelock" not in {f["project"] for f in json.loads(out)["files"]}
+    assert "leaving out filelock" in err
+
+
+@pytest.mark.parametrize(
+    ("option", "url", "message"),
+    [
+        ("--torch-index", "localhost:9/whl/{variant}", "is not an http:// or https:// URL"),
+        ("--index-url", "http://127.0.0.1:99999/simple", "Port out of range"),
+        ("--mirror", "ftp://mirror.invalid/{variant}", "is not an http:// or https:// URL"),
+    ],
+)
+def test_bad_urls_are_usage_errors_before_any_request(
+    tmp_path: Path, option: str, url: str, message: str
+) -> None:
+    result = CliRunner().invoke(
+        main, ["fetch", "--cpu", option, url, "--cache-dir", str(tmp_path / "c")]
+    )
+    assert result.exit_code == 2 and message in result.stderr

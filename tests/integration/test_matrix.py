@@ -89,3 +89,60 @@ def test_offline_matrix_from_cached_pages(torch_index: TorchIndex, tmp_path: Pat
     offline = _matrix(torch_index, tmp_path, "--cuda", "121", "--offline")
     assert offline == online
     assert sum(len(s.requests) for s in torch_index.servers) == 0
+
+
+def _fetch(ti: TorchIndex, cache: Path, *args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(
+        main,
+        [
+            "fetch",
+            "--cpu",
+            "--py",
+            "39",
+            "--platform",
+            "win_amd64",
+            "--torch-index",
+            ti.torch_index_url,
+            "--index-url",
+            ti.deps_index_url,
+            "--cache-dir",
+            str(cache),
+            "--json",
+            *args,
+        ],
+    )
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_matrix_of_a_plain_index_is_one_table(torch_index: TorchIndex, tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main,
+        [
+            "matrix",
+            "--torch-index",
+            torch_index.variant_url("cu118"),
+            "--cache-dir",
+            str(tmp_path / "c"),
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.stderr
+    (table,) = json.loads(result.stdout)["variants"]
+    assert table["variant"] == "" and table["sets"]
+
+
+def test_matrix_offline_skips_variants_never_fetched(
+    torch_index: TorchIndex, tmp_path: Path
+) -> None:
+    args = [
+        "matrix",
+        "--torch-index",
+        torch_index.torch_index_url,
+        "--cache-dir",
+        str(tmp_path / "c"),
+        "--json",
+    ]
+    assert CliRunner().invoke(main, [*args, "--cuda", "121"]).exit_code == 0
+    result = CliRunner().invoke(main, [*args, "--offline"])
+    assert result.exit_code == 0, result.stderr
+    assert [v["variant"] for v in json.loads(result.stdout)["variants"]] == ["cu121"]

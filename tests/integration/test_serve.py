@@ -724,3 +724,36 @@ def test_serve_command_errors_are_one_line(demo_cache: Cache, tmp_path: Path) ->
 )
 def test_doctests(module: object) -> None:
     assert doctest.testmod(module).failed == 0  # type: ignore[arg-type]
+
+
+def test_serve_warns_when_torch_variants_are_mixed(torch_index: TorchIndex, tmp_path: Path) -> None:
+    from wheelcache.cli.serve import _torch_variants
+    from wheelcache.serve.publish import CacheView, Selection
+    from wheelcache.store.cache import Cache
+
+    cache = tmp_path / "c"
+    for variant in ("cpu", "cu121"):
+        result = CliRunner().invoke(
+            main,
+            [
+                "fetch",
+                f"--variant={variant}",
+                "--py",
+                "3.11",
+                "--platform",
+                "linux_x86_64",
+                "--torch",
+                "2.4.0",
+                "--no-deps",
+                "torch",
+                "--torch-index",
+                torch_index.torch_index_url,
+                "--index-url",
+                torch_index.deps_index_url,
+                "--cache-dir",
+                str(cache),
+            ],
+        )
+        assert result.exit_code == 0, result.stderr
+    view = CacheView(Cache(cache), Selection())
+    assert _torch_variants(view.snapshot().files.values()) == {"cpu", "cu121"}

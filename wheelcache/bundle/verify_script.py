@@ -110,7 +110,6 @@ class Report(NamedTuple):
     problems: list[Problem]
     files: int
     size: int
-    blake3_checked: bool
 
     @property
     def ok(self) -> bool:
@@ -279,7 +278,7 @@ def check_bundle(
         if rel.lower() not in listed:
             why = "left by an interrupted export" if rel == INCOMPLETE_MARKER else "not listed"
             problems.append(Problem("extra", rel, f"{why} in the manifest"))
-    return Report(problems, len(entries), sum(e.size for e in entries), blake3 is not None)
+    return Report(problems, len(entries), sum(e.size for e in entries))
 
 
 def format_problem(p: Problem) -> str:

@@ -1,4 +1,5 @@
-"""Bundles, after review: variants, several targets, re-runs after an interruption, import.
+"""Bundles: what an export selects (variants, several targets), re-runs after an interruption,
+import.
 
 Each test here failed before its fix.  Caches are filled with small generated wheels through
 :meth:`Cache.ingest` (as fetch stores them) and the targets fetch would record; everything runs
