@@ -58,9 +58,10 @@ from wheelcache.core.target import Target, make_target
 from wheelcache.core.variants import TORCH_FAMILY
 from wheelcache.errors import BundleError, TargetError, WheelcacheError
 from wheelcache.host.targetfile import TargetDescription
-from wheelcache.serve.publish import dist_info_metadata, read_requirements_file
+from wheelcache.serve.publish import read_requirements_file
 from wheelcache.store.cache import Cache
 from wheelcache.store.catalog import CatalogRow
+from wheelcache.store.metadata import dist_info_metadata
 
 __all__ = [
     "BundleSelection",

@@ -45,9 +45,9 @@ from packaging.utils import canonicalize_name
 from wheelcache.core.layout import METADATA_BUCKET, WHEELS_BUCKET
 from wheelcache.core.units import parse_age, parse_size
 from wheelcache.errors import CacheError
-from wheelcache.serve.publish import dist_info_metadata
 from wheelcache.store.cache import Cache
 from wheelcache.store.catalog import CatalogRow
+from wheelcache.store.metadata import dist_info_metadata
 
 __all__ = [
     "RECENT_SECONDS",

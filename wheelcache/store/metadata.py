@@ -1,0 +1,96 @@
+"""The ``metadata-v1`` bucket: each cached wheel's own METADATA, extracted once.
+
+``serve`` and ``index`` publish it as the PEP 658 ``.metadata`` file; ``verify`` checks it and
+``gc`` drops it with its wheel.  Which ``*.dist-info/METADATA`` member is the wheel's own is
+:func:`wheelcache.core.zipmeta.metadata_member`'s rule.
+"""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+import hashlib
+import logging
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+from wheelcache.core.models import Sha256
+from wheelcache.core.zipmeta import metadata_member
+from wheelcache.errors import CacheError
+from wheelcache.store.cache import Cache
+from wheelcache.store.catalog import CatalogRow
+
+__all__ = ["MetadataInfo", "MetadataStore", "dist_info_metadata"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class MetadataInfo:
+    """A wheel's METADATA: its own sha256, Requires-Python, and where its bytes are."""
+
+    sha256: Sha256
+    requires_python: str | None
+    path: Path | None  # the file in metadata-v1, or None when the cache is read-only
+    data: bytes | None = None  # kept in memory only when it could not be written
+
+
+def dist_info_metadata(zf: zipfile.ZipFile, project: str) -> str:
+    """The project's own ``*.dist-info/METADATA`` member of a wheel (see zipmeta)."""
+    name = metadata_member(zf.namelist(), project)
+    if name is None:
+        raise ValueError("no *.dist-info/METADATA in the wheel")
+    return name
+
+
+def _requires_python(data: bytes, filename: str) -> str | None:
+    msg = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(data, headersonly=True)
+    raw = msg.get("Requires-Python")
+    if not raw:
+        return None
+    value = str(raw).strip()
+    try:
+        SpecifierSet(value)
+    except InvalidSpecifier:
+        log.warning("%s: ignoring invalid Requires-Python %r", filename, value)
+        return None
+    return value
+
+
+class MetadataStore:
+    """Extract each wheel's METADATA once; remember results (and failures) in memory."""
+
+    def __init__(self, cache: Cache) -> None:
+        self._cache = cache
+        self._dir = Path(cache.layout.served_metadata)
+        self._known: dict[str, MetadataInfo | None] = {}
+
+    def get(self, row: CatalogRow, blob: Path) -> MetadataInfo | None:
+        """The METADATA of *row*'s wheel, or ``None`` if the wheel has none we can read."""
+        if row.sha256 not in self._known:
+            try:
+                self._known[row.sha256] = self._load(row, blob)
+            except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+                log.warning("no .metadata for %s: %s", row.filename, exc)
+                self._known[row.sha256] = None
+        return self._known[row.sha256]
+
+    def _load(self, row: CatalogRow, blob: Path) -> MetadataInfo:
+        path = self._dir / f"{row.sha256}.metadata"
+        stored: Path | None = path
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            with zipfile.ZipFile(blob) as zf:
+                data = zf.read(dist_info_metadata(zf, row.project))
+            try:
+                self._cache.write_atomic(path, data)
+            except CacheError as exc:  # a read-only cache still serves, from memory
+                log.warning("keeping METADATA of %s in memory only: %s", row.filename, exc)
+                stored = None
+        digest = Sha256(hashlib.sha256(data).hexdigest())
+        rp = _requires_python(data, row.filename)
+        return MetadataInfo(digest, rp, stored, None if stored else data)
