@@ -12,6 +12,7 @@ the edge with ``raise ... from exc`` and never reach the user as they are::
     ├── ResolutionError           the requirements conflict (says what with what)
     ├── MetadataError             a wheel's METADATA cannot be obtained or parsed
     ├── DownloadError             a file could not be downloaded
+    │   ├── ConnectionFault           the connection failed (httpx errors, translated in net/client)
     │   ├── HashMismatchError         bytes do not match the index's sha256
     │   └── IncompleteDownloadError   size differs from what was announced
     ├── CacheError                the cache cannot be read or written (full disk, permissions)
@@ -23,6 +24,7 @@ from __future__ import annotations
 __all__ = [
     "BundleError",
     "CacheError",
+    "ConnectionFault",
     "DownloadError",
     "HashMismatchError",
     "IncompleteDownloadError",
@@ -96,6 +98,19 @@ class DownloadError(WheelcacheError):
 
     def __str__(self) -> str:
         return f"download of {self.url} failed: {self.reason}"
+
+
+class ConnectionFault(DownloadError):
+    """The connection itself failed: refused, reset, dropped, timed out, or a bad URL.
+
+    ``retryable`` says whether waiting and asking again may help (not for a URL without
+    http(s)); ``timed_out`` marks a read or connect timeout (a stalled connection).
+    """
+
+    def __init__(self, url: str, reason: str, *, retryable: bool, timed_out: bool = False) -> None:
+        super().__init__(url, reason)
+        self.retryable = retryable
+        self.timed_out = timed_out
 
 
 class HashMismatchError(DownloadError):

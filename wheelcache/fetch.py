@@ -26,9 +26,10 @@ from wheelcache.core.provider import Req, Resolution, resolve
 from wheelcache.core.target import Target
 from wheelcache.core.variants import DEFAULT_TORCH_INDEX, is_torch_family, torch_index_for
 from wheelcache.errors import CacheError, IndexPageError, RequirementError, TargetError
-from wheelcache.net.client import Http, HttpSettings, PageStore
+from wheelcache.net.client import Http, HttpSettings
 from wheelcache.net.download import Downloader, DownloadJob, TransferSettings
 from wheelcache.net.finder import IndexFinder, Mirror, Sources
+from wheelcache.net.pages import PageStore
 from wheelcache.store.cache import Cache, CachedWheel, describe_os_error
 
 __all__ = ["FetchRequest", "FetchResult", "FetchedFile", "fetch", "parse_requirements"]

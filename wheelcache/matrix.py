@@ -28,8 +28,9 @@ from wheelcache.core.models import DistFile, ProjectPage
 from wheelcache.core.target import make_target
 from wheelcache.core.variants import torch_index_for
 from wheelcache.errors import IndexPageError, TargetError, WheelcacheError
-from wheelcache.net.client import Http, HttpSettings, PageStore
+from wheelcache.net.client import Http, HttpSettings
 from wheelcache.net.finder import IndexFinder, Sources
+from wheelcache.net.pages import PageStore
 from wheelcache.store.cache import Cache
 
 __all__ = ["MatrixRow", "VariantMatrix", "build_matrix", "platform_family"]

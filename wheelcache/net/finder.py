@@ -48,8 +48,9 @@ from wheelcache.errors import (
     TargetError,
     WheelcacheError,
 )
-from wheelcache.net.client import Http, PageStore
+from wheelcache.net.client import Http
 from wheelcache.net.download import Downloader, DownloadJob
+from wheelcache.net.pages import PageStore
 from wheelcache.store.cache import Cache
 
 __all__ = ["IndexFinder", "Mirror", "Sources"]
@@ -362,8 +363,8 @@ class IndexFinder:
     def _pep658(self, f: DistFile) -> bytes | None:
         assert self.http is not None
         r = self.http.get(f.metadata_url)
-        if r.status_code != 200:
-            log.debug("%s: no .metadata (HTTP %d) despite the page", f.filename, r.status_code)
+        if r.status != 200:
+            log.debug("%s: no .metadata (HTTP %d) despite the page", f.filename, r.status)
             return None
         data = r.content
         if f.core_metadata_sha256 is not None:

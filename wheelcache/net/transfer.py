@@ -35,13 +35,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 from blake3 import blake3
 
 from wheelcache.core.partial import ALIGN, PartialState, Segment, plan
 from wheelcache.core.progress import Reporter
-from wheelcache.errors import CacheError, DownloadError, WheelcacheError
-from wheelcache.net.client import NOT_RETRYABLE, RETRY_STATUS, Http, retry_delay
+from wheelcache.errors import CacheError, ConnectionFault, DownloadError, WheelcacheError
+from wheelcache.net.client import RETRY_STATUS, Http, Stream, content_range, retry_delay
 from wheelcache.store.cache import describe_os_error
 
 __all__ = ["HostLimiter", "Restart", "Transfer", "TransferSettings"]
@@ -516,22 +515,20 @@ class Transfer:
                         src.got += seg.pos - seg.p0
                         src.seconds += time.monotonic() - start
                         seg.src = None
-        except httpx.TimeoutException as exc:
-            raise _Retry("stalled (no data)") from exc
-        except NOT_RETRYABLE as exc:
-            raise DownloadError(src.url, f"{type(exc).__name__}: {exc}") from exc
-        except httpx.TransportError as exc:
-            raise _Retry(_transport_reason(exc)) from exc
+        except ConnectionFault as exc:
+            if exc.timed_out:
+                raise _Retry("stalled (no data)") from exc
+            if not exc.retryable:
+                raise DownloadError(src.url, exc.reason) from exc
+            raise _Retry(exc.reason) from exc
 
-    def _check_response(
-        self, seg: Segment, r: httpx.Response, asked: int, src: _Source
-    ) -> bool | None:
+    def _check_response(self, seg: Segment, r: Stream, asked: int, src: _Source) -> bool | None:
         """Validate the answer: True for the whole file (200), False for the range asked,
         None for 416 at the end of the file."""
-        status = r.status_code
+        status = r.status
         if status in RETRY_STATUS:
-            raise _Retry(f"HTTP {status}", r.headers.get("Retry-After"))
-        etag = r.headers.get("ETag")
+            raise _Retry(f"HTTP {status}", r.headers.get("retry-after"))
+        etag = r.headers.get("etag")
         if status == 200:
             with self._lock:
                 if seg not in self.st.segments or self._ranges is False:
@@ -543,7 +540,7 @@ class Transfer:
                     )
                 # Nothing downloaded yet and ranges unproven: take this body as the file.
                 self._ranges = False
-                length = r.headers.get("Content-Length")
+                length = r.headers.get("content-length")
                 total = int(length) if length and length.isdigit() else None
                 seg.start = seg.pos = 0
                 seg.end = total
@@ -557,7 +554,11 @@ class Transfer:
             return None
         if status != 206:
             raise DownloadError(src.url, f"HTTP {status}")
-        start, total = _content_range(r.headers.get("Content-Range", ""))
+        value = r.headers.get("content-range", "")
+        parsed = content_range(value)
+        if parsed is None:
+            raise Restart(f"unusable Content-Range {value!r}")
+        start, total = parsed
         if start != seg.pos:
             raise Restart(f"Content-Range starts at {start}, asked for {seg.pos}")
         with self._lock:
@@ -615,13 +616,13 @@ class Transfer:
             split = total >= self.settings.split_size and self.settings.connections > 1
             seg.end = min(total, asked_end) if split and asked_end is not None else total
 
-    def _accept_validators(self, etag: str | None, r: httpx.Response, src: _Source) -> None:
+    def _accept_validators(self, etag: str | None, r: Stream, src: _Source) -> None:
         src.etag = etag or src.etag
-        src.last_modified = r.headers.get("Last-Modified") or src.last_modified
+        src.last_modified = r.headers.get("last-modified") or src.last_modified
         if src is self.sources[0]:  # the state file keeps the validators of its own URL
             self.st.etag, self.st.last_modified = src.etag, src.last_modified
 
-    def _receive(self, seg: Segment, r: httpx.Response, asked: int) -> bool:
+    def _receive(self, seg: Segment, r: Stream, asked: int) -> bool:
         """Write the body at the segment's position; True when a body of unknown total
         ended before *asked* (that is the end of the file)."""
         stall = self.settings.stall_seconds
@@ -630,7 +631,7 @@ class Transfer:
         # covers it.
         with open(self.part, "r+b", buffering=0) as fh:
             fh.seek(seg.pos)
-            for chunk in r.iter_raw():
+            for chunk in r.chunks:
                 if self._stop.is_set():
                     return False
                 with self._lock:
@@ -709,24 +710,3 @@ class Transfer:
                         self._hashed += len(block)
         except BaseException as exc:
             self._fail(exc)
-
-
-def _content_range(value: str) -> tuple[int, int | None]:
-    """``bytes 100-199/1000`` → ``(100, 1000)``; an unusable header means restart."""
-    try:
-        _unit, rest = value.split(" ", 1)
-        span, total = rest.split("/", 1)
-        start = int(span.split("-", 1)[0])
-        return start, (None if total.strip() == "*" else int(total))
-    except ValueError:
-        raise Restart(f"unusable Content-Range {value!r}") from None
-
-
-def _transport_reason(exc: httpx.TransportError) -> str:
-    if isinstance(exc, httpx.RemoteProtocolError):
-        return "connection dropped"
-    if isinstance(exc, httpx.ConnectError):
-        return f"cannot connect ({exc})"
-    if isinstance(exc, httpx.ReadError):
-        return "connection reset"
-    return f"{type(exc).__name__}: {exc}"
