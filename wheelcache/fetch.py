@@ -28,7 +28,8 @@ from wheelcache.core.variants import DEFAULT_TORCH_INDEX, is_torch_family, torch
 from wheelcache.errors import CacheError, IndexPageError, RequirementError, TargetError
 from wheelcache.net.client import Http, HttpSettings
 from wheelcache.net.download import Downloader, DownloadJob, TransferSettings
-from wheelcache.net.finder import IndexFinder, Mirror, Sources
+from wheelcache.net.finder import IndexFinder, WheelMetadata
+from wheelcache.net.indexes import Indexes, Mirror, Sources
 from wheelcache.net.pages import PageStore
 from wheelcache.store.cache import Cache, CachedWheel, describe_os_error
 
@@ -230,18 +231,19 @@ def _job(c: Candidate, finder: IndexFinder) -> DownloadJob:
     once those failed, for a torch-family file linked on a CDN the same path on the index's
     own host."""
     f = c.file
-    fallback = cdn_fallback(f.url, finder.sources.torch_index) if is_torch_family(c.name) else None
-    urls = list(dict.fromkeys([*finder.mirror_urls(c), f.url]))
+    indexes = finder.indexes
+    fallback = cdn_fallback(f.url, indexes.sources.torch_index) if is_torch_family(c.name) else None
+    urls = list(dict.fromkeys([*indexes.mirror_urls(c.name, f), f.url]))
     return DownloadJob(
         url=urls[0],
         filename=f.filename,
         project=c.name,
         version=str(c.version),
         sha256=f.sha256,
-        size=f.size or finder.sizes.get(f.url),
+        size=f.size or finder.metadata.sizes.get(f.url),
         mirrors=tuple(urls[1:]),
         fallbacks=(fallback,) if fallback else (),
-        hash_origin="mirror" if c.name in finder.mirror_hashed else "index",
+        hash_origin="mirror" if c.name in indexes.mirror_hashed else "index",
     )
 
 
@@ -262,11 +264,8 @@ def fetch(request: FetchRequest, cache: Cache, reporter: Reporter | None = None)
         )
         finder = IndexFinder(
             target,
-            sources,
-            PageStore(cache, http),
-            cache,
-            http,
-            downloader,
+            Indexes(sources, PageStore(cache, http), target.variant),
+            WheelMetadata(cache, http, downloader),
             prefetch=max(request.jobs, 4),
             prefetch_metadata=not request.no_deps,
         )
@@ -316,7 +315,7 @@ def fetch(request: FetchRequest, cache: Cache, reporter: Reporter | None = None)
             # Biggest first: the long downloads start at once and small ones fill the gaps.
             order = sorted(
                 resolution.candidates,
-                key=lambda c: -(c.file.size or finder.sizes.get(c.file.url) or 0),
+                key=lambda c: -(c.file.size or finder.metadata.sizes.get(c.file.url) or 0),
             )
             got = dict(
                 zip(order, downloader.fetch_many([_job(c, finder) for c in order]), strict=True)
@@ -377,13 +376,15 @@ def fetch(request: FetchRequest, cache: Cache, reporter: Reporter | None = None)
 
 def _learn_sizes(http: Http, finder: IndexFinder, cands: Sequence[Candidate], jobs: int) -> None:
     """HEAD the files whose size no page told us, in parallel (for the dry-run total)."""
-    unknown = [c.file.url for c in cands if not c.file.size and c.file.url not in finder.sizes]
+    unknown = [
+        c.file.url for c in cands if not c.file.size and c.file.url not in finder.metadata.sizes
+    ]
     if not unknown:
         return
     with concurrent.futures.ThreadPoolExecutor(max(1, jobs)) as pool:
         for url, size in zip(unknown, pool.map(http.content_length, unknown), strict=True):
             if size is not None:
-                finder.sizes[url] = size
+                finder.metadata.sizes[url] = size
 
 
 def torch_available(request: FetchRequest, cache: Cache) -> bool:
@@ -396,9 +397,8 @@ def torch_available(request: FetchRequest, cache: Cache) -> bool:
     http = None if request.offline else Http(request.http)
     try:
         pages = PageStore(cache, http)
-        finder = IndexFinder(
-            request.target, Sources(torch_url, per_variant, ()), pages, cache, http, None
-        )
+        indexes = Indexes(Sources(torch_url, per_variant, ()), pages, request.target.variant)
+        finder = IndexFinder(request.target, indexes, WheelMetadata(cache, http, None))
         try:
             cands = finder.find_candidates(canonicalize_name("torch"))
         except (TargetError, IndexPageError):
@@ -420,7 +420,7 @@ def _planned(c: Candidate, cache: Cache, finder: IndexFinder, res: Resolution) -
         path=cached.path if cached else None,
         sha256=cached.sha256 if cached else f.sha256,
         blake3=cached.blake3 if cached else None,
-        size=cached.size if cached else (f.size or finder.sizes.get(f.url)),
+        size=cached.size if cached else (f.size or finder.metadata.sizes.get(f.url)),
         url=f.url,
         source="cache" if cached else "planned",
         required_by=res.required_by.get(c.name, ()),

@@ -25,11 +25,11 @@ from packaging.version import Version
 
 from wheelcache.core.evaluator import Candidate, variant_wheels
 from wheelcache.core.models import DistFile, ProjectPage
-from wheelcache.core.target import make_target
 from wheelcache.core.variants import torch_index_for
 from wheelcache.errors import IndexPageError, TargetError, WheelcacheError
 from wheelcache.net.client import Http, HttpSettings
-from wheelcache.net.finder import IndexFinder, Sources
+from wheelcache.net.finder import WheelMetadata
+from wheelcache.net.indexes import Indexes, Sources
 from wheelcache.net.pages import PageStore
 from wheelcache.store.cache import Cache
 
@@ -179,11 +179,13 @@ def pair_companions(
     return out
 
 
-def _torch_pin(finder: IndexFinder, project: NormalizedName, files: Sequence[_Wheel]) -> str | None:
+def _torch_pin(
+    metadata: WheelMetadata, project: NormalizedName, files: Sequence[_Wheel]
+) -> str | None:
     """The torch specifier in the METADATA of one wheel of this companion release."""
     f, _tags, version = sorted(files, key=lambda w: (not w[0].core_metadata, w[0].filename))[0]
     try:
-        md = finder.get_metadata(Candidate(project, version, f, 0))
+        md = metadata.get_metadata(Candidate(project, version, f, 0))
     except WheelcacheError as exc:
         log.warning("%s: cannot read its metadata (%s); left out of the matrix", f.filename, exc)
         return None
@@ -197,19 +199,11 @@ def _variant_matrix(
     variant: str, template: str, cache: Cache, http: Http | None, jobs: int
 ) -> VariantMatrix | None:
     url, per_variant = torch_index_for(template, variant or "cpu")
-    placeholder = make_target(python="3.12", platform="linux_x86_64", variant=variant or "cpu")
-    finder = IndexFinder(
-        placeholder,
-        Sources(url, per_variant, ()),
-        PageStore(cache, http),
-        cache,
-        http,
-        None,
-        prefetch=0,
-    )
+    indexes = Indexes(Sources(url, per_variant, ()), PageStore(cache, http), variant or "cpu")
+    metadata = WheelMetadata(cache, http, None)
     local = variant if per_variant else None
     try:
-        pages = {p: finder.page(p) for p in (TORCH, VISION, AUDIO)}
+        pages = {p: indexes.page(p) for p in (TORCH, VISION, AUDIO)}
     except TargetError:
         return None  # this variant does not exist on the index
     if pages[TORCH] is None:
@@ -221,7 +215,7 @@ def _variant_matrix(
     with concurrent.futures.ThreadPoolExecutor(max(1, jobs)) as pool:
         for comp in (VISION, AUDIO):
             futs = {
-                v: pool.submit(_torch_pin, finder, comp, files) for v, files in by[comp].items()
+                v: pool.submit(_torch_pin, metadata, comp, files) for v, files in by[comp].items()
             }
             pins = {v: fut.result() for v, fut in futs.items()}
             pairs[comp] = pair_companions(fulls, pins)

@@ -41,7 +41,7 @@ from wheelcache.host.targetfile import (
     read_target_description,
 )
 from wheelcache.net.client import HttpSettings
-from wheelcache.net.finder import Mirror
+from wheelcache.net.indexes import Mirror
 from wheelcache.net.transfer import TransferSettings
 from wheelcache.store.cache import Cache
 
