@@ -9,7 +9,6 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import os
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +30,7 @@ from wheelcache.net.download import Downloader, DownloadJob, TransferSettings
 from wheelcache.net.finder import IndexFinder, WheelMetadata
 from wheelcache.net.indexes import Indexes, Mirror, Sources
 from wheelcache.net.pages import PageStore
-from wheelcache.store.cache import Cache, CachedWheel, describe_os_error
+from wheelcache.store.cache import Cache, CachedWheel, describe_os_error, link_or_copy
 
 __all__ = ["FetchRequest", "FetchResult", "FetchedFile", "fetch", "parse_requirements"]
 
@@ -197,19 +196,8 @@ def _requirements_text(files: Sequence[FetchedFile]) -> str:
 
 def _place(wheel: CachedWheel, dest: Path) -> Path:
     """Put a copy (hard link where possible) of *wheel* in *dest* under its real name."""
-    target = dest / wheel.filename
-    try:
-        if target.exists() and target.stat().st_size == wheel.size:
-            return target
-        tmp = dest / f".{wheel.filename}.{os.getpid()}.tmp"
-        try:
-            os.link(wheel.blob, tmp)
-        except OSError:
-            shutil.copyfile(wheel.blob, tmp)
-        os.replace(tmp, target)
-    except OSError as exc:
-        raise CacheError(describe_os_error(exc, target)) from exc
-    return target
+    tmp = dest / f".{wheel.filename}.{os.getpid()}.tmp"
+    return link_or_copy(wheel.blob, dest / wheel.filename, tmp)
 
 
 def cdn_fallback(url: str, index_url: str) -> str | None:

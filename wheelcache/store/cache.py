@@ -26,7 +26,7 @@ from wheelcache.core.models import Blake3, Sha256
 from wheelcache.errors import CacheError
 from wheelcache.store.catalog import Catalog, CatalogRow
 
-__all__ = ["Cache", "CachedWheel", "FileLock", "describe_os_error", "fsync_dir"]
+__all__ = ["Cache", "CachedWheel", "FileLock", "describe_os_error", "fsync_dir", "link_or_copy"]
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +123,27 @@ def _replace(src: Path, dest: Path) -> None:
             time.sleep(0.05)
 
 
+def link_or_copy(src: Path, dest: Path, tmp: Path, *, force: bool = False) -> Path:
+    """Make *dest* a hard link to *src*, else a copy (built at *tmp*, then moved into place).
+
+    A *dest* already there with *src*'s size is kept as it is (unless *force*): where hard
+    links are impossible (FAT/exFAT sticks, some network shares) it is a copy, and copying
+    2.5 GB again on every lookup, or replacing a file pip or ``serve`` holds open, must not
+    happen.  *tmp* must be on *dest*'s filesystem and unique to this process.
+    """
+    try:
+        if not force and dest.exists() and dest.stat().st_size == src.stat().st_size:
+            return dest
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+        _replace(tmp, dest)
+    except OSError as exc:
+        raise CacheError(describe_os_error(exc, dest)) from exc
+    return dest
+
+
 def fsync_dir(path: Path) -> None:
     """Make a rename in *path* durable (a no-op where directories cannot be synced)."""
     if sys.platform == "win32":
@@ -202,25 +223,9 @@ class Cache:
 
     # -- wheels ----------------------------------------------------------------------------
     def _view(self, blob: Path, filename: str, *, force: bool = False) -> Path:
-        """Place ``wheels-v1/<filename>`` for a blob: a hard link, else a copy.
-
-        A view that is already there with the blob's size is kept as it is: where hard links
-        are impossible (FAT/exFAT sticks, some network shares) it is a copy, and copying 2.5 GB
-        again on every lookup, or replacing a file pip or ``serve`` holds open, must not happen.
-        """
-        dest = Path(self.layout.wheel(filename))
-        try:
-            if not force and dest.exists() and dest.stat().st_size == blob.stat().st_size:
-                return dest
-            tmp = Path(self.layout.tmp) / f"view-{os.getpid()}-{time.monotonic_ns()}"
-            try:
-                os.link(blob, tmp)
-            except OSError:
-                shutil.copyfile(blob, tmp)
-            _replace(tmp, dest)
-        except OSError as exc:
-            raise CacheError(describe_os_error(exc, dest)) from exc
-        return dest
+        """Place ``wheels-v1/<filename>`` for a blob: a hard link, else a copy."""
+        tmp = Path(self.layout.tmp) / f"view-{os.getpid()}-{time.monotonic_ns()}"
+        return link_or_copy(blob, Path(self.layout.wheel(filename)), tmp, force=force)
 
     def _wheel(self, row: CatalogRow) -> CachedWheel | None:
         blob = Path(self.layout.blob(row.blake3))
