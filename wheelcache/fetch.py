@@ -1,7 +1,10 @@
 """The whole ``fetch`` job: requirements + target → resolved, verified wheels in the cache.
 
-:func:`fetch` wires the edges (HTTP client, page store, downloader, cache) to the pure core
-(evaluator, provider) and returns a :class:`FetchResult` that the CLI renders.
+:func:`fetch` wires the edges (the command's one HTTP client, page store, downloader, cache)
+to the pure core (evaluator, provider) and returns a :class:`FetchResult` that the CLI
+renders.  It reads top to bottom: resolve (:func:`_resolve`), then either a plan
+(``--dry-run``) or the downloads (:func:`_download`), then the outputs
+(:func:`_write_outputs`).
 """
 
 from __future__ import annotations
@@ -235,165 +238,188 @@ def _job(c: Candidate, finder: IndexFinder) -> DownloadJob:
     )
 
 
-def fetch(request: FetchRequest, cache: Cache, reporter: Reporter | None = None) -> FetchResult:
-    """Resolve and download everything *request* asks for; see the module docstring."""
-    target = request.target
-    reqs = parse_requirements(request.requirements, request.torch_version, target)
-    torch_url, per_variant = torch_index_for(request.torch_index, target.variant)
-    sources = Sources(
-        torch_url, per_variant, tuple(u.rstrip("/") for u in request.index_urls), request.mirrors
-    )
-    http = None if request.offline else Http(request.http)
+def fetch(
+    request: FetchRequest,
+    cache: Cache,
+    *,
+    http: Http | None,
+    reporter: Reporter | None = None,
+    pages: PageStore | None = None,
+) -> FetchResult:
+    """Resolve and download everything *request* asks for; see the module docstring.
+
+    *http* is the command's one client (None offline; ``request.offline`` also means no
+    network); the caller owns it and closes it.  *pages* lets a caller that already read
+    index pages (``--cuda auto``) share its page store.  On failure *http* is cancelled, so
+    prefetch threads sleeping in a retry wake up at once.
+    """
+    if request.offline:
+        http = None
     try:
+        reqs = parse_requirements(request.requirements, request.torch_version, request.target)
         downloader = (
             Downloader(http, cache, reporter, jobs=request.jobs, settings=request.transfer)
-            if http
+            if http is not None
             else None
         )
-        finder = IndexFinder(
-            target,
-            Indexes(sources, PageStore(cache, http), target.variant),
-            WheelMetadata(cache, http, downloader),
-            prefetch=max(request.jobs, 4),
-            prefetch_metadata=not request.no_deps,
-        )
-        finder.prefetch(r.name for r in reqs)
-        try:
-            resolution = resolve(
-                reqs,
-                target,
-                finder,
-                finder,
-                allow_prereleases=request.allow_prereleases,
-                no_deps=request.no_deps,
-            )
-        except BaseException:
-            if http is not None:
-                http.cancel()  # wake prefetch threads sleeping in a retry
-            finder.close(wait=False)
-            raise
-        finder.close()
+        finder = _finder(request, WheelMetadata(cache, http, downloader), pages)
+        resolution = _resolve(request, reqs, finder)
         requested = _requested_pins(reqs, resolution)
-        for c in resolution.candidates:
-            if c.file.yanked:
-                log.warning(
-                    "%s is yanked (%s); taken because it was pinned exactly",
-                    c.file.filename,
-                    c.file.yanked_reason or "no reason given",
-                )
         if request.dry_run:
             if http is not None:
                 _learn_sizes(http, finder, resolution.candidates, request.jobs)
             plan = tuple(_planned(c, cache, finder, resolution) for c in resolution.candidates)
+            target = request.target
             return FetchResult(target, requested, plan, Path(cache.layout.wheels), None, True, 0)
-        if downloader is None:
-            missing = [
-                c.file.filename
-                for c in resolution.candidates
-                if cache.find(c.file.filename, c.file.sha256) is None
-            ]
-            if missing:
-                raise CacheError(
-                    f"--offline: {len(missing)} wheel(s) are not in the cache "
-                    f"({', '.join(missing[:3])}{' …' if len(missing) > 3 else ''}); "
-                    "run once without --offline"
-                )
-            wheels = [cache.find(c.file.filename, c.file.sha256) for c in resolution.candidates]
-        else:
-            # Biggest first: the long downloads start at once and small ones fill the gaps.
-            order = sorted(
-                resolution.candidates,
-                key=lambda c: -(c.file.size or finder.metadata.sizes.get(c.file.url) or 0),
-            )
-            got = dict(
-                zip(order, downloader.fetch_many([_job(c, finder) for c in order]), strict=True)
-            )
-            wheels = [got[c] for c in resolution.candidates]
-        files: list[FetchedFile] = []
-        dest = request.dest
-        if dest is not None:
-            try:
-                dest.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise CacheError(describe_os_error(exc, dest)) from exc
-        cache.catalog.add_targets([w.sha256 for w in wheels if w is not None], target.describe())
-        for c, w in zip(resolution.candidates, wheels, strict=True):
-            assert w is not None
-            path = _place(w, dest) if dest is not None else w.path
-            fetched_here = downloader is not None and c.file.filename in downloader.transferred
-            source = "network" if fetched_here else "cache"
-            files.append(
-                FetchedFile(
-                    w.filename,
-                    c.name,
-                    str(c.version),
-                    path,
-                    w.sha256,
-                    w.blake3,
-                    w.size,
-                    c.file.url,
-                    source,
-                    resolution.required_by.get(c.name, ()),
-                )
-            )
-        wheels_dir = dest if dest is not None else Path(cache.layout.wheels)
-        req_name = (
-            "requirements.txt"
-            if dest is not None
-            else f"requirements-{target.variant}-{target.abi}-{target.platform}.txt"
-        )
-        req_file = wheels_dir / req_name
-        cache.write_atomic(req_file, _requirements_text(files).encode())
-        return FetchResult(
-            target,
-            requested,
-            tuple(files),
-            wheels_dir,
-            req_file,
-            False,
-            downloader.downloaded_bytes if downloader else 0,
-        )
+        wheels = _download(resolution, cache, finder, downloader)
+        return _write_outputs(request, cache, resolution, requested, wheels, downloader)
     except BaseException:
         if http is not None:
             http.cancel()
         raise
-    finally:
-        if http is not None:
-            http.close()
+
+
+def _finder(request: FetchRequest, metadata: WheelMetadata, pages: PageStore | None) -> IndexFinder:
+    """Candidates and metadata for the request's target, from the indexes it names."""
+    target = request.target
+    torch_url, per_variant = torch_index_for(request.torch_index, target.variant)
+    index_urls = tuple(u.rstrip("/") for u in request.index_urls)
+    sources = Sources(torch_url, per_variant, index_urls, request.mirrors)
+    indexes = Indexes(sources, pages or PageStore(metadata.cache, metadata.http), target.variant)
+    return IndexFinder(
+        target,
+        indexes,
+        metadata,
+        prefetch=max(request.jobs, 4),
+        prefetch_metadata=not request.no_deps,
+    )
+
+
+def _resolve(request: FetchRequest, reqs: Sequence[Req], finder: IndexFinder) -> Resolution:
+    """Run the resolver with prefetching; warn about yanked files taken by an exact pin."""
+    finder.prefetch(r.name for r in reqs)
+    try:
+        resolution = resolve(
+            reqs,
+            request.target,
+            finder,
+            finder,
+            allow_prereleases=request.allow_prereleases,
+            no_deps=request.no_deps,
+        )
+    except BaseException:
+        if finder.metadata.http is not None:
+            finder.metadata.http.cancel()  # wake prefetch threads sleeping in a retry
+        finder.close(wait=False)
+        raise
+    finder.close()
+    for c in resolution.candidates:
+        if c.file.yanked:
+            log.warning(
+                "%s is yanked (%s); taken because it was pinned exactly",
+                c.file.filename,
+                c.file.yanked_reason or "no reason given",
+            )
+    return resolution
+
+
+def _download(
+    resolution: Resolution, cache: Cache, finder: IndexFinder, downloader: Downloader | None
+) -> list[CachedWheel]:
+    """The resolved wheels in the cache, downloading what is missing (offline: none)."""
+    if downloader is None:
+        found = [cache.find(c.file.filename, c.file.sha256) for c in resolution.candidates]
+        missing = [
+            c.file.filename for c, w in zip(resolution.candidates, found, strict=True) if w is None
+        ]
+        if missing:
+            raise CacheError(
+                f"--offline: {len(missing)} wheel(s) are not in the cache "
+                f"({', '.join(missing[:3])}{' …' if len(missing) > 3 else ''}); "
+                "run once without --offline"
+            )
+        return [w for w in found if w is not None]
+    # Biggest first: the long downloads start at once and small ones fill the gaps.
+    sizes = finder.metadata.sizes
+    order = sorted(
+        resolution.candidates, key=lambda c: -(c.file.size or sizes.get(c.file.url) or 0)
+    )
+    got = dict(zip(order, downloader.fetch_many([_job(c, finder) for c in order]), strict=True))
+    return [got[c] for c in resolution.candidates]
+
+
+def _write_outputs(
+    request: FetchRequest,
+    cache: Cache,
+    resolution: Resolution,
+    requested: tuple[str, ...],
+    wheels: Sequence[CachedWheel],
+    downloader: Downloader | None,
+) -> FetchResult:
+    """Record the target, place the wheels (``--dest``) and write the requirements file."""
+    target, dest = request.target, request.dest
+    if dest is not None:
+        try:
+            dest.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CacheError(describe_os_error(exc, dest)) from exc
+    cache.catalog.add_targets([w.sha256 for w in wheels], target.describe())
+    transferred = downloader.transferred if downloader is not None else set()
+    files = [
+        FetchedFile(
+            w.filename,
+            c.name,
+            str(c.version),
+            _place(w, dest) if dest is not None else w.path,
+            w.sha256,
+            w.blake3,
+            w.size,
+            c.file.url,
+            "network" if c.file.filename in transferred else "cache",
+            resolution.required_by.get(c.name, ()),
+        )
+        for c, w in zip(resolution.candidates, wheels, strict=True)
+    ]
+    wheels_dir = dest if dest is not None else Path(cache.layout.wheels)
+    req_name = (
+        "requirements.txt"
+        if dest is not None
+        else f"requirements-{target.variant}-{target.abi}-{target.platform}.txt"
+    )
+    req_file = wheels_dir / req_name
+    cache.write_atomic(req_file, _requirements_text(files).encode())
+    downloaded = downloader.downloaded_bytes if downloader is not None else 0
+    return FetchResult(target, requested, tuple(files), wheels_dir, req_file, False, downloaded)
 
 
 def _learn_sizes(http: Http, finder: IndexFinder, cands: Sequence[Candidate], jobs: int) -> None:
     """HEAD the files whose size no page told us, in parallel (for the dry-run total)."""
-    unknown = [
-        c.file.url for c in cands if not c.file.size and c.file.url not in finder.metadata.sizes
-    ]
+    sizes = finder.metadata.sizes
+    unknown = [c.file.url for c in cands if not c.file.size and c.file.url not in sizes]
     if not unknown:
         return
     with concurrent.futures.ThreadPoolExecutor(max(1, jobs)) as pool:
         for url, size in zip(unknown, pool.map(http.content_length, unknown), strict=True):
             if size is not None:
-                finder.metadata.sizes[url] = size
+                sizes[url] = size
 
 
-def torch_available(request: FetchRequest, cache: Cache) -> bool:
+def torch_available(request: FetchRequest, pages: PageStore) -> bool:
     """Whether the PyTorch index has a torch wheel (matching ``--torch``) for the target.
 
     Used by ``--cuda auto`` to skip variants the index does not publish for this target; one
-    page request per variant (cached like every page).
+    page request per variant, through the command's one page store (*pages*: its client is
+    None offline).
     """
-    torch_url, per_variant = torch_index_for(request.torch_index, request.target.variant)
-    http = None if request.offline else Http(request.http)
+    target = request.target
+    torch_url, per_variant = torch_index_for(request.torch_index, target.variant)
+    indexes = Indexes(Sources(torch_url, per_variant, ()), pages, target.variant)
+    metadata = WheelMetadata(pages.cache, pages.http, None)
+    finder = IndexFinder(target, indexes, metadata, prefetch=0)
     try:
-        pages = PageStore(cache, http)
-        indexes = Indexes(Sources(torch_url, per_variant, ()), pages, request.target.variant)
-        finder = IndexFinder(request.target, indexes, WheelMetadata(cache, http, None))
-        try:
-            cands = finder.find_candidates(canonicalize_name("torch"))
-        except (TargetError, IndexPageError):
-            return False
-    finally:
-        if http is not None:
-            http.close()
+        cands = finder.find_candidates(canonicalize_name("torch"))
+    except (TargetError, IndexPageError):
+        return False
     pin = SpecifierSet(f"=={request.torch_version}") if request.torch_version else SpecifierSet()
     return any(pin.contains(c.version, prereleases=True) for c in cands)
 

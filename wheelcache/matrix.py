@@ -27,7 +27,7 @@ from wheelcache.core.evaluator import Candidate, variant_wheels
 from wheelcache.core.models import DistFile, ProjectPage
 from wheelcache.core.variants import torch_index_for
 from wheelcache.errors import IndexPageError, TargetError, WheelcacheError
-from wheelcache.net.client import Http, HttpSettings
+from wheelcache.net.client import Http
 from wheelcache.net.finder import WheelMetadata
 from wheelcache.net.indexes import Indexes, Sources
 from wheelcache.net.pages import PageStore
@@ -196,11 +196,11 @@ def _torch_pin(
 
 
 def _variant_matrix(
-    variant: str, template: str, cache: Cache, http: Http | None, jobs: int
+    variant: str, template: str, store: PageStore, jobs: int
 ) -> VariantMatrix | None:
     url, per_variant = torch_index_for(template, variant or "cpu")
-    indexes = Indexes(Sources(url, per_variant, ()), PageStore(cache, http), variant or "cpu")
-    metadata = WheelMetadata(cache, http, None)
+    indexes = Indexes(Sources(url, per_variant, ()), store, variant or "cpu")
+    metadata = WheelMetadata(store.cache, store.http, None)
     local = variant if per_variant else None
     try:
         pages = {p: indexes.page(p) for p in (TORCH, VISION, AUDIO)}
@@ -243,36 +243,32 @@ def build_matrix(
     *,
     torch_index: str,
     cache: Cache,
-    offline: bool = False,
-    http_settings: HttpSettings | None = None,
+    http: Http | None,
     jobs: int = 8,
     explicit: bool = True,
 ) -> list[VariantMatrix]:
     """The matrix for each variant the index has (missing variants are left out).
 
+    *http* is the command's one client (None offline); one page store serves every variant.
     An index URL without ``{variant}`` is one index: one table, whatever *variants* says.
     Offline, a variant whose pages were never fetched is left out unless it was asked for
     (*variants* given explicitly): then it is an error naming the page.
     """
-    http = None if offline else Http(http_settings)
-    try:
-        if "{variant}" not in torch_index:
-            m = _variant_matrix("", torch_index, cache, http, jobs)
-            return [m] if m is not None else []
-        out = []
-        for v in variants:
-            try:
-                m = _variant_matrix(v, torch_index, cache, http, jobs)
-            except IndexPageError:
-                if offline and not explicit:
-                    continue
-                raise
-            if m is not None:
-                out.append(m)
-        return out
-    finally:
-        if http is not None:
-            http.close()
+    pages = PageStore(cache, http)
+    if "{variant}" not in torch_index:
+        m = _variant_matrix("", torch_index, pages, jobs)
+        return [m] if m is not None else []
+    out = []
+    for v in variants:
+        try:
+            m = _variant_matrix(v, torch_index, pages, jobs)
+        except IndexPageError:
+            if http is None and not explicit:
+                continue
+            raise
+        if m is not None:
+            out.append(m)
+    return out
 
 
 def filter_rows(

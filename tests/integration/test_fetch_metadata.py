@@ -9,6 +9,7 @@ from tests.support.httpserver import FileServer
 from tests.support.wheels import build_wheel, metadata_bytes
 from wheelcache.core.target import make_target
 from wheelcache.fetch import FetchRequest, fetch
+from wheelcache.net.client import http_session
 from wheelcache.store.cache import Cache
 
 WHEEL = "app-1.0-py3-none-any.whl"
@@ -39,7 +40,8 @@ def test_whole_wheel_metadata_is_the_wheels_own_not_a_vendored_one(tmp_path: Pat
             torch_index=srv.url + "/whl/{variant}",
             index_urls=(srv.url + "/simple",),
         )
-        result = fetch(request, Cache(tmp_path / "cache"))
+        with http_session(None, offline=False) as http:
+            result = fetch(request, Cache(tmp_path / "cache"), http=http)
         assert [(f.project, f.version) for f in result.files] == [("app", "1.0")]
         assert srv.count("/simple/no-such-project/") == 0
         whl_gets = [r for r in srv.requests if r.path.endswith(".whl") and r.method == "GET"]

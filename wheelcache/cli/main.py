@@ -40,8 +40,9 @@ from wheelcache.host.targetfile import (
     parse_target_description,
     read_target_description,
 )
-from wheelcache.net.client import HttpSettings
+from wheelcache.net.client import HttpSettings, http_session
 from wheelcache.net.indexes import Mirror
+from wheelcache.net.pages import PageStore
 from wheelcache.net.transfer import TransferSettings
 from wheelcache.store.cache import Cache
 
@@ -394,8 +395,10 @@ def fetch_command(
         ),
     )
     cache = Cache(cache_dir or default_cache_dir())
+    http = ctx.with_resource(http_session(request.http, offline=offline))  # one per command
+    pages = PageStore(cache, http)
     if auto:
-        request = _auto_variant(request, cache, desc, make)
+        request = _auto_variant(request, pages, desc, make)
     show_bars = not as_json and sys.stderr.isatty() and not dry_run
     reporter = _TqdmReporter() if show_bars else None
     try:
@@ -403,9 +406,9 @@ def fetch_command(
             from tqdm.contrib.logging import logging_redirect_tqdm
 
             with logging_redirect_tqdm(loggers=[log]):
-                result = fetch(request, cache, reporter)
+                result = fetch(request, cache, http=http, reporter=reporter, pages=pages)
         else:
-            result = fetch(request, cache)
+            result = fetch(request, cache, http=http, pages=pages)
     finally:
         if reporter is not None:
             reporter.close()
@@ -422,7 +425,7 @@ def fetch_command(
 
 def _auto_variant(
     request: FetchRequest,
-    cache: Cache,
+    pages: PageStore,
     desc: TargetDescription | None,
     make: Callable[[str], Target],
 ) -> FetchRequest:
@@ -435,7 +438,7 @@ def _auto_variant(
     while True:
         variant, reason = desc.choose_cuda_variant(available)
         candidate = replace(request, target=make(variant))
-        if torch_available(candidate, cache):
+        if torch_available(candidate, pages):
             log.warning("--cuda auto: %s", reason)
             return candidate
         log.info("--cuda auto: the index has no torch for %s; trying an older one", variant)

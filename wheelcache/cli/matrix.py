@@ -12,6 +12,7 @@ from wheelcache.config import default_cache_dir
 from wheelcache.core.target import parse_python
 from wheelcache.core.variants import DEFAULT_TORCH_INDEX, KNOWN_VARIANTS, parse_cuda, parse_variant
 from wheelcache.matrix import VariantMatrix, build_matrix, filter_rows, platform_family
+from wheelcache.net.client import HttpSettings, http_session
 from wheelcache.store.cache import Cache
 
 __all__ = ["register"]
@@ -111,13 +112,14 @@ def register(group: click.Group) -> None:
             (major, minor), free = parse_python(python)
             py = f"cp{major}{minor}{'t' if free else ''}"
         plat = platform_family(platform_tag.strip().lower()) if platform_tag else None
-        matrices = build_matrix(
-            list(dict.fromkeys(variants)),
-            torch_index=torch_index,
-            cache=Cache(cache_dir or default_cache_dir()),
-            offline=offline,
-            explicit=explicit,
-        )
+        with http_session(HttpSettings(), offline=offline) as http:  # one per command
+            matrices = build_matrix(
+                list(dict.fromkeys(variants)),
+                torch_index=torch_index,
+                cache=Cache(cache_dir or default_cache_dir()),
+                http=http,
+                explicit=explicit,
+            )
         matrices = filter_rows(matrices, python=py, platform=plat)
         if as_json:
             data = {

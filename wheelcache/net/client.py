@@ -38,6 +38,7 @@ __all__ = [
     "Response",
     "Stream",
     "content_range",
+    "http_session",
     "retry_delay",
 ]
 
@@ -292,3 +293,22 @@ class Http:
                 return RangeResult(data, parsed[1])
 
         return self.with_retries(url, once, on_fail=lambda why: DownloadError(url, why))
+
+
+@contextmanager
+def http_session(settings: HttpSettings | None, *, offline: bool) -> Iterator[Http | None]:
+    """The one :class:`Http` of a command (None with *offline*), closed when it ends.
+
+    An error (or Ctrl-C) cancels it first, so retry waits in other threads end at once.
+    """
+    if offline:
+        yield None
+        return
+    http = Http(settings)
+    try:
+        yield http
+    except BaseException:
+        http.cancel()
+        raise
+    finally:
+        http.close()
