@@ -23,7 +23,8 @@ from wheelcache.core.models import Sha256
 from wheelcache.errors import CacheError, DownloadError, HashMismatchError, IndexUnreachableError
 from wheelcache.net.client import Http, HttpSettings
 from wheelcache.net.download import Downloader, DownloadJob
-from wheelcache.net.transfer import TransferSettings, boot_marker
+from wheelcache.net.transfer import TransferSettings
+from wheelcache.net.transfer_state import boot_marker
 from wheelcache.store.cache import Cache
 
 SIZE = 6 * 1024 * 1024 + 12345

@@ -23,7 +23,8 @@ from wheelcache.core.partial import PartialState
 from wheelcache.core.progress import NullReporter, Reporter
 from wheelcache.errors import CacheError, DownloadError, HashMismatchError, IncompleteDownloadError
 from wheelcache.net.client import Http
-from wheelcache.net.transfer import HostLimiter, Restart, Transfer, TransferSettings, boot_marker
+from wheelcache.net.transfer import HostLimiter, Restart, Transfer, TransferSettings
+from wheelcache.net.transfer_state import boot_marker
 from wheelcache.store.cache import Cache, CachedWheel, describe_os_error
 
 __all__ = ["DownloadJob", "Downloader", "TransferSettings"]

@@ -18,29 +18,39 @@ Faults handled here, each as a retry of that segment on a new connection (with b
 ``Retry-After``) or, when the partial cannot be trusted, a :class:`Restart` of the whole file:
 dropped connections, stalls (no progress for ``stall_seconds``), short bodies, 429/5xx, 200
 instead of 206, a ``Content-Range`` with the wrong start or total, and a changed ETag.
+
+This module does the connection work (requests, bodies, hashing, workers);
+:mod:`~wheelcache.net.transfer_plan` decides which segment and source come next, and
+:mod:`~wheelcache.net.transfer_state` saves the state.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from blake3 import blake3
 
-from wheelcache.core.partial import ALIGN, PartialState, Segment, plan
+from wheelcache.core.partial import PartialState, Segment, plan
 from wheelcache.core.progress import Reporter
 from wheelcache.errors import CacheError, ConnectionFault, DownloadError, WheelcacheError
 from wheelcache.net.client import RETRY_STATUS, Http, Stream, content_range, retry_delay
+from wheelcache.net.transfer_plan import (
+    Source,
+    TransferSettings,
+    contiguous_prefix,
+    fast_sources,
+    plan_rest,
+    steal,
+)
+from wheelcache.net.transfer_state import Checkpoints
 from wheelcache.store.cache import describe_os_error
 
 __all__ = ["HostLimiter", "Restart", "Transfer", "TransferSettings"]
@@ -48,45 +58,6 @@ __all__ = ["HostLimiter", "Restart", "Transfer", "TransferSettings"]
 log = logging.getLogger(__name__)
 
 READ_BLOCK = 1024 * 1024
-
-
-def boot_marker() -> str:
-    """Which boot of this machine we are in: Linux's boot id, elsewhere the boot time.
-
-    The time form (``t<seconds>``) shifts with clock corrections and sleep, so
-    :func:`~wheelcache.core.partial.same_boot` allows for
-    that; a false "another boot" only costs the bytes of the
-    last two seconds before the fsync.
-    """
-    if sys.platform.startswith("linux"):
-        try:
-            with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as fh:
-                return fh.read().strip()
-        except OSError:
-            pass
-    return f"t{int(time.time() - time.monotonic())}"
-
-
-@dataclass(frozen=True, slots=True)
-class TransferSettings:
-    connections: int = 8  # per file
-    split_size: int = 16 * 1024 * 1024  # files at least this big are split
-    min_segment: int = 256 * 1024  # never split a segment into pieces smaller than this
-    stall_seconds: float = 10.0  # a connection with no progress for this long is replaced
-    #: Of a file of unknown size, the first request asks for this much: small files come in
-    #: one request, and a big one is planned into segments after the first answer.
-    probe_size: int = 1024 * 1024
-    #: The segment list is saved this often (a killed process loses at most this much time
-    #: of transfer) and the data fsynced every ``fsync_seconds`` (a power loss can cost more,
-    #: but the final sha256 check catches it and the file is fetched again).
-    save_seconds: float = 0.05
-    fsync_seconds: float = 2.0
-    #: An idle connection takes half of another's segment only when that one would need
-    #: longer than this to finish: stealing from a fast connection wastes its in-flight bytes.
-    steal_seconds: float = 2.0
-    #: Hash the prefix while downloading (True) or in one pass after the last byte (False);
-    #: scripts/bench_download.py measures both.
-    hash_during: bool = True
 
 
 class Restart(Exception):
@@ -99,31 +70,6 @@ class _Abandon(Exception):
 
 class _DropSource(Exception):
     """This source misbehaves for this file; others may still serve it."""
-
-
-@dataclass
-class _Source:
-    """One URL the bytes can come from (the index's, a CDN fallback, a mirror)."""
-
-    url: str
-    etag: str | None = None
-    last_modified: str | None = None
-    alive: bool = True
-    standby: bool = False  # a fallback, used only once every other source has failed
-    got: int = 0
-    seconds: float = 0.0
-    dropped_because: str | None = None
-
-    def rate(self, segments: Sequence[Segment], now: float) -> float | None:
-        """Bytes per second per connection, counting requests still running."""
-        got, seconds = self.got, self.seconds
-        for s in segments:
-            if s.active and s.src is self and s.t0:
-                got += s.pos - s.p0
-                seconds += now - s.t0
-        if seconds < 0.5 and got < 256 * 1024:
-            return None  # too little to judge yet
-        return got / max(seconds, 1e-3)
 
 
 class _Retry(Exception):
@@ -173,23 +119,21 @@ class Transfer:
         # Sources: the state's URL first (its validators were saved with it), then the
         # others; segments are spread over the healthy ones and a failing one is dropped.
         # Fallbacks (a CDN file's path on the index's own host) wait until all have failed.
-        self.sources = [_Source(state.url, state.etag, state.last_modified)] + [
-            _Source(u) for u in dict.fromkeys(mirrors) if u != state.url
+        self.sources = [Source(state.url, state.etag, state.last_modified)] + [
+            Source(u) for u in dict.fromkeys(mirrors) if u != state.url
         ]
         self.sources += [
-            _Source(u, alive=False, standby=True)
+            Source(u, alive=False, standby=True)
             for u in dict.fromkeys(fallbacks)
             if all(u != src.url for src in self.sources)
         ]
-        self._boot = boot_marker()
-        self._synced = state.synced
+        self._checkpoints = Checkpoints(part, save, state.synced)
         self._turn = 0
         self.part = part
         self.settings = settings
         self.limiter = limiter
         self.reporter = reporter
         self.cancel = cancel
-        self._save = save
         self._count = count
         self._lock = threading.Lock()
         self._progress = threading.Condition(self._lock)
@@ -254,39 +198,11 @@ class Transfer:
         return self._sha.hexdigest(), self._b3.hexdigest(), size
 
     def _checkpoint(self, *, sync: bool) -> None:
-        """Save the segment list; with *sync*, fsync the data first.
-
-        Workers write unbuffered, so every byte a segment counts is in the OS: a killed
-        process loses nothing it counted.  Only a power loss between two syncs can leave
-        counted bytes unwritten, and the sha256 check at the end catches that.
-        """
+        """Save the segment list; with *sync*, fsync the data first (see Checkpoints)."""
         with self._lock:
-            current = [Segment(s.start, s.pos, s.end) for s in self.st.segments]
-            snapshot = PartialState(
-                self.st.url,
-                self.st.filename,
-                self.st.sha256,
-                self.st.size,
-                self.st.etag,
-                self.st.last_modified,
-                current,
-                self._synced,
-                self._boot,
-            )
-        if sync:
-            try:
-                fd = os.open(self.part, os.O_RDWR | getattr(os, "O_BINARY", 0))
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-            except OSError as exc:
-                log.debug("fsync of %s failed: %s", self.part, exc)
-                return
-            # Everything in this snapshot is now on the disk: after a reboot, resume from it.
-            self._synced = snapshot.synced = current
+            snapshot = self._checkpoints.snapshot(self.st)
         try:
-            self._save(snapshot, durable=sync)
+            self._checkpoints.save(snapshot, sync=sync)
         except WheelcacheError as exc:  # disk full while saving state: keep going, report once
             self._fail(exc)
 
@@ -309,6 +225,7 @@ class Transfer:
 
     # -- segment scheduling -----------------------------------------------------------------
     def _next_segment(self) -> Segment | None:
+        """A queued segment, else the tail of a slow one (see transfer_plan.steal)."""
         with self._lock:
             for s in self.st.segments:
                 if not s.active and not s.complete:
@@ -316,50 +233,7 @@ class Transfer:
                     return s
             if not self._ranges or self.st.size is None:
                 return None
-            now = time.monotonic()
-            busy = sorted(
-                (
-                    s
-                    for s in self.st.segments
-                    if s.active
-                    and s.left >= 2 * ALIGN
-                    and s.seconds_left(now) > self.settings.steal_seconds
-                ),
-                key=lambda s: s.seconds_left(now),
-                reverse=True,
-            )
-            for victim in busy:
-                assert victim.end is not None
-                keep = self._kept_by_victim(victim, now)
-                if victim.left < 2 * self.settings.min_segment and 2 * keep >= victim.left:
-                    continue  # similar speeds: a small segment is not worth a new request
-                mid = victim.pos + keep
-                mid -= mid % ALIGN
-                if victim.pos < mid < victim.end:
-                    break
-            else:
-                return None
-            new = Segment(mid, mid, victim.end, active=True)
-            victim.end = mid
-            self.st.segments.append(new)
-            self.st.segments.sort(key=lambda s: s.start)
-            return new
-
-    def _kept_by_victim(self, victim: Segment, now: float) -> int:
-        """How much of its segment a victim keeps: the share that makes both finish together.
-
-        Equal speeds split in half; a victim on a source ten times slower than the best keeps
-        a tenth, so a slow mirror gives most of its work away.
-        """
-        elapsed = now - victim.t0
-        victim_rate = (victim.pos - victim.p0) / elapsed if elapsed > 0 else 0.0
-        rates = [src.rate(self.st.segments, now) for src in self.sources if src.alive]
-        thief_rate = max([*(r for r in rates if r is not None), victim_rate])
-        if victim_rate <= 0 or thief_rate <= 0:
-            share = 0.5 if victim_rate > 0 else 0.0
-        else:
-            share = victim_rate / (victim_rate + thief_rate)
-        return max(ALIGN, int(victim.left * share))
+            return steal(self.st.segments, self.sources, self.settings, time.monotonic())
 
     def _may_steal_later(self) -> bool:
         with self._lock:
@@ -384,21 +258,17 @@ class Transfer:
         except BaseException as exc:  # any failure stops the whole transfer
             self._fail(exc)
 
-    def _pick_source(self) -> _Source | None:
+    def _pick_source(self) -> Source | None:
         """A healthy source, turn by turn among those at least half as fast as the best."""
         with self._lock:
-            alive = [src for src in self.sources if src.alive]
-            if not alive:
+            fast = fast_sources(self.sources, self.st.segments, time.monotonic())
+            if not fast:
                 return None
-            now = time.monotonic()
-            rates = [(src, src.rate(self.st.segments, now)) for src in alive]
-            best = max((r for _, r in rates if r is not None), default=None)
-            fast = [src for src, r in rates if best is None or r is None or r >= best / 2]
             pick = fast[self._turn % len(fast)]  # the first source (a mirror) goes first
             self._turn += 1
             return pick
 
-    def _drop(self, src: _Source, why: str) -> bool:
+    def _drop(self, src: Source, why: str) -> bool:
         """Drop *src* for this file if another source is left (waking a fallback when none
         is); False when it was the last."""
         with self._lock:
@@ -473,7 +343,7 @@ class Transfer:
                     return
 
     # -- one request ----------------------------------------------------------------------
-    def _headers(self, seg: Segment, src: _Source) -> tuple[dict[str, str], int]:
+    def _headers(self, seg: Segment, src: Source) -> tuple[dict[str, str], int]:
         """Request headers and the end (exclusive) of the range asked for.
 
         Of unknown size, ask for ``probe_size`` first: a big file is then planned into bounded
@@ -490,7 +360,7 @@ class Transfer:
             headers["If-Range"] = validator
         return headers, asked
 
-    def _request(self, seg: Segment, src: _Source) -> bool:
+    def _request(self, seg: Segment, src: Source) -> bool:
         """One request for *seg*; True when its body ended the file (whole-file 200, a short
         206 of unknown total, or 416 at the end)."""
         start = time.monotonic()
@@ -522,7 +392,7 @@ class Transfer:
                 raise DownloadError(src.url, exc.reason) from exc
             raise _Retry(exc.reason) from exc
 
-    def _check_response(self, seg: Segment, r: Stream, asked: int, src: _Source) -> bool | None:
+    def _check_response(self, seg: Segment, r: Stream, asked: int, src: Source) -> bool | None:
         """Validate the answer: True for the whole file (200), False for the range asked,
         None for 416 at the end of the file."""
         status = r.status
@@ -571,31 +441,11 @@ class Transfer:
             self._accept_validators(etag, r, src)
             first = self._ranges is None
             self._ranges = True
-            extra = self._plan_rest(seg) if first or newly_sized else 0
+            extra = plan_rest(self.st, seg, self.settings) if first or newly_sized else 0
         self._announce()
         if extra:
             self._spawn(extra)
         return False
-
-    def _plan_rest(self, seg: Segment) -> int:
-        """After the first 206: split what lies beyond the probe into bounded segments.
-
-        Returns how many more workers to start (caller holds the lock).
-        """
-        size = self.st.size
-        if size is None or self.settings.connections == 1:
-            return 0
-        queued = [s for s in self.st.segments if not s.complete and not s.active]
-        if queued:  # planned up front (size was known): start a worker for each
-            return min(len(queued), self.settings.connections - 1)
-        if size < self.settings.split_size or seg.end is None or seg.end >= size:
-            if seg.end is None or seg.end > size:
-                seg.end = size
-            return 0
-        rest = plan(seg.end, size, self.settings.connections - 1)
-        self.st.segments.extend(rest)
-        self.st.segments.sort(key=lambda s: s.start)
-        return len(rest)
 
     def _announce(self) -> None:
         """Start the progress bar once, as soon as a response told the size."""
@@ -616,7 +466,7 @@ class Transfer:
             split = total >= self.settings.split_size and self.settings.connections > 1
             seg.end = min(total, asked_end) if split and asked_end is not None else total
 
-    def _accept_validators(self, etag: str | None, r: Stream, src: _Source) -> None:
+    def _accept_validators(self, etag: str | None, r: Stream, src: Source) -> None:
         src.etag = etag or src.etag
         src.last_modified = r.headers.get("last-modified") or src.last_modified
         if src is self.sources[0]:  # the state file keeps the validators of its own URL
@@ -667,18 +517,6 @@ class Transfer:
             raise _Retry(f"connection closed at byte {seg.pos}")
         return False
 
-    # -- hashing --------------------------------------------------------------------------
-    def _prefix(self) -> int:
-        """How many bytes from 0 are all present (caller holds the lock)."""
-        p = 0
-        for s in self.st.segments:
-            if s.start > p:
-                break
-            p = s.pos
-            if not s.complete:
-                break
-        return p
-
     def _hash_loop(self) -> None:
         """Hash the contiguous prefix as it grows; the page cache serves the reads.
 
@@ -694,7 +532,7 @@ class Transfer:
                         if not self.settings.hash_during and not self._stop.is_set():
                             self._progress.wait(0.2)
                             continue
-                        target = self._prefix()
+                        target = contiguous_prefix(self.st.segments)
                         if target <= self._hashed:
                             if self._stop.is_set():
                                 return
