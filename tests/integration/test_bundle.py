@@ -337,7 +337,7 @@ def test_too_little_free_space_is_refused_before_copying(tmp_path: Path) -> None
 
 
 def _this_machine() -> Any:
-    from wheelcache.cli.cache import _this_machine as this
+    from wheelcache.cli.bundle import _this_machine as this
 
     return this()
 

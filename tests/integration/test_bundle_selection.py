@@ -29,7 +29,7 @@ from tests.integration.test_bundle import (
 from tests.support.wheels import build_wheel
 from wheelcache.bundle.export import export_bundle
 from wheelcache.bundle.select import select_wheels
-from wheelcache.cli.cache import _this_machine
+from wheelcache.cli.bundle import _this_machine
 from wheelcache.cli.main import main
 from wheelcache.errors import BundleError
 from wheelcache.store.cache import Cache

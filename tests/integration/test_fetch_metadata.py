@@ -8,7 +8,7 @@ from pathlib import Path
 from tests.support.httpserver import FileServer
 from tests.support.wheels import build_wheel, metadata_bytes
 from wheelcache.core.target import make_target
-from wheelcache.fetch import FetchRequest, fetch
+from wheelcache.jobs.fetch import FetchRequest, fetch
 from wheelcache.net.client import http_session
 from wheelcache.store.cache import Cache
 

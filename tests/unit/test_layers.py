@@ -24,15 +24,14 @@ RANK = {
     "config": 3,
     "serve": 4,
     "bundle": 5,  # writes a static index beside the wheels (serve/static_index)
-    "fetch": 6,
-    "matrix": 6,
+    "jobs": 6,  # fetch and matrix, end to end
     "cli": 7,
     "__main__": 8,
 }
 
 
 def layer_of(module: str) -> str:
-    """``wheelcache.net.client`` → ``net``; ``wheelcache.fetch`` → ``fetch``."""
+    """``wheelcache.net.client`` → ``net``; ``wheelcache.jobs.fetch`` → ``jobs``."""
     parts = module.split(".")
     return parts[1] if len(parts) > 1 else parts[0]
 
@@ -104,11 +103,11 @@ def test_nothing_imports_upward(path: Path) -> None:
     ("module", "planted"),
     [
         ("wheelcache.store.cache", "from wheelcache.serve.publish import CacheView"),
-        ("wheelcache.net.client", "from wheelcache.fetch import fetch"),
+        ("wheelcache.net.client", "from wheelcache.jobs.fetch import fetch"),
         ("wheelcache.core.target", "from wheelcache.store import cache"),
         ("wheelcache.serve.server", "import wheelcache.cli.main"),
         ("wheelcache.net.client", "from ..cli import main"),
-        ("wheelcache.bundle.export", "from wheelcache.matrix import build_matrix"),
+        ("wheelcache.bundle.export", "from wheelcache.jobs.matrix import build_matrix"),
     ],
 )
 def test_the_rule_catches_a_planted_upward_import(module: str, planted: str) -> None:

@@ -11,7 +11,7 @@ from wheelcache.cli.options import cache_dir_option
 from wheelcache.config import default_cache_dir
 from wheelcache.core.target import parse_python
 from wheelcache.core.variants import DEFAULT_TORCH_INDEX, KNOWN_VARIANTS, parse_cuda, parse_variant
-from wheelcache.matrix import VariantMatrix, build_matrix, filter_rows, platform_family
+from wheelcache.jobs.matrix import VariantMatrix, build_matrix, filter_rows, platform_family
 from wheelcache.net.client import HttpSettings, http_session
 from wheelcache.store.cache import Cache
 
@@ -66,66 +66,68 @@ def _render(matrices: list[VariantMatrix]) -> None:
         click.echo()
 
 
+@click.command("matrix")
+@click.option("--cuda", multiple=True, metavar="VER", help="CUDA variant(s): 118, 12.1 …")
+@click.option("--cpu", is_flag=True, help="The CPU variant.")
+@click.option("--variant", multiple=True, metavar="NAME", help="Any variant(s).")
+@click.option("--py", "python", metavar="VER", help="Only sets with wheels for this Python.")
+@click.option(
+    "--platform",
+    "platform_tag",
+    metavar="TAG",
+    help="Only sets for this platform (win_amd64, linux_x86_64, …).",
+)
+@click.option(
+    "--torch-index",
+    metavar="URL",
+    default=DEFAULT_TORCH_INDEX,
+    show_default=True,
+    envvar="WHEELCACHE_TORCH_INDEX",
+)
+@cache_dir_option
+@click.option("--offline", is_flag=True, help="From cached pages only.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+def matrix_command(
+    cuda: tuple[str, ...],
+    cpu: bool,
+    variant: tuple[str, ...],
+    python: str | None,
+    platform_tag: str | None,
+    torch_index: str,
+    cache_dir: Path | None,
+    offline: bool,
+    as_json: bool,
+) -> None:
+    """Which torch/torchvision/torchaudio sets exist (versions × Pythons × platforms)."""
+    variants = [parse_cuda(c) for c in cuda] + [parse_variant(v) for v in variant]
+    variants += ["cpu"] if cpu else []
+    explicit = bool(variants)
+    if not variants:
+        variants = list(KNOWN_VARIANTS)  # every variant the index turns out to have
+    py = None
+    if python:
+        (major, minor), free = parse_python(python)
+        py = f"cp{major}{minor}{'t' if free else ''}"
+    plat = platform_family(platform_tag.strip().lower()) if platform_tag else None
+    with http_session(HttpSettings(), offline=offline) as http:  # one per command
+        matrices = build_matrix(
+            list(dict.fromkeys(variants)),
+            torch_index=torch_index,
+            cache=Cache(cache_dir or default_cache_dir()),
+            http=http,
+            explicit=explicit,
+        )
+    matrices = filter_rows(matrices, python=py, platform=plat)
+    if as_json:
+        data = {
+            "filters": {"python": py, "platform": plat},
+            "variants": [m.to_dict() for m in matrices],
+        }
+        click.echo(json.dumps(data, indent=2))
+    else:
+        _render(matrices)
+
+
 def register(group: click.Group) -> None:
     """Add ``matrix`` to *group*."""
-
-    @group.command("matrix")
-    @click.option("--cuda", multiple=True, metavar="VER", help="CUDA variant(s): 118, 12.1 …")
-    @click.option("--cpu", is_flag=True, help="The CPU variant.")
-    @click.option("--variant", multiple=True, metavar="NAME", help="Any variant(s).")
-    @click.option("--py", "python", metavar="VER", help="Only sets with wheels for this Python.")
-    @click.option(
-        "--platform",
-        "platform_tag",
-        metavar="TAG",
-        help="Only sets for this platform (win_amd64, linux_x86_64, …).",
-    )
-    @click.option(
-        "--torch-index",
-        metavar="URL",
-        default=DEFAULT_TORCH_INDEX,
-        show_default=True,
-        envvar="WHEELCACHE_TORCH_INDEX",
-    )
-    @cache_dir_option
-    @click.option("--offline", is_flag=True, help="From cached pages only.")
-    @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
-    def matrix_command(
-        cuda: tuple[str, ...],
-        cpu: bool,
-        variant: tuple[str, ...],
-        python: str | None,
-        platform_tag: str | None,
-        torch_index: str,
-        cache_dir: Path | None,
-        offline: bool,
-        as_json: bool,
-    ) -> None:
-        """Which torch/torchvision/torchaudio sets exist (versions × Pythons × platforms)."""
-        variants = [parse_cuda(c) for c in cuda] + [parse_variant(v) for v in variant]
-        variants += ["cpu"] if cpu else []
-        explicit = bool(variants)
-        if not variants:
-            variants = list(KNOWN_VARIANTS)  # every variant the index turns out to have
-        py = None
-        if python:
-            (major, minor), free = parse_python(python)
-            py = f"cp{major}{minor}{'t' if free else ''}"
-        plat = platform_family(platform_tag.strip().lower()) if platform_tag else None
-        with http_session(HttpSettings(), offline=offline) as http:  # one per command
-            matrices = build_matrix(
-                list(dict.fromkeys(variants)),
-                torch_index=torch_index,
-                cache=Cache(cache_dir or default_cache_dir()),
-                http=http,
-                explicit=explicit,
-            )
-        matrices = filter_rows(matrices, python=py, platform=plat)
-        if as_json:
-            data = {
-                "filters": {"python": py, "platform": plat},
-                "variants": [m.to_dict() for m in matrices],
-            }
-            click.echo(json.dumps(data, indent=2))
-        else:
-            _render(matrices)
+    group.add_command(matrix_command)

@@ -102,65 +102,67 @@ def _fetch_args(desc: TargetDescription) -> tuple[list[str], str, str]:
     return [*args, "--cuda", variant[2:]], variant, reason
 
 
+@click.command("probe")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the target description here (default: stdout).",
+)
+@click.option(
+    "--write-script",
+    type=click.Path(),
+    metavar="PATH",
+    help=f"Write the standalone probe ({SCRIPT_NAME}, Python 3.8+, standard library only) "
+    "to PATH (a file or a directory) for a host without wheelcache.",
+)
+@click.option("--no-nvidia", is_flag=True, help="Do not run nvidia-smi.")
+def probe_command(output: Path | None, write_script: str | None, no_nvidia: bool) -> None:
+    """Describe this machine as a target file for `wheelcache fetch --target`."""
+    if write_script is not None:
+        dest = write_probe_script(write_script)
+        click.echo(
+            f"Wrote {dest}. On the target run: python {dest.name} --output target.json",
+            err=True,
+        )
+        if output is None:
+            return
+    text = probe_script.dumps(probe_script.probe(nvidia=not no_nvidia))
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    _write_text(output, text)
+    click.echo(f"Wrote {output}; fetch for it with: wheelcache fetch --target {output}", err=True)
+
+
+@click.command("detect")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+def detect_command(as_json: bool) -> None:
+    """Show this machine as a target and the `wheelcache fetch` flags it implies."""
+    data = probe_script.probe()
+    desc = parse_target_description(data, source="this machine")
+    args, variant, reason = _fetch_args(desc)
+    warning = gpu_warning(desc.gpus, None, variant)
+    if as_json:
+        result: dict[str, Any] = {
+            "target": data,
+            "fetch_args": args,
+            "variant": variant,
+            "reason": reason,
+            "warning": warning,
+        }
+        click.echo(json.dumps(result, indent=2))
+        return
+    for label, text in [*_describe(desc), ("Variant", f"{variant}: {reason}")]:
+        click.echo(f"{label + ':':<10}{text}")
+    if warning:
+        click.echo(f"{'Warning:':<10}{warning}")
+    click.echo("\nFetch for this machine with:")
+    click.echo("  " + command_line(["wheelcache", "fetch", *args]))
+    click.echo("or carry a target file: wheelcache probe --output target.json")
+
+
 def register(group: click.Group) -> None:
     """Add this module's commands to *group*."""
-
-    @group.command("probe")
-    @click.option(
-        "-o",
-        "--output",
-        type=click.Path(dir_okay=False, path_type=Path),
-        help="Write the target description here (default: stdout).",
-    )
-    @click.option(
-        "--write-script",
-        type=click.Path(),
-        metavar="PATH",
-        help=f"Write the standalone probe ({SCRIPT_NAME}, Python 3.8+, standard library only) "
-        "to PATH (a file or a directory) for a host without wheelcache.",
-    )
-    @click.option("--no-nvidia", is_flag=True, help="Do not run nvidia-smi.")
-    def probe_command(output: Path | None, write_script: str | None, no_nvidia: bool) -> None:
-        """Describe this machine as a target file for `wheelcache fetch --target`."""
-        if write_script is not None:
-            dest = write_probe_script(write_script)
-            click.echo(
-                f"Wrote {dest}. On the target run: python {dest.name} --output target.json",
-                err=True,
-            )
-            if output is None:
-                return
-        text = probe_script.dumps(probe_script.probe(nvidia=not no_nvidia))
-        if output is None:
-            click.echo(text, nl=False)
-            return
-        _write_text(output, text)
-        click.echo(
-            f"Wrote {output}; fetch for it with: wheelcache fetch --target {output}", err=True
-        )
-
-    @group.command("detect")
-    @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
-    def detect_command(as_json: bool) -> None:
-        """Show this machine as a target and the `wheelcache fetch` flags it implies."""
-        data = probe_script.probe()
-        desc = parse_target_description(data, source="this machine")
-        args, variant, reason = _fetch_args(desc)
-        warning = gpu_warning(desc.gpus, None, variant)
-        if as_json:
-            result: dict[str, Any] = {
-                "target": data,
-                "fetch_args": args,
-                "variant": variant,
-                "reason": reason,
-                "warning": warning,
-            }
-            click.echo(json.dumps(result, indent=2))
-            return
-        for label, text in [*_describe(desc), ("Variant", f"{variant}: {reason}")]:
-            click.echo(f"{label + ':':<10}{text}")
-        if warning:
-            click.echo(f"{'Warning:':<10}{warning}")
-        click.echo("\nFetch for this machine with:")
-        click.echo("  " + command_line(["wheelcache", "fetch", *args]))
-        click.echo("or carry a target file: wheelcache probe --output target.json")
+    group.add_command(probe_command)
+    group.add_command(detect_command)

@@ -10,12 +10,26 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from click.core import ParameterSource
 
+from wheelcache.config import default_cache_dir
 from wheelcache.core.cuda import AUTO
+from wheelcache.core.layout import CacheLayout
 from wheelcache.core.units import parse_age, parse_size
 from wheelcache.core.variants import parse_cuda, parse_variant
+from wheelcache.errors import CacheError
+from wheelcache.store.cache import Cache
 
-__all__ = ["AGE", "SIZE", "Parsed", "cache_dir_option", "command_line", "variant_choice"]
+__all__ = [
+    "AGE",
+    "SIZE",
+    "existing_cache",
+    "writable_cache",
+    "Parsed",
+    "cache_dir_option",
+    "command_line",
+    "variant_choice",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -66,3 +80,30 @@ class Parsed(click.ParamType):  # type: ignore[type-arg]
 
 SIZE = Parsed("size", parse_size)
 AGE = Parsed("age", parse_age)
+
+
+def writable_cache(cache_dir: Path | None) -> Cache:
+    """The cache to write into (created when missing), at its resolved path."""
+    return Cache((cache_dir or default_cache_dir()).resolve())
+
+
+def existing_cache(cache_dir: Path | None) -> Cache:
+    """The cache a command reads: a ``--cache-dir`` (or ``WHEELCACHE_CACHE_DIR``) that is not
+    one is refused, not created; the default location and the config file's ``cache-dir`` are
+    where the cache lives, so an empty one there is the normal start."""
+    ctx = click.get_current_context(silent=True)
+    source = ctx.get_parameter_source("cache_dir") if ctx is not None else None
+    if cache_dir is None or source not in (
+        ParameterSource.COMMANDLINE,
+        ParameterSource.ENVIRONMENT,
+    ):
+        return writable_cache(cache_dir)
+    root = cache_dir.resolve()
+    if not Path(CacheLayout(root).catalog).is_file():
+        what = (
+            "does not exist"
+            if not root.exists()
+            else "is not a wheelcache cache (it has no catalog-v1.sqlite)"
+        )
+        raise CacheError(f"{root} {what}; check --cache-dir (or WHEELCACHE_CACHE_DIR)")
+    return Cache(root)
