@@ -154,7 +154,8 @@ def pip_index_urls(environ: Mapping[str, str] = os.environ) -> tuple[list[str], 
 
 
 def host_python() -> str:
-    return f"{sys.version_info[0]}.{sys.version_info[1]}"
+    """This interpreter's exact version: ``--py`` without a micro release means ``X.Y.0``."""
+    return "{}.{}.{}".format(*sys.version_info[:3])
 
 
 def host_platform() -> tuple[str, str | None]:

@@ -73,7 +73,15 @@ class IndexUnreachableError(IndexPageError):
 
 
 class ResolutionError(WheelcacheError):
-    """The requirements cannot be satisfied together on the target."""
+    """The requirements cannot be satisfied together on the target.
+
+    ``str()`` is a short explanation (a few lines); ``details`` has every requirement chain
+    behind it, for ``-v``.
+    """
+
+    def __init__(self, message: str, details: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.details = tuple(details)
 
 
 class MetadataError(WheelcacheError):

@@ -236,13 +236,18 @@ def test_prereleases_are_taken_when_they_are_all_there_is() -> None:
     assert [str(c.version) for c in res.candidates] == ["1.0b1"]
 
 
-def test_python_full_version_markers_hold_for_some_patch_release() -> None:
+def test_python_full_version_markers_use_x_y_0_unless_the_micro_is_given() -> None:
+    """--py 3.9 is 3.9.0, as in pip and uv; --py 3.9.13 is exactly that (issue 15)."""
     from packaging.markers import Marker
 
     from wheelcache.core.provider import WheelProvider
 
     src = DictSource(WIN39)
     provider = WheelProvider(WIN39, src, src)
-    assert provider._applies(Marker('python_full_version >= "3.9.1"'))
+    assert not provider._applies(Marker('python_full_version >= "3.9.1"'))
     assert provider._applies(Marker('python_full_version < "3.9.2"'))
     assert not provider._applies(Marker('python_full_version >= "3.10"'))
+    exact = make_target(python="3.9.13", platform="win_amd64", variant="cu118")
+    provider = WheelProvider(exact, src, src)
+    assert provider._applies(Marker('python_full_version >= "3.9.1"'))
+    assert not provider._applies(Marker('python_full_version < "3.9.2"'))

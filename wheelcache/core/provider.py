@@ -11,6 +11,8 @@ support the target's Python is backtracked over like any other conflict.
 
 from __future__ import annotations
 
+import math
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -20,9 +22,17 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
-from resolvelib import AbstractProvider, BaseReporter, ResolutionImpossible, Resolver
+from resolvelib import (
+    AbstractProvider,
+    BaseReporter,
+    ResolutionImpossible,
+    ResolutionTooDeep,
+    Resolver,
+)
 
+from wheelcache.core.companions import LineChoice, torch_line_for
 from wheelcache.core.evaluator import Candidate
+from wheelcache.core.explain import explain_failure
 from wheelcache.core.models import CoreMetadata
 from wheelcache.core.target import Target
 from wheelcache.core.variants import TORCH_FAMILY
@@ -31,6 +41,7 @@ from wheelcache.errors import ResolutionError, WheelcacheError
 __all__ = [
     "CandidateSource",
     "MetadataSource",
+    "MAX_ROUNDS",
     "Req",
     "Resolution",
     "WheelProvider",
@@ -38,7 +49,16 @@ __all__ = [
 ]
 
 PYTHON = "<python>"
+TORCH = canonicalize_name("torch")
 TORCH_FAMILY_SET = frozenset(TORCH_FAMILY)
+COMPANIONS = tuple(n for n in TORCH_FAMILY if n != TORCH)
+#: pip's limit.  resolvelib also scales its optimistic backjumping with it, so a small limit
+#: changes the search as well as capping it (issue 15: apache-airflow failed at 2000).
+MAX_ROUNDS = 200_000
+#: As pip: a project found this many times in conflicts while undecided is decided early.
+_CONFLICT_PROMOTION = 5
+#: Metadata reads spent looking for a companion release that pins torch.
+_PIN_READS = 8
 
 
 class CandidateSource(Protocol):
@@ -59,16 +79,23 @@ class MetadataSource(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Req:
-    """A requirement as resolution sees it: name, extras, specifier and who asked."""
+    """A requirement as resolution sees it: name, extras, specifier and who asked.
+
+    ``via`` is the identifier and version of the candidate that declared it (None for what
+    the user asked for): failures are explained by walking these links back to the user.
+    """
 
     name: NormalizedName
     specifier: SpecifierSet = field(default_factory=SpecifierSet)
     extras: frozenset[NormalizedName] = frozenset()
     parent: str | None = None  # "torchvision 0.19.0+cu118", None for user requirements
     text: str = ""
+    via: tuple[str, Version] | None = None
 
     @classmethod
-    def from_requirement(cls, req: Requirement, parent: str | None = None) -> Req:
+    def from_requirement(
+        cls, req: Requirement, parent: str | None = None, via: tuple[str, Version] | None = None
+    ) -> Req:
         if req.url:
             raise ResolutionError(f"{req}: direct URL requirements are not supported")
         return cls(
@@ -77,6 +104,7 @@ class Req:
             extras=frozenset(canonicalize_name(e) for e in req.extras),
             parent=parent,
             text=str(req),
+            via=via,
         )
 
     @property
@@ -111,10 +139,14 @@ _Cand = Candidate | _ExtrasCandidate | _PythonCandidate
 
 @dataclass(frozen=True)
 class Resolution:
-    """The chosen wheels (one per project) and who required what."""
+    """The chosen wheels (one per project), who required what, and what the user should hear:
+    ``warnings`` (a missing extra, a companion matched by deduction) and ``notes`` (why each
+    companion goes with the chosen torch)."""
 
     candidates: tuple[Candidate, ...]
     required_by: Mapping[NormalizedName, tuple[str, ...]]
+    warnings: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
 
     def by_name(self) -> dict[NormalizedName, Candidate]:
         return {c.name: c for c in self.candidates}
@@ -122,6 +154,21 @@ class Resolution:
 
 def _label(c: Candidate) -> str:
     return f"{c.name} {c.version}"
+
+
+def _torch_pin(md: CoreMetadata) -> Version | None:
+    """The torch version a companion's metadata pins exactly (public part), if any."""
+    for r in md.requires_dist:
+        if canonicalize_name(r.name) != TORCH:
+            continue
+        for s in r.specifier:
+            if s.operator in ("==", "===") and "*" not in s.version:
+                return Version(Version(s.version).public)
+    return None
+
+
+def _uploads(cands: Sequence[Candidate]) -> dict[Version, str]:
+    return {c.version: c.file.upload_time for c in cands if c.file.upload_time}
 
 
 class WheelProvider(AbstractProvider):  # type: ignore[type-arg]
@@ -135,15 +182,31 @@ class WheelProvider(AbstractProvider):  # type: ignore[type-arg]
         *,
         allow_prereleases: bool = False,
         no_deps: bool = False,
+        roots: Sequence[Req] = (),
     ) -> None:
         self.target = target
         self.source = candidates
         self.metadata = metadata
         self.allow_prereleases = allow_prereleases
         self.no_deps = no_deps
-        self.roots: frozenset[NormalizedName] = frozenset()
+        self.roots: frozenset[NormalizedName] = frozenset(r.name for r in roots)
+        self._requested = {r.identifier: i for i, r in reversed(list(enumerate(roots)))}
+        self._md: dict[Candidate, CoreMetadata] = {}
+        self._deps: dict[_Cand, list[Req]] = {}
+        #: (identifier, version) of candidates that can never be used, and the requirement
+        #: of theirs that nothing on the index satisfies (whatever else is chosen).
+        self.dead: dict[tuple[str, Version], Req] = {}
+        #: The first requirement seen per identifier: the links of "who asked for it".
+        self.first_req: dict[str, Req] = {}
+        self._conflicts: Counter[str] = Counter()
+        self._promoted: set[str] = set()
+        self.missing_extras: dict[tuple[NormalizedName, Version], frozenset[str]] = {}
+        self.lines: dict[tuple[NormalizedName, Version], LineChoice] = {}
+        self._pins: dict[NormalizedName, dict[Version, Version]] = {}
+        for r in roots:
+            self.first_req.setdefault(self.identify(r), r)
 
-    # -- identity -------------------------------------------------------------------------
+    # -- identity and order ---------------------------------------------------------------
     def identify(self, requirement_or_candidate: Any) -> str:
         rc = requirement_or_candidate
         if isinstance(rc, Req):
@@ -155,6 +218,40 @@ class WheelProvider(AbstractProvider):  # type: ignore[type-arg]
         assert isinstance(rc, Candidate)
         return rc.name
 
+    def narrow_requirement_selection(
+        self,
+        identifiers: Iterable[str],
+        resolutions: Mapping[str, Any],
+        candidates: Mapping[str, Iterator[Any]],
+        information: Mapping[str, Iterator[Any]],
+        backtrack_causes: Sequence[Any],
+    ) -> Iterable[str]:
+        """Python first; then the projects of the last conflict, which must be settled before
+        anything else can work; then projects that keep turning up in conflicts while still
+        undecided (as pip does).  Without this the resolver wanders through unrelated
+        projects after every conflict (issue 15: an impossible request ran for minutes)."""
+        causes: set[str] = set()
+        for info in backtrack_causes:
+            names = [self.identify(info.requirement)]
+            if info.parent is not None:
+                names.append(self.identify(info.parent))
+            for name in names:
+                causes.add(name)
+                if name not in resolutions:
+                    self._conflicts[name] += 1
+                    if self._conflicts[name] >= _CONFLICT_PROMOTION:
+                        self._promoted.add(name)
+        in_causes: list[str] = []
+        promoted: list[str] = []
+        for identifier in identifiers:
+            if identifier == PYTHON:
+                return [identifier]
+            if identifier in causes:
+                in_causes.append(identifier)
+            elif identifier in self._promoted:
+                promoted.append(identifier)
+        return in_causes or promoted or identifiers
+
     def get_preference(
         self,
         identifier: str,
@@ -162,19 +259,26 @@ class WheelProvider(AbstractProvider):  # type: ignore[type-arg]
         candidates: Mapping[str, Iterator[Any]],
         information: Mapping[str, Iterable[Any]],
         backtrack_causes: Sequence[Any],
-    ) -> tuple[bool, bool, bool, bool, str]:
-        reqs = [info.requirement for info in information[identifier]]
-        pinned = any(
-            s.operator in ("==", "===") and "*" not in s.version for r in reqs for s in r.specifier
-        )
+    ) -> tuple[Any, ...]:
+        """torch before its companions (so their pins are checked against a chosen torch),
+        then pip's order: promoted conflict projects, exact pins, upper bounds, the user's
+        order, any specifier, the name."""
+        ops = [
+            (s.operator, s.version)
+            for info in information[identifier]
+            for s in info.requirement.specifier
+        ]
+        pinned = any(op[:2] == "==" and "*" not in v for op, v in ops)
+        upper = any(op in ("<", "<=", "~=") or (op == "==" and "*" in v) for op, v in ops)
         base = identifier.split("[", 1)[0]
-        # Python first (it never changes), torch before its companions so the companions'
-        # pins are checked against a chosen torch, then exact pins, then the rest by name.
         return (
-            identifier != PYTHON,
-            base != "torch",
+            base != TORCH,
             base not in TORCH_FAMILY,
+            identifier not in self._promoted,
             not pinned,
+            not upper,
+            self._requested.get(identifier, math.inf),
+            not ops,
             identifier,
         )
 
@@ -199,35 +303,51 @@ class WheelProvider(AbstractProvider):  # type: ignore[type-arg]
     ) -> list[_Cand]:
         reqs = list(requirements[identifier])
         bad = {c.version for c in incompatibilities[identifier]}
+        out = self.find(identifier, reqs, bad)
+        if not out:
+            self._learn_dead(identifier, reqs)
+        return out
+
+    def find(
+        self,
+        identifier: str,
+        reqs: Sequence[Req],
+        bad: set[Version] | None = None,
+        *,
+        with_dead: bool = False,
+    ) -> list[_Cand]:
+        """Candidates for *identifier* that satisfy every one of *reqs*, best first."""
+        bad = bad or set()
         if identifier == PYTHON:
-            # Requires-Python holds when some patch release the target may run satisfies it.
-            for full in self.target.python_versions:
-                version = Version(full)
-                if version not in bad and all(
-                    r.specifier.contains(version, prereleases=True) for r in reqs
-                ):
-                    return [_PythonCandidate(version)]
-            return []
+            version = Version(self.target.python_version_full)
+            ok = version not in bad and all(
+                r.specifier.contains(version, prereleases=True) for r in reqs
+            )
+            return [_PythonCandidate(version)] if ok else []
         name = canonicalize_name(identifier.split("[", 1)[0])
         extras = frozenset().union(*(r.extras for r in reqs))
         pre = self._allows_pre(reqs)
-        out = self._matching(name, reqs, bad, extras, pre)
-        if not out and not pre:
-            # PEP 440: pre-releases are accepted when they are all there is.
-            out = self._matching(name, reqs, bad, extras, True)
+        dead = {} if with_dead else self.dead
+        out = self._matching(identifier, name, reqs, bad, extras, pre, dead)
+        if not out and not pre and (with_dead or not self._matching(identifier, name, reqs, bad, extras, False, {})):
+            # PEP 440: pre-releases are accepted when they are all there is (final releases
+            # that turned out unusable still count as being there).
+            out = self._matching(identifier, name, reqs, bad, extras, True, dead)
         return out
 
     def _matching(
         self,
+        identifier: str,
         name: NormalizedName,
         reqs: Sequence[Req],
         bad: set[Version],
         extras: frozenset[NormalizedName],
         pre: bool,
+        dead: Mapping[tuple[str, Version], Req],
     ) -> list[_Cand]:
         out: list[_Cand] = []
         for c in self.source.find_candidates(name):
-            if c.version in bad:
+            if c.version in bad or (identifier, c.version) in dead:
                 continue
             if not all(r.specifier.contains(c.version, prereleases=pre) for r in reqs):
                 continue
@@ -238,125 +358,221 @@ class WheelProvider(AbstractProvider):  # type: ignore[type-arg]
             out.append(_ExtrasCandidate(c, extras) if extras else c)
         return out
 
+    def _learn_dead(self, identifier: str, reqs: Sequence[Req]) -> None:
+        """A requirement that nothing satisfies on its own makes the candidate that declared
+        it unusable in every resolution: remember that, so the resolver never tries it again
+        (it would otherwise backtrack through unrelated projects looking for a way out)."""
+        for r in reqs:
+            if r.via is not None and r.via not in self.dead and not self.find(identifier, [r]):
+                self.dead[r.via] = r
+
+    def unusable(self, via: tuple[str, Version]) -> bool:
+        """Whether the candidate *via* names has a requirement nothing satisfies on its own
+        (checked now if resolution stopped before reaching it)."""
+        if via not in self.dead:
+            identifier, version = via
+            name, _, rest = identifier.partition("[")
+            extras = frozenset(canonicalize_name(e) for e in rest.rstrip("]").split(",") if e)
+            probe = Req(canonicalize_name(name), extras=extras)
+            for c in self.find(identifier, [probe], with_dead=True):
+                if c.version == version:
+                    for d in self.get_dependencies(c):
+                        if not self.find(self.identify(d), [d]):
+                            self.dead[via] = d
+                            break
+        return via in self.dead
+
     def is_satisfied_by(self, requirement: Req, candidate: _Cand) -> bool:
         if isinstance(candidate, _ExtrasCandidate) and not requirement.extras <= candidate.extras:
             return False
         return requirement.specifier.contains(candidate.version, prereleases=True)
 
     # -- dependencies ---------------------------------------------------------------------
-    def _metadata(self, candidate: Candidate) -> CoreMetadata:
-        md = self.metadata.get_metadata(candidate)
-        if md.name != candidate.name or Version(md.version) != candidate.version:
-            raise ResolutionError(
-                f"{candidate.file.filename}: its metadata says {md.name} {md.version}; "
-                "the index or the wheel is broken"
-            )
+    def get_metadata(self, candidate: Candidate) -> CoreMetadata:
+        md = self._md.get(candidate)
+        if md is None:
+            md = self.metadata.get_metadata(candidate)
+            if md.name != candidate.name or Version(md.version) != candidate.version:
+                raise ResolutionError(
+                    f"{candidate.file.filename}: its metadata says {md.name} {md.version}; "
+                    "the index or the wheel is broken"
+                )
+            self._md[candidate] = md
         return md
 
     def _applies(self, marker: Marker | None, extra: str = "") -> bool:
-        """Whether a marker holds on the target (on any patch release it may run)."""
+        """Whether a marker holds on the target."""
         return marker is None or any(
             marker.evaluate({**env, "extra": extra}) for env in self.target.marker_environments
         )
 
     def get_dependencies(self, candidate: _Cand) -> list[Req]:
+        deps = self._deps.get(candidate)
+        if deps is None:
+            deps = self._deps[candidate] = self._dependencies(candidate)
+            for d in deps:
+                self.first_req.setdefault(self.identify(d), d)
+        return deps
+
+    def _dependencies(self, candidate: _Cand) -> list[Req]:
         if isinstance(candidate, _PythonCandidate):
             return []
         if isinstance(candidate, _ExtrasCandidate):
-            base = candidate.base
-            pin = Req(base.name, SpecifierSet(f"=={base.version}"), parent=_label(base))
-            if self.no_deps:
-                return [pin]
-            md = self._metadata(base)
-            deps = [
-                Req.from_requirement(r, parent=f"{_label(base)}[{','.join(candidate.extras)}]")
-                for r in md.requires_dist
-                if r.marker is not None
-                and not self._applies(r.marker)
-                and any(self._applies(r.marker, e) for e in candidate.extras)
-            ]
-            return [pin, *deps]
+            return self._extras_dependencies(candidate)
         if self.no_deps and not (candidate.name in TORCH_FAMILY and self.roots & TORCH_FAMILY_SET):
             return []
-        md = self._metadata(candidate)
+        md = self.get_metadata(candidate)
+        via = (candidate.name, candidate.version)
         deps = [
-            Req.from_requirement(r, parent=_label(candidate))
+            Req.from_requirement(r, parent=_label(candidate), via=via)
             for r in md.requires_dist
             if self._applies(r.marker)
             # --no-deps keeps only the pins between requested torch-family projects, so that
             # "--no-deps torch torchvision" still gets a torchvision built for that torch.
             and (not self.no_deps or canonicalize_name(r.name) in self.roots & TORCH_FAMILY_SET)
         ]
+        companion = self._companion_requirement(candidate, md)
+        if companion is not None:
+            deps.append(companion)
         if md.requires_python is not None:
             py = Req(
                 canonicalize_name(PYTHON),
                 md.requires_python,
                 parent=_label(candidate),
                 text=f"Python {md.requires_python}",
+                via=via,
             )
             deps.append(py)
         return deps
 
+    def _extras_dependencies(self, candidate: _ExtrasCandidate) -> list[Req]:
+        base = candidate.base
+        label = f"{_label(base)}[{','.join(sorted(candidate.extras))}]"
+        via = (self.identify(candidate), base.version)
+        pin = Req(base.name, SpecifierSet(f"=={base.version}"), parent=label, via=via)
+        if self.no_deps:
+            return [pin]
+        md = self.get_metadata(base)
+        added = [
+            r
+            for r in md.requires_dist
+            if r.marker is not None
+            and not self._applies(r.marker)
+            and any(self._applies(r.marker, e) for e in candidate.extras)
+        ]
+        provided = set(md.provides_extra)
+        missing = {
+            e
+            for e in candidate.extras
+            if e not in provided
+            and not any(r.marker is not None and self._applies(r.marker, e) for r in added)
+        }
+        if missing:
+            self.missing_extras[(base.name, base.version)] = frozenset(missing)
+        return [pin, *(Req.from_requirement(r, parent=label, via=via) for r in added)]
 
-def _explain(
-    exc: ResolutionImpossible,  # type: ignore[type-arg]
-    roots: Sequence[Req],
-    source: CandidateSource,
-    target: Target,
-) -> str:
-    lines: list[str] = []
-    wanted: dict[NormalizedName, SpecifierSet] = {}
-    for cause in exc.causes:
-        req: Req = cause.requirement
-        if req.name == PYTHON:
-            versions = target.python_versions
-            py = versions[0] if len(versions) == 1 else target.marker_environment["python_version"]
-            lines.append(f"{req.parent or '?'} requires {req} but the target has Python {py}")
+    # -- companions -----------------------------------------------------------------------
+    def _companion_requirement(self, candidate: Candidate, md: CoreMetadata) -> Req | None:
+        """A companion that declares no torch requirement gets its release line's torch as
+        one, when torch itself was asked for (issue 15: torchaudio 2.11 next to torch 2.4)."""
+        if candidate.name not in COMPANIONS or TORCH not in self.roots:
+            return None
+        if any(canonicalize_name(r.name) == TORCH for r in md.requires_dist):
+            return None
+        choice = self.line_of(candidate)
+        return Req(
+            TORCH,
+            choice.specifier,
+            parent=_label(candidate),
+            text=f"torch{choice.specifier} ({_label(candidate)} is {choice.text}'s release, "
+            f"{choice.reason})",
+            via=(candidate.name, candidate.version),
+        )
+
+    def line_of(self, candidate: Candidate) -> LineChoice:
+        """The torch line of a companion release without a torch requirement."""
+        key = (candidate.name, candidate.version)
+        if key not in self.lines:
+            torch = self.source.find_candidates(TORCH)
+            self.lines[key] = torch_line_for(
+                candidate.name,
+                candidate.version,
+                pins=self.companion_pins(candidate.name),
+                torch_versions={t.version for t in torch},
+                companion_uploads=_uploads(self.source.find_candidates(candidate.name)),
+                torch_uploads=_uploads(torch),
+            )
+        return self.lines[key]
+
+    def companion_pins(self, name: NormalizedName) -> dict[Version, Version]:
+        """Companion version → the torch it pins, for the newest release of *name* that pins
+        one (a few metadata reads, newest first)."""
+        if name not in self._pins:
+            pins: dict[Version, Version] = {}
+            for c in self.source.find_candidates(name)[:_PIN_READS]:
+                try:
+                    pin = _torch_pin(self.get_metadata(c))
+                except WheelcacheError:
+                    continue
+                if pin is not None:
+                    pins[Version(c.version.public)] = pin
+                    break
+            self._pins[name] = pins
+        return self._pins[name]
+
+    def goes_with(self, candidate: Candidate, torch: Version) -> bool:
+        """Whether companion *candidate* may sit next to *torch* (its pin, else its line)."""
+        md = self.get_metadata(candidate)
+        reqs = [r for r in md.requires_dist if canonicalize_name(r.name) == TORCH]
+        if reqs:
+            return all(r.specifier.contains(torch, prereleases=True) for r in reqs)
+        return self.line_of(candidate).specifier.contains(torch, prereleases=True)
+
+
+def _companion_notes(
+    provider: WheelProvider, chosen: Mapping[NormalizedName, Candidate]
+) -> tuple[list[str], list[str]]:
+    """(warnings, notes) saying why each chosen companion goes with the chosen torch: a
+    deduction (no torch requirement, or a newer such release passed over) is a warning, a
+    plain metadata pin a note."""
+    warnings: list[str] = []
+    notes: list[str] = []
+    torch = chosen.get(TORCH)
+    if torch is None or TORCH not in provider.roots:
+        return warnings, notes
+    for name in COMPANIONS:
+        c = chosen.get(name)
+        if c is None:
             continue
-        lines.append(f"{req.parent} requires {req}" if req.parent else f"you asked for {req}")
-        wanted[req.name] = wanted.get(req.name, SpecifierSet()) & req.specifier
-    for root in roots:  # resolvelib may name one of several user requirements on a project
-        if root.name in wanted:
-            wanted[root.name] &= root.specifier
-    missing: list[str] = []
-    for name, spec in wanted.items():
-        if not [c for c in source.find_candidates(name) if spec.contains(c.version, True)]:
-            missing.append(source.explain(name, spec))
-    seen: list[str] = []
-    for line in missing + lines:
-        if line not in seen:
-            seen.append(line)
-    return "cannot resolve for " + target.describe() + ": " + "; ".join(seen)
+        passed = sorted(
+            (v for (n, v), line in provider.lines.items() if n == name and v > c.version),
+            reverse=True,
+        )
+        over = ""
+        if passed:
+            line = provider.lines[(name, passed[0])]
+            over = (
+                f"; newer {name} {passed[0]} declares no torch requirement and is "
+                f"{line.text}'s release ({line.reason}), so it was passed over"
+            )
+        choice = provider.lines.get((name, c.version))
+        if choice is None:
+            pin = _torch_pin(provider.get_metadata(c))
+            said = f"pins torch {pin}" if pin else "requires a matching torch"
+            # Passing over a newer release is a deduction the user should hear about.
+            (warnings if over else notes).append(
+                f"{_label(c)} goes with {_label(torch)}: its metadata {said}{over}"
+            )
+            continue
+        text = (
+            f"{_label(c)} declares no torch requirement; taken as {choice.text}'s release "
+            f"to go with {_label(torch)} ({choice.reason})"
+        )
+        warnings.append(text)
+    return warnings, notes
 
 
-class _LogReporter(BaseReporter):  # type: ignore[type-arg]
-    pass
-
-
-def resolve(
-    requirements: Sequence[Req],
-    target: Target,
-    candidates: CandidateSource,
-    metadata: MetadataSource,
-    *,
-    allow_prereleases: bool = False,
-    no_deps: bool = False,
-    max_rounds: int = 2000,
-) -> Resolution:
-    """Resolve *requirements* for *target*; raise :class:`ResolutionError` on conflict."""
-    provider = WheelProvider(
-        target, candidates, metadata, allow_prereleases=allow_prereleases, no_deps=no_deps
-    )
-    provider.roots = frozenset(r.name for r in requirements)
-    resolver: Resolver[Req, _Cand, str] = Resolver(provider, _LogReporter())
-    try:
-        result = resolver.resolve(list(requirements), max_rounds=max_rounds)
-    except ResolutionImpossible as exc:
-        raise ResolutionError(_explain(exc, requirements, candidates, target)) from exc
-    except WheelcacheError:
-        raise
-    except Exception as exc:  # resolvelib's ResolutionTooDeep and friends
-        raise ResolutionError(f"resolution failed for {target.describe()}: {exc}") from exc
+def _build_resolution(provider: WheelProvider, result: Any) -> Resolution:
     chosen = [c for c in result.mapping.values() if isinstance(c, Candidate)]
     required_by: dict[NormalizedName, list[str]] = {}
     for key, criterion in result.criteria.items():
@@ -369,7 +585,48 @@ def resolve(
             if who not in lst:
                 lst.append(who)
     chosen.sort(key=lambda c: c.name)
+    warnings: list[str] = []
+    for c in result.mapping.values():
+        if isinstance(c, _ExtrasCandidate):
+            for extra in sorted(provider.missing_extras.get((c.base.name, c.version), ())):
+                warnings.append(f"{_label(c.base)} does not provide the extra {extra!r}")
+    more_warnings, notes = _companion_notes(provider, {c.name: c for c in chosen})
     return Resolution(
         candidates=tuple(chosen),
         required_by={k: tuple(v) for k, v in sorted(required_by.items())},
+        warnings=tuple(warnings + more_warnings),
+        notes=tuple(notes),
     )
+
+
+def resolve(
+    requirements: Sequence[Req],
+    target: Target,
+    candidates: CandidateSource,
+    metadata: MetadataSource,
+    *,
+    allow_prereleases: bool = False,
+    no_deps: bool = False,
+    max_rounds: int = MAX_ROUNDS,
+) -> Resolution:
+    """Resolve *requirements* for *target*; raise :class:`ResolutionError` on conflict."""
+    provider = WheelProvider(
+        target,
+        candidates,
+        metadata,
+        allow_prereleases=allow_prereleases,
+        no_deps=no_deps,
+        roots=requirements,
+    )
+    resolver: Resolver[Req, _Cand, str] = Resolver(provider, BaseReporter())
+    try:
+        result = resolver.resolve(list(requirements), max_rounds=max_rounds)
+    except ResolutionImpossible as exc:
+        raise explain_failure(provider, exc.causes, requirements) from exc
+    except ResolutionTooDeep as exc:
+        raise ResolutionError(
+            f"resolution for {target.describe()} gave up after {max_rounds} rounds of "
+            "backtracking; pin some requirements (versions you know work together) to "
+            "narrow the search"
+        ) from exc
+    return _build_resolution(provider, result)

@@ -23,13 +23,18 @@ __all__ = [
     "make_target",
     "parse_platform",
     "parse_python",
+    "parse_python_version",
 ]
 
 #: glibc baseline assumed for ``--platform linux_x86_64`` (manylinux_2_28 is what current
 #: PyTorch wheels need and what every supported distribution has).
 DEFAULT_GLIBC = (2, 28)
 
-_PY_RE = re.compile(r"^(?:cp|py|python)?(\d)\.?(\d{1,2})(t?)$", re.IGNORECASE)
+# 39, cp39, 3.9, 3.9.13 and each with a trailing "t" (free-threaded).  A micro release is only
+# accepted in the dotted form: "3913" would be ambiguous.
+_PY_RE = re.compile(
+    r"^(?:cp|py|python)?(\d)(?:\.(\d{1,2})(?:\.(\d{1,3}))?|(\d{1,2}))(t?)$", re.IGNORECASE
+)
 _MANYLINUX_RE = re.compile(r"^manylinux_(\d+)_(\d+)_(\w+)$")
 _LEGACY_MANYLINUX = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
 _MUSL_RE = re.compile(r"^musllinux_(\d+)_(\d+)_(\w+)$")
@@ -50,19 +55,38 @@ EXAMPLE_PLATFORMS = (
 )
 
 
+def parse_python_version(value: str) -> tuple[tuple[int, int, int], bool]:
+    """Parse ``--py`` into ``((major, minor, micro), free_threaded)``.
+
+    A version without its micro release means the first one, ``X.Y.0``, as pip's and uv's
+    ``--python-version`` do: ``Requires-Python: >=3.8.1`` excludes ``--py 3.8``.
+
+    >>> parse_python_version("3.8"), parse_python_version("3.8.10"), parse_python_version("313t")
+    (((3, 8, 0), False), ((3, 8, 10), False), ((3, 13, 0), True))
+    >>> parse_python_version("3.13.1t")
+    ((3, 13, 1), True)
+    """
+    m = _PY_RE.match(value.strip())
+    if not m:
+        raise TargetError(
+            f"--py {value!r} is not a Python version; use e.g. 39, 3.9, 3.9.13 or cp39"
+        )
+    major = int(m.group(1))
+    minor = int(m.group(2) if m.group(2) is not None else m.group(4))
+    micro = int(m.group(3) or 0)
+    if major != 3 or minor < 6:
+        raise TargetError(f"--py {value!r}: wheelcache fetches for CPython 3.6 and newer")
+    return (major, minor, micro), bool(m.group(5))
+
+
 def parse_python(value: str) -> tuple[tuple[int, int], bool]:
     """Parse ``39``, ``3.9``, ``cp39``, ``3.13t`` into ``((3, 9), free_threaded)``.
 
     >>> parse_python("39"), parse_python("3.10"), parse_python("cp312"), parse_python("313t")
     (((3, 9), False), ((3, 10), False), ((3, 12), False), ((3, 13), True))
     """
-    m = _PY_RE.match(value.strip())
-    if not m:
-        raise TargetError(f"--py {value!r} is not a Python version; use e.g. 39, 3.9 or cp39")
-    major, minor = int(m.group(1)), int(m.group(2))
-    if major != 3 or minor < 6:
-        raise TargetError(f"--py {value!r}: wheelcache fetches for CPython 3.6 and newer")
-    return (major, minor), bool(m.group(3))
+    (major, minor, _), free_threaded = parse_python_version(value)
+    return (major, minor), free_threaded
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,23 +241,23 @@ class Target:
 
     @cached_property
     def python_versions(self) -> tuple[str, ...]:
-        """The full Python versions the target may run: its own when a target file said so,
-        else the first and a late patch release of ``X.Y`` (``--py 3.9`` is "some 3.9")."""
-        if self.python_full is not None or "python_full_version" in dict(self.markers):
-            return (self.python_version_full,)
-        major, minor = self.python
-        return (f"{major}.{minor}.0", f"{major}.{minor}.99")
+        """The full Python version the target runs, as a one-element tuple.
+
+        ``--py 3.8`` is 3.8.0, as in pip and uv (``Requires-Python: >=3.8.1`` excludes it);
+        ``--py 3.8.10`` or a target file names the exact release.
+        """
+        return (self.python_version_full,)
 
     @cached_property
     def marker_environments(self) -> tuple[dict[str, str], ...]:
         """One marker environment per entry of :attr:`python_versions`.
 
-        A dependency is needed when its marker holds in any of them: ``python_full_version >=
-        "3.9.1"`` applies to the 3.9 host that will install it.
-
         >>> t = make_target(python="39", platform="win_amd64")
         >>> [e["python_full_version"] for e in t.marker_environments]
-        ['3.9.0', '3.9.99']
+        ['3.9.0']
+        >>> t = make_target(python="3.9.13", platform="win_amd64")
+        >>> [e["python_full_version"] for e in t.marker_environments]
+        ['3.9.13']
         """
         out = []
         for full in self.python_versions:
@@ -274,7 +298,7 @@ def make_target(
     >>> str(t.tags[0]), t.marker_environment["sys_platform"], t.describe()
     ('cp39-cp39-win_amd64', 'win32', 'cp39-win_amd64 (cu118)')
     """
-    (major, minor), free_threaded = parse_python(python)
+    (major, minor, micro), free_threaded = parse_python_version(python)
     glibc_v: tuple[int, int] | None = None
     if glibc is not None:
         m = re.match(r"^(\d+)\.(\d+)$", glibc.strip())
@@ -294,4 +318,5 @@ def make_target(
         variant=variant,
         glibc=plat.glibc,
         macos=plat.macos,
+        python_full=f"{major}.{minor}.{micro}",
     )

@@ -27,7 +27,13 @@ from wheelcache.core.progress import Reporter
 from wheelcache.core.provider import Req, Resolution, resolve
 from wheelcache.core.target import Target
 from wheelcache.core.variants import DEFAULT_TORCH_INDEX, is_torch_family, torch_index_for
-from wheelcache.errors import CacheError, IndexPageError, RequirementError, TargetError
+from wheelcache.errors import (
+    CacheError,
+    IndexPageError,
+    RequirementError,
+    ResolutionError,
+    TargetError,
+)
 from wheelcache.net.client import Http, HttpSettings
 from wheelcache.net.download import Downloader, DownloadJob, TransferSettings
 from wheelcache.net.finder import IndexFinder, WheelMetadata
@@ -307,12 +313,19 @@ def _resolve(request: FetchRequest, reqs: Sequence[Req], finder: IndexFinder) ->
             allow_prereleases=request.allow_prereleases,
             no_deps=request.no_deps,
         )
-    except BaseException:
+    except BaseException as exc:
+        if isinstance(exc, ResolutionError):
+            for line in exc.details:  # every requirement chain behind the summary, for -v
+                log.info("%s", line)
         if finder.metadata.http is not None:
             finder.metadata.http.cancel()  # wake prefetch threads sleeping in a retry
         finder.close(wait=False)
         raise
     finder.close()
+    for line in resolution.warnings:  # a missing extra, a companion matched by deduction
+        log.warning("%s", line)
+    for line in resolution.notes:  # why each companion goes with the chosen torch
+        log.info("%s", line)
     for c in resolution.candidates:
         if c.file.yanked:
             log.warning(
