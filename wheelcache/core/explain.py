@@ -66,46 +66,50 @@ def _parent(r: Req) -> str:
     return parent
 
 
-def _chain(p: WheelProvider, r: Req) -> str:
-    """``pandas[all]>=2 (requested) → pandas 3.1.1[all] requires pandas[excel]==3.1.1 → …``."""
-    hops: list[str] = []
+def _hop(r: Req) -> str:
+    return f"{_parent(r)} requires {_short(r)}" if r.parent else f"{_short(r)} (requested)"
+
+
+def _chain(p: WheelProvider, path: Sequence[Req]) -> str:
+    """``frame[all]>=2 (requested) → frame 2.7.0[all] requires frame[excel] → …``: the
+    requirements above ``path[0]`` (first seen, up to the user), then *path* itself."""
+    up: list[Req] = []
     seen: set[tuple[str, Version]] = set()
-    cur = r
-    while cur.via is not None and cur.via not in seen and len(hops) < _MAX_DEPTH:
+    cur = path[0]
+    while cur.via is not None and cur.via not in seen and len(up) < _MAX_DEPTH:
         seen.add(cur.via)
-        hops.append(f"{_parent(cur)} requires {_short(cur)}")
-        up = p.first_req.get(cur.via[0])
-        if up is None:
+        nxt = p.first_req.get(cur.via[0])
+        if nxt is None:
             break
-        cur = up
-    if cur.via is None:
-        hops.append(f"{_short(cur)} (requested)")
-    return " → ".join(reversed(hops))
+        up.append(nxt)
+        cur = nxt
+    return " → ".join(_hop(r) for r in [*reversed(up), *path])
 
 
 def _python_text(p: WheelProvider, r: Req) -> str:
     return f"{r.parent} requires {r} but the target has Python {p.target.python_version_full}"
 
 
-def _impossible(p: WheelProvider, identifier: str, r: Req) -> tuple[str, list[str]]:
-    """(the leaf fact, the chains) for a requirement that nothing satisfies on its own."""
+def _impossible(p: WheelProvider, identifier: str, r: Req) -> tuple[str, str]:
+    """(the leaf fact, the chain to it) for a requirement nothing satisfies on its own: the
+    newest matching version's reason is followed down to a project without a usable file."""
     path = [r]
     cur_id, cur = identifier, r
     for _ in range(_MAX_DEPTH):
         cands = p.find(cur_id, [cur], with_dead=True)
-        killed = [p.dead[(cur_id, c.version)] for c in cands if (cur_id, c.version) in p.dead]
-        if not killed:
+        killed = next((p.dead[k] for c in cands if p.unusable(k := (cur_id, c.version))), None)
+        if killed is None:
             break
-        cur = killed[0]  # the newest version's reason
+        cur = killed
         cur_id = p.identify(cur)
         path.append(cur)
     if cur.name == _PYTHON:
         leaf = _python_text(p, cur)
+    elif cur.extras and p.find(cur.name, [cur], with_dead=True):
+        leaf = f"{_short(cur)}: no release of it provides what the extras need"
     else:
         leaf = p.source.explain(cur.name, cur.specifier)
-        if cur.extras and p.find(cur.name, [cur], with_dead=True):
-            leaf = f"{_short(cur)}: no release of it provides what the extras need"
-    return leaf, [f"  needed by: {_chain(p, cur)}"]
+    return leaf, f"  needed by: {_chain(p, path)}"
 
 
 def _conflict(identifier: str, reqs: Sequence[Req]) -> tuple[str, list[str]]:
@@ -169,17 +173,21 @@ def explain_failure(p: WheelProvider, causes: Sequence[Any], roots: Sequence[Req
     details: list[str] = []
     gaps = _companion_gaps(p, roots)
     facts += gaps
+    # What the user asked for comes first: its chain runs down from the request.
+    grouped = {p.identify(r): [r] for r in roots}
     for identifier, reqs in _group(causes, p).items():
+        grouped.setdefault(identifier, []).extend(r for r in reqs if r.via is not None)
+    for identifier, reqs in grouped.items():
         family = canonicalize_name(identifier.split("[", 1)[0]) in (_TORCH, *_COMPANIONS)
         alone = [r for r in reqs if not p.find(identifier, [r])]
         for r in alone:
-            leaf, chains = _impossible(p, identifier, r)
+            leaf, chain = _impossible(p, identifier, r)
             if leaf not in facts:
                 facts.append(leaf)
-            details += [c for c in chains if c not in details]
+                details.append(chain)
         # Requirements of candidates found unusable are explained by their own cause.
         live = [r for r in reqs if r.via is None or not p.unusable(r.via)]
-        if not alone and len(live) > 1:
+        if not alone and len(live) > 1 and any(r.via is not None for r in live):
             head, lines = _conflict(identifier, live)
             if gaps and family:
                 details.append(head)  # the gaps above are the cause; this is the symptom

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from packaging.markers import Marker
@@ -167,6 +167,14 @@ def _torch_pin(md: CoreMetadata) -> Version | None:
     return None
 
 
+def _own_version(req: Req, candidate: Candidate) -> Req:
+    """``pandas[excel]`` required by pandas 2.2.3 itself can only be pandas 2.2.3: say so, so
+    that a release whose own extras cannot be met is seen as unusable at once."""
+    if req.name != candidate.name:
+        return req
+    return replace(req, specifier=req.specifier & SpecifierSet(f"=={candidate.version}"))
+
+
 def _uploads(cands: Sequence[Candidate]) -> dict[Version, str]:
     return {c.version: c.file.upload_time for c in cands if c.file.upload_time}
 
@@ -203,6 +211,7 @@ class WheelProvider(AbstractProvider):  # type: ignore[type-arg]
         self.missing_extras: dict[tuple[NormalizedName, Version], frozenset[str]] = {}
         self.lines: dict[tuple[NormalizedName, Version], LineChoice] = {}
         self._pins: dict[NormalizedName, dict[Version, Version]] = {}
+        self._contained: dict[tuple[SpecifierSet, Version, bool], bool] = {}
         for r in roots:
             self.first_req.setdefault(self.identify(r), r)
 
@@ -349,7 +358,7 @@ class WheelProvider(AbstractProvider):  # type: ignore[type-arg]
         for c in self.source.find_candidates(name):
             if c.version in bad or (identifier, c.version) in dead:
                 continue
-            if not all(r.specifier.contains(c.version, prereleases=pre) for r in reqs):
+            if not all(self._contains(r.specifier, c.version, pre) for r in reqs):
                 continue
             if c.version.is_prerelease and not pre:
                 continue
@@ -382,10 +391,18 @@ class WheelProvider(AbstractProvider):  # type: ignore[type-arg]
                             break
         return via in self.dead
 
+    def _contains(self, spec: SpecifierSet, version: Version, pre: bool) -> bool:
+        """``spec.contains``, remembered: resolvelib asks the same questions every round."""
+        key = (spec, version, pre)
+        hit = self._contained.get(key)
+        if hit is None:
+            hit = self._contained[key] = spec.contains(version, prereleases=pre)
+        return hit
+
     def is_satisfied_by(self, requirement: Req, candidate: _Cand) -> bool:
         if isinstance(candidate, _ExtrasCandidate) and not requirement.extras <= candidate.extras:
             return False
-        return requirement.specifier.contains(candidate.version, prereleases=True)
+        return self._contains(requirement.specifier, candidate.version, True)
 
     # -- dependencies ---------------------------------------------------------------------
     def get_metadata(self, candidate: Candidate) -> CoreMetadata:
@@ -424,7 +441,7 @@ class WheelProvider(AbstractProvider):  # type: ignore[type-arg]
         md = self.get_metadata(candidate)
         via = (candidate.name, candidate.version)
         deps = [
-            Req.from_requirement(r, parent=_label(candidate), via=via)
+            _own_version(Req.from_requirement(r, parent=_label(candidate), via=via), candidate)
             for r in md.requires_dist
             if self._applies(r.marker)
             # --no-deps keeps only the pins between requested torch-family projects, so that
@@ -469,7 +486,8 @@ class WheelProvider(AbstractProvider):  # type: ignore[type-arg]
         }
         if missing:
             self.missing_extras[(base.name, base.version)] = frozenset(missing)
-        return [pin, *(Req.from_requirement(r, parent=label, via=via) for r in added)]
+        deps = [_own_version(Req.from_requirement(r, parent=label, via=via), base) for r in added]
+        return [pin, *deps]
 
     # -- companions -----------------------------------------------------------------------
     def _companion_requirement(self, candidate: Candidate, md: CoreMetadata) -> Req | None:
