@@ -58,7 +58,9 @@ BACKTRACKING = [
 def test_backtracking_heavy_closure_resolves(serve: Any, tmp_path: Path) -> None:
     index = serve(BACKTRACKING)
     roots = ["app", *(d.name for d in FILLERS), "zlast"]
-    got = _versions(_fetch(index, tmp_path / "c", "--py", "3.11", "--platform", "linux_x86_64", *roots))
+    got = _versions(
+        _fetch(index, tmp_path / "c", "--py", "3.11", "--platform", "linux_x86_64", *roots)
+    )
     assert (got["app"], got["core"], got["zlast"]) == ("1.0", "1.0", "1.0")
     assert len(got) == 43
 
@@ -94,7 +96,9 @@ def test_impossible_extra_names_the_project_without_files_and_the_chain(
     serve: Any, tmp_path: Path
 ) -> None:
     index = serve(IMPOSSIBLE_EXTRA)
-    result = _fetch(index, tmp_path / "c", "--py", "3.12", "--platform", "win_amd64", "frame[all]>=2")
+    result = _fetch(
+        index, tmp_path / "c", "--py", "3.12", "--platform", "win_amd64", "frame[all]>=2"
+    )
     assert result.exit_code == 1
     err = result.stderr
     assert "odfthing>=1.4 has no wheels on the index; none for cp312 on win_amd64" in err
@@ -195,5 +199,7 @@ def test_companion_gap_names_the_companions_not_torch(serve: Any, tmp_path: Path
     ) in err
     assert "torchaudio 2.5.1 has wheels for cp311–cp312" in err
     assert "torch==2.5.1 has no wheels" not in err and "torch: " not in err
-    verbose = _fetch(index, tmp_path / "c", "--py", "3.13", *LINUX, "--torch", "2.5.1", verbose=True)
+    verbose = _fetch(
+        index, tmp_path / "c", "--py", "3.13", *LINUX, "--torch", "2.5.1", verbose=True
+    )
     assert "torchvision 0.23.0 requires torch==2.8.0" in verbose.stderr  # the conflict, with -v

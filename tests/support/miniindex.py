@@ -78,7 +78,9 @@ def serve_index(root: Path, dists: Iterable[Dist]) -> Iterator[str]:
                 srv.add(f"/files/{wheel.name}.metadata", meta)
                 paths.append((wheel, hashlib.sha256(meta).hexdigest()))
             if not d.tags:
-                paths.append((build_sdist(files, d.name, d.version, requires_dist=d.requires), None))
+                paths.append(
+                    (build_sdist(files, d.name, d.version, requires_dist=d.requires), None)
+                )
             key = str(canonicalize_name(d.name))
             for path, meta_sha in paths:
                 srv.add(f"/files/{path.name}", path)

@@ -27,6 +27,7 @@ ALLOWED_STDLIB = {
     "bisect",
     "collections",
     "dataclasses",
+    "datetime",
     "email",
     "enum",
     "functools",

@@ -83,14 +83,16 @@ def test_a_search_longer_than_2000_rounds_completes(monkeypatch: pytest.MonkeyPa
     got = _resolve(u, "app", "zlast")
     assert got["app"] == "1.0" and got["core"] == "1.0"
     assert _Rounds.last > 2000  # so the old limit could not have done it
-    with pytest.raises(ResolutionError, match="gave up after 2000 rounds of backtracking; pin some"):
+    with pytest.raises(
+        ResolutionError, match="gave up after 2000 rounds of backtracking; pin some"
+    ):
         _resolve(u, "app", "zlast", max_rounds=2000)
 
 
 def test_a_requirement_without_files_is_explained_from_the_request_down() -> None:
     rel: list[tuple[str, str, Sequence[str]]] = [
-        *((("top", f"{n}.0", ["mid", "leafless>=2"]) for n in range(1, 30))),
-        *((("mid", f"{n}.0", []) for n in range(1, 30))),
+        *(("top", f"{n}.0", ["mid", "leafless>=2"]) for n in range(1, 30)),
+        *(("mid", f"{n}.0", []) for n in range(1, 30)),
         ("leafless", "1.0", []),
     ]
     with pytest.raises(ResolutionError) as info:

@@ -118,3 +118,27 @@ def test_free_threaded_abi() -> None:
     assert t.abi == "cp313t"
     assert t.tags[1] == Tag("cp313", "cp313t", "manylinux_2_28_x86_64")
     assert Tag("cp313", "cp313", "manylinux_2_28_x86_64") not in t.tag_priority
+
+
+@pytest.mark.parametrize(
+    ("text", "full", "abi"),
+    [
+        ("3.8", "3.8.0", "cp38"),
+        ("38", "3.8.0", "cp38"),
+        ("3.8.10", "3.8.10", "cp38"),
+        ("3.13.1t", "3.13.1", "cp313t"),
+        ("cp3.12.4", "3.12.4", "cp312"),
+    ],
+)
+def test_py_is_an_exact_release_x_y_meaning_x_y_0(text: str, full: str, abi: str) -> None:
+    """As pip and uv: --py 3.8 is 3.8.0, so Requires-Python >=3.8.1 excludes it (issue 15)."""
+    t = make_target(python=text, platform="linux_x86_64")
+    assert (t.python_version_full, t.python_versions, t.abi) == (full, (full,), abi)
+    assert t.marker_environment["python_full_version"] == full
+    assert t.marker_environment["python_version"] == full.rsplit(".", 1)[0]
+
+
+@pytest.mark.parametrize("bad", ["3.8.", "3.8.10.1", "3810", "3.8.x"])
+def test_py_rejects_malformed_micro_releases(bad: str) -> None:
+    with pytest.raises(TargetError, match="is not a Python version; use e.g. 39, 3.9, 3.9.13"):
+        parse_python(bad)

@@ -23,12 +23,26 @@ from __future__ import annotations
 import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from packaging.specifiers import SpecifierSet
-from packaging.utils import NormalizedName
+from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
-__all__ = ["KNOWN_OFFSETS", "LineChoice", "companion_line_for", "torch_line_for"]
+from wheelcache.core.evaluator import Candidate
+from wheelcache.core.models import CoreMetadata
+
+if TYPE_CHECKING:
+    from wheelcache.core.provider import WheelProvider
+
+__all__ = [
+    "KNOWN_OFFSETS",
+    "LineChoice",
+    "companion_line_for",
+    "companion_notes",
+    "torch_line_for",
+    "torch_pin",
+]
 
 #: (companion major − torch major, companion minor − torch minor) for torch 2.x, the fallback.
 KNOWN_OFFSETS: dict[str, tuple[int, int]] = {"torchvision": (-2, 15), "torchaudio": (0, 0)}
@@ -37,6 +51,8 @@ KNOWN_OFFSETS: dict[str, tuple[int, int]] = {"torchvision": (-2, 15), "torchaudi
 _UPLOAD_SLACK = datetime.timedelta(days=2)
 
 Line = tuple[int, int]
+_TORCH = canonicalize_name("torch")
+_COMPANIONS = (canonicalize_name("torchvision"), canonicalize_name("torchaudio"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,3 +198,61 @@ def companion_line_for(
         d_major, d_minor = KNOWN_OFFSETS.get(name, (0, 0))
         why = "by wheelcache's table of release numbering"
     return SpecifierSet(f"=={torch.major + d_major}.{torch.minor + d_minor}.*"), why
+
+
+def torch_pin(md: CoreMetadata) -> Version | None:
+    """The torch version a companion's metadata pins exactly (public part), if any."""
+    for r in md.requires_dist:
+        if canonicalize_name(r.name) != _TORCH:
+            continue
+        for s in r.specifier:
+            if s.operator in ("==", "===") and "*" not in s.version:
+                return Version(Version(s.version).public)
+    return None
+
+
+def _label(c: Candidate) -> str:
+    return f"{c.name} {c.version}"
+
+
+def companion_notes(
+    provider: WheelProvider, chosen: Mapping[NormalizedName, Candidate]
+) -> tuple[list[str], list[str]]:
+    """(warnings, notes) saying why each chosen companion goes with the chosen torch: a
+    deduction (no torch requirement, or a newer such release passed over) is a warning, a
+    plain metadata pin a note."""
+    warnings: list[str] = []
+    notes: list[str] = []
+    torch = chosen.get(_TORCH)
+    if torch is None or _TORCH not in provider.roots:
+        return warnings, notes
+    for name in _COMPANIONS:
+        c = chosen.get(name)
+        if c is None:
+            continue
+        passed = sorted(
+            (v for (n, v), line in provider.lines.items() if n == name and v > c.version),
+            reverse=True,
+        )
+        over = ""
+        if passed:
+            line = provider.lines[(name, passed[0])]
+            over = (
+                f"; newer {name} {passed[0]} declares no torch requirement and is "
+                f"{line.text}'s release ({line.reason}), so it was passed over"
+            )
+        choice = provider.lines.get((name, c.version))
+        if choice is None:
+            pin = torch_pin(provider.get_metadata(c))
+            said = f"pins torch {pin}" if pin else "requires a matching torch"
+            # Passing over a newer release is a deduction the user should hear about.
+            (warnings if over else notes).append(
+                f"{_label(c)} goes with {_label(torch)}: its metadata {said}{over}"
+            )
+            continue
+        text = (
+            f"{_label(c)} declares no torch requirement; taken as {choice.text}'s release "
+            f"to go with {_label(torch)} ({choice.reason})"
+        )
+        warnings.append(text)
+    return warnings, notes

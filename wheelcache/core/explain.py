@@ -167,7 +167,9 @@ def _group(causes: Sequence[Any], p: WheelProvider) -> dict[str, list[Req]]:
     return by_id
 
 
-def explain_failure(p: WheelProvider, causes: Sequence[Any], roots: Sequence[Req]) -> ResolutionError:
+def explain_failure(
+    p: WheelProvider, causes: Sequence[Any], roots: Sequence[Req]
+) -> ResolutionError:
     """The :class:`ResolutionError` for resolvelib's ``ResolutionImpossible`` *causes*."""
     facts: list[str] = []
     details: list[str] = []
@@ -175,6 +177,9 @@ def explain_failure(p: WheelProvider, causes: Sequence[Any], roots: Sequence[Req
     facts += gaps
     # What the user asked for comes first: its chain runs down from the request.
     grouped = {p.identify(r): [r] for r in roots}
+    if any(r.name == _TORCH and not p.find(p.identify(r), [r]) for r in roots):
+        # No torch at all: the companions, which follow torch, are not the news.
+        grouped = {k: v for k, v in grouped.items() if v[0].name not in _COMPANIONS}
     for identifier, reqs in _group(causes, p).items():
         grouped.setdefault(identifier, []).extend(r for r in reqs if r.via is not None)
     for identifier, reqs in grouped.items():
@@ -197,9 +202,11 @@ def explain_failure(p: WheelProvider, causes: Sequence[Any], roots: Sequence[Req
     summary = facts[:_SUMMARY_LINES]
     if len(facts) > _SUMMARY_LINES:
         summary.append(f"… and {len(facts) - _SUMMARY_LINES} more (-v shows them)")
-    chains = [d for d in details if d.startswith("  needed by:")][:2]
-    text = f"cannot resolve for {p.target.describe()}:\n" + "\n".join(
-        ["  " + f for f in summary] + chains
-    )
+    # A chain is worth a line when it leads somewhere the user did not name.
+    chains = [d for d in details if d.startswith("  needed by:") and "→" in d][:2]
+    head = f"cannot resolve for {p.target.describe()}:"
+    if len(summary) == 1 and not chains:
+        text = f"{head} {summary[0]}"  # one fact: one line
+    else:
+        text = head + "\n" + "\n".join(["  " + f for f in summary] + chains)
     return ResolutionError(text, details=tuple(facts + details))
-

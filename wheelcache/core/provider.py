@@ -7,6 +7,14 @@ back both with dicts; the fetch pipeline backs them with index pages and HTTP.
 Markers are evaluated in the *target's* environment.  ``Requires-Python`` from the metadata
 becomes a dependency on the pseudo-project ``<python>`` so that a candidate which does not
 support the target's Python is backtracked over like any other conflict.
+
+The search follows pip (issue 15): up to 200000 rounds, the projects of the last conflict
+decided first, projects that keep conflicting promoted.  Beyond pip, a candidate with a
+requirement that nothing on the index satisfies on its own is remembered as unusable and never
+offered again, so an impossible request fails in seconds instead of backtracking through every
+unrelated project; and when torch is asked for, a companion release that declares no torch
+requirement gets its release line's torch as one (:mod:`wheelcache.core.companions`).
+Failures are explained by :mod:`wheelcache.core.explain`.
 """
 
 from __future__ import annotations
@@ -14,11 +22,10 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from dataclasses import replace
+from typing import Any
 
 from packaging.markers import Marker
-from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
@@ -30,10 +37,20 @@ from resolvelib import (
     Resolver,
 )
 
-from wheelcache.core.companions import LineChoice, torch_line_for
+from wheelcache.core.companions import LineChoice, companion_notes, torch_line_for, torch_pin
 from wheelcache.core.evaluator import Candidate
 from wheelcache.core.explain import explain_failure
 from wheelcache.core.models import CoreMetadata
+from wheelcache.core.requirements import (
+    PYTHON,
+    AnyCandidate,
+    CandidateSource,
+    ExtrasCandidate,
+    MetadataSource,
+    PythonCandidate,
+    Req,
+    Resolution,
+)
 from wheelcache.core.target import Target
 from wheelcache.core.variants import TORCH_FAMILY
 from wheelcache.errors import ResolutionError, WheelcacheError
@@ -48,7 +65,6 @@ __all__ = [
     "resolve",
 ]
 
-PYTHON = "<python>"
 TORCH = canonicalize_name("torch")
 TORCH_FAMILY_SET = frozenset(TORCH_FAMILY)
 COMPANIONS = tuple(n for n in TORCH_FAMILY if n != TORCH)
@@ -61,110 +77,8 @@ _CONFLICT_PROMOTION = 5
 _PIN_READS = 8
 
 
-class CandidateSource(Protocol):
-    """Lists the wheels of a project that fit the target, newest first."""
-
-    def find_candidates(self, name: NormalizedName) -> Sequence[Candidate]: ...
-
-    def explain(self, name: NormalizedName, specifier: SpecifierSet) -> str:
-        """One line on why a project has no wheel for *specifier* (for error messages)."""
-        ...
-
-
-class MetadataSource(Protocol):
-    """Returns the core metadata of one candidate wheel."""
-
-    def get_metadata(self, candidate: Candidate) -> CoreMetadata: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Req:
-    """A requirement as resolution sees it: name, extras, specifier and who asked.
-
-    ``via`` is the identifier and version of the candidate that declared it (None for what
-    the user asked for): failures are explained by walking these links back to the user.
-    """
-
-    name: NormalizedName
-    specifier: SpecifierSet = field(default_factory=SpecifierSet)
-    extras: frozenset[NormalizedName] = frozenset()
-    parent: str | None = None  # "torchvision 0.19.0+cu118", None for user requirements
-    text: str = ""
-    via: tuple[str, Version] | None = None
-
-    @classmethod
-    def from_requirement(
-        cls, req: Requirement, parent: str | None = None, via: tuple[str, Version] | None = None
-    ) -> Req:
-        if req.url:
-            raise ResolutionError(f"{req}: direct URL requirements are not supported")
-        return cls(
-            name=canonicalize_name(req.name),
-            specifier=req.specifier,
-            extras=frozenset(canonicalize_name(e) for e in req.extras),
-            parent=parent,
-            text=str(req),
-            via=via,
-        )
-
-    @property
-    def identifier(self) -> str:
-        if self.extras:
-            return f"{self.name}[{','.join(sorted(self.extras))}]"
-        return self.name
-
-    def __str__(self) -> str:
-        return self.text or f"{self.identifier}{self.specifier}"
-
-
-@dataclass(frozen=True, slots=True)
-class _PythonCandidate:
-    version: Version
-
-
-@dataclass(frozen=True, slots=True)
-class _ExtrasCandidate:
-    """``torch[opt-einsum]``: the base wheel plus the dependencies the extras add."""
-
-    base: Candidate
-    extras: frozenset[NormalizedName]
-
-    @property
-    def version(self) -> Version:
-        return self.base.version
-
-
-_Cand = Candidate | _ExtrasCandidate | _PythonCandidate
-
-
-@dataclass(frozen=True)
-class Resolution:
-    """The chosen wheels (one per project), who required what, and what the user should hear:
-    ``warnings`` (a missing extra, a companion matched by deduction) and ``notes`` (why each
-    companion goes with the chosen torch)."""
-
-    candidates: tuple[Candidate, ...]
-    required_by: Mapping[NormalizedName, tuple[str, ...]]
-    warnings: tuple[str, ...] = ()
-    notes: tuple[str, ...] = ()
-
-    def by_name(self) -> dict[NormalizedName, Candidate]:
-        return {c.name: c for c in self.candidates}
-
-
 def _label(c: Candidate) -> str:
     return f"{c.name} {c.version}"
-
-
-def _torch_pin(md: CoreMetadata) -> Version | None:
-    """The torch version a companion's metadata pins exactly (public part), if any."""
-    for r in md.requires_dist:
-        if canonicalize_name(r.name) != TORCH:
-            continue
-        for s in r.specifier:
-            if s.operator in ("==", "===") and "*" not in s.version:
-                return Version(Version(s.version).public)
-    return None
 
 
 def _own_version(req: Req, candidate: Candidate) -> Req:
@@ -200,7 +114,7 @@ class WheelProvider(AbstractProvider):  # type: ignore[type-arg]
         self.roots: frozenset[NormalizedName] = frozenset(r.name for r in roots)
         self._requested = {r.identifier: i for i, r in reversed(list(enumerate(roots)))}
         self._md: dict[Candidate, CoreMetadata] = {}
-        self._deps: dict[_Cand, list[Req]] = {}
+        self._deps: dict[AnyCandidate, list[Req]] = {}
         #: (identifier, version) of candidates that can never be used, and the requirement
         #: of theirs that nothing on the index satisfies (whatever else is chosen).
         self.dead: dict[tuple[str, Version], Req] = {}
@@ -220,9 +134,9 @@ class WheelProvider(AbstractProvider):  # type: ignore[type-arg]
         rc = requirement_or_candidate
         if isinstance(rc, Req):
             return rc.identifier if rc.name != PYTHON else PYTHON
-        if isinstance(rc, _PythonCandidate):
+        if isinstance(rc, PythonCandidate):
             return PYTHON
-        if isinstance(rc, _ExtrasCandidate):
+        if isinstance(rc, ExtrasCandidate):
             return f"{rc.base.name}[{','.join(sorted(rc.extras))}]"
         assert isinstance(rc, Candidate)
         return rc.name
@@ -309,7 +223,7 @@ class WheelProvider(AbstractProvider):  # type: ignore[type-arg]
         identifier: str,
         requirements: Mapping[str, Iterator[Req]],
         incompatibilities: Mapping[str, Iterator[Any]],
-    ) -> list[_Cand]:
+    ) -> list[AnyCandidate]:
         reqs = list(requirements[identifier])
         bad = {c.version for c in incompatibilities[identifier]}
         out = self.find(identifier, reqs, bad)
@@ -324,7 +238,7 @@ class WheelProvider(AbstractProvider):  # type: ignore[type-arg]
         bad: set[Version] | None = None,
         *,
         with_dead: bool = False,
-    ) -> list[_Cand]:
+    ) -> list[AnyCandidate]:
         """Candidates for *identifier* that satisfy every one of *reqs*, best first."""
         bad = bad or set()
         if identifier == PYTHON:
@@ -332,13 +246,17 @@ class WheelProvider(AbstractProvider):  # type: ignore[type-arg]
             ok = version not in bad and all(
                 r.specifier.contains(version, prereleases=True) for r in reqs
             )
-            return [_PythonCandidate(version)] if ok else []
+            return [PythonCandidate(version)] if ok else []
         name = canonicalize_name(identifier.split("[", 1)[0])
         extras = frozenset().union(*(r.extras for r in reqs))
         pre = self._allows_pre(reqs)
         dead = {} if with_dead else self.dead
         out = self._matching(identifier, name, reqs, bad, extras, pre, dead)
-        if not out and not pre and (with_dead or not self._matching(identifier, name, reqs, bad, extras, False, {})):
+        if (
+            not out
+            and not pre
+            and (with_dead or not self._matching(identifier, name, reqs, bad, extras, False, {}))
+        ):
             # PEP 440: pre-releases are accepted when they are all there is (final releases
             # that turned out unusable still count as being there).
             out = self._matching(identifier, name, reqs, bad, extras, True, dead)
@@ -353,8 +271,8 @@ class WheelProvider(AbstractProvider):  # type: ignore[type-arg]
         extras: frozenset[NormalizedName],
         pre: bool,
         dead: Mapping[tuple[str, Version], Req],
-    ) -> list[_Cand]:
-        out: list[_Cand] = []
+    ) -> list[AnyCandidate]:
+        out: list[AnyCandidate] = []
         for c in self.source.find_candidates(name):
             if c.version in bad or (identifier, c.version) in dead:
                 continue
@@ -364,7 +282,7 @@ class WheelProvider(AbstractProvider):  # type: ignore[type-arg]
                 continue
             if c.file.yanked and not self._pinned_exactly(reqs, c.version):
                 continue
-            out.append(_ExtrasCandidate(c, extras) if extras else c)
+            out.append(ExtrasCandidate(c, extras) if extras else c)
         return out
 
     def _learn_dead(self, identifier: str, reqs: Sequence[Req]) -> None:
@@ -399,8 +317,8 @@ class WheelProvider(AbstractProvider):  # type: ignore[type-arg]
             hit = self._contained[key] = spec.contains(version, prereleases=pre)
         return hit
 
-    def is_satisfied_by(self, requirement: Req, candidate: _Cand) -> bool:
-        if isinstance(candidate, _ExtrasCandidate) and not requirement.extras <= candidate.extras:
+    def is_satisfied_by(self, requirement: Req, candidate: AnyCandidate) -> bool:
+        if isinstance(candidate, ExtrasCandidate) and not requirement.extras <= candidate.extras:
             return False
         return self._contains(requirement.specifier, candidate.version, True)
 
@@ -423,7 +341,7 @@ class WheelProvider(AbstractProvider):  # type: ignore[type-arg]
             marker.evaluate({**env, "extra": extra}) for env in self.target.marker_environments
         )
 
-    def get_dependencies(self, candidate: _Cand) -> list[Req]:
+    def get_dependencies(self, candidate: AnyCandidate) -> list[Req]:
         deps = self._deps.get(candidate)
         if deps is None:
             deps = self._deps[candidate] = self._dependencies(candidate)
@@ -431,10 +349,10 @@ class WheelProvider(AbstractProvider):  # type: ignore[type-arg]
                 self.first_req.setdefault(self.identify(d), d)
         return deps
 
-    def _dependencies(self, candidate: _Cand) -> list[Req]:
-        if isinstance(candidate, _PythonCandidate):
+    def _dependencies(self, candidate: AnyCandidate) -> list[Req]:
+        if isinstance(candidate, PythonCandidate):
             return []
-        if isinstance(candidate, _ExtrasCandidate):
+        if isinstance(candidate, ExtrasCandidate):
             return self._extras_dependencies(candidate)
         if self.no_deps and not (candidate.name in TORCH_FAMILY and self.roots & TORCH_FAMILY_SET):
             return []
@@ -462,7 +380,7 @@ class WheelProvider(AbstractProvider):  # type: ignore[type-arg]
             deps.append(py)
         return deps
 
-    def _extras_dependencies(self, candidate: _ExtrasCandidate) -> list[Req]:
+    def _extras_dependencies(self, candidate: ExtrasCandidate) -> list[Req]:
         base = candidate.base
         label = f"{_label(base)}[{','.join(sorted(candidate.extras))}]"
         via = (self.identify(candidate), base.version)
@@ -529,7 +447,7 @@ class WheelProvider(AbstractProvider):  # type: ignore[type-arg]
             pins: dict[Version, Version] = {}
             for c in self.source.find_candidates(name)[:_PIN_READS]:
                 try:
-                    pin = _torch_pin(self.get_metadata(c))
+                    pin = torch_pin(self.get_metadata(c))
                 except WheelcacheError:
                     continue
                 if pin is not None:
@@ -547,49 +465,6 @@ class WheelProvider(AbstractProvider):  # type: ignore[type-arg]
         return self.line_of(candidate).specifier.contains(torch, prereleases=True)
 
 
-def _companion_notes(
-    provider: WheelProvider, chosen: Mapping[NormalizedName, Candidate]
-) -> tuple[list[str], list[str]]:
-    """(warnings, notes) saying why each chosen companion goes with the chosen torch: a
-    deduction (no torch requirement, or a newer such release passed over) is a warning, a
-    plain metadata pin a note."""
-    warnings: list[str] = []
-    notes: list[str] = []
-    torch = chosen.get(TORCH)
-    if torch is None or TORCH not in provider.roots:
-        return warnings, notes
-    for name in COMPANIONS:
-        c = chosen.get(name)
-        if c is None:
-            continue
-        passed = sorted(
-            (v for (n, v), line in provider.lines.items() if n == name and v > c.version),
-            reverse=True,
-        )
-        over = ""
-        if passed:
-            line = provider.lines[(name, passed[0])]
-            over = (
-                f"; newer {name} {passed[0]} declares no torch requirement and is "
-                f"{line.text}'s release ({line.reason}), so it was passed over"
-            )
-        choice = provider.lines.get((name, c.version))
-        if choice is None:
-            pin = _torch_pin(provider.get_metadata(c))
-            said = f"pins torch {pin}" if pin else "requires a matching torch"
-            # Passing over a newer release is a deduction the user should hear about.
-            (warnings if over else notes).append(
-                f"{_label(c)} goes with {_label(torch)}: its metadata {said}{over}"
-            )
-            continue
-        text = (
-            f"{_label(c)} declares no torch requirement; taken as {choice.text}'s release "
-            f"to go with {_label(torch)} ({choice.reason})"
-        )
-        warnings.append(text)
-    return warnings, notes
-
-
 def _build_resolution(provider: WheelProvider, result: Any) -> Resolution:
     chosen = [c for c in result.mapping.values() if isinstance(c, Candidate)]
     required_by: dict[NormalizedName, list[str]] = {}
@@ -605,10 +480,10 @@ def _build_resolution(provider: WheelProvider, result: Any) -> Resolution:
     chosen.sort(key=lambda c: c.name)
     warnings: list[str] = []
     for c in result.mapping.values():
-        if isinstance(c, _ExtrasCandidate):
+        if isinstance(c, ExtrasCandidate):
             for extra in sorted(provider.missing_extras.get((c.base.name, c.version), ())):
                 warnings.append(f"{_label(c.base)} does not provide the extra {extra!r}")
-    more_warnings, notes = _companion_notes(provider, {c.name: c for c in chosen})
+    more_warnings, notes = companion_notes(provider, {c.name: c for c in chosen})
     return Resolution(
         candidates=tuple(chosen),
         required_by={k: tuple(v) for k, v in sorted(required_by.items())},
@@ -636,11 +511,11 @@ def resolve(
         no_deps=no_deps,
         roots=requirements,
     )
-    resolver: Resolver[Req, _Cand, str] = Resolver(provider, BaseReporter())
+    resolver: Resolver[Req, AnyCandidate, str] = Resolver(provider, BaseReporter())
     try:
         result = resolver.resolve(list(requirements), max_rounds=max_rounds)
     except ResolutionImpossible as exc:
-        raise explain_failure(provider, exc.causes, requirements) from exc
+        raise explain_failure(provider, list(exc.causes), requirements) from exc
     except ResolutionTooDeep as exc:
         raise ResolutionError(
             f"resolution for {target.describe()} gave up after {max_rounds} rounds of "
