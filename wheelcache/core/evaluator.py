@@ -6,6 +6,7 @@ and picks the best file per version.  A rejection is data, so that "no wheel fit
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -95,11 +96,10 @@ def evaluate_file(
     if name != project:
         return _reject(file, f"belongs to {name}, not {project}")
     if file.requires_python:
-        try:
-            spec = SpecifierSet(file.requires_python)
-        except InvalidSpecifier:
+        fits = _python_fits(file.requires_python, target.python_versions)
+        if fits is None:
             return _reject(file, f"invalid requires-python {file.requires_python!r}")
-        if not any(spec.contains(v, prereleases=True) for v in target.python_versions):
+        if not fits:
             return _reject(file, f"requires Python {file.requires_python}")
     ranks = [target.tag_priority[t] for t in tags if t in target.tag_priority]
     if not ranks:
@@ -109,6 +109,20 @@ def evaluate_file(
     if mismatch:
         return _reject(file, mismatch)
     return Evaluation(file, Candidate(name, version, file, min(ranks), build))
+
+
+@functools.lru_cache(maxsize=4096)
+def _python_fits(requires_python: str, versions: tuple[str, ...]) -> bool | None:
+    """Whether a ``Requires-Python`` admits one of *versions* (None: it does not parse).
+
+    Remembered: a project's files repeat a handful of these strings, and a big page (a
+    thousand files) would otherwise parse each one again (issue 15's resolution benchmark).
+    """
+    try:
+        spec = SpecifierSet(requires_python)
+    except InvalidSpecifier:
+        return None
+    return any(spec.contains(v, prereleases=True) for v in versions)
 
 
 def variant_mismatch(version: Version, variant: str | None) -> str | None:

@@ -125,7 +125,7 @@ class WheelProvider(AbstractProvider):  # type: ignore[type-arg]
         self.missing_extras: dict[tuple[NormalizedName, Version], frozenset[str]] = {}
         self.lines: dict[tuple[NormalizedName, Version], LineChoice] = {}
         self._pins: dict[NormalizedName, dict[Version, Version]] = {}
-        self._contained: dict[tuple[SpecifierSet, Version, bool], bool] = {}
+        self._contained: dict[int, tuple[Req, dict[tuple[Version, bool], bool]]] = {}
         for r in roots:
             self.first_req.setdefault(self.identify(r), r)
 
@@ -276,7 +276,7 @@ class WheelProvider(AbstractProvider):  # type: ignore[type-arg]
         for c in self.source.find_candidates(name):
             if c.version in bad or (identifier, c.version) in dead:
                 continue
-            if not all(self._contains(r.specifier, c.version, pre) for r in reqs):
+            if not all(self._contains(r, c.version, pre) for r in reqs):
                 continue
             if c.version.is_prerelease and not pre:
                 continue
@@ -309,18 +309,22 @@ class WheelProvider(AbstractProvider):  # type: ignore[type-arg]
                             break
         return via in self.dead
 
-    def _contains(self, spec: SpecifierSet, version: Version, pre: bool) -> bool:
-        """``spec.contains``, remembered: resolvelib asks the same questions every round."""
-        key = (spec, version, pre)
-        hit = self._contained.get(key)
+    def _contains(self, req: Req, version: Version, pre: bool) -> bool:
+        """``req.specifier.contains``, remembered per requirement object: resolvelib asks the
+        same questions every round.  The entry keeps *req* alive, so its id stays its own."""
+        entry = self._contained.get(id(req))
+        if entry is None:
+            entry = self._contained[id(req)] = (req, {})
+        answers = entry[1]
+        hit = answers.get((version, pre))
         if hit is None:
-            hit = self._contained[key] = spec.contains(version, prereleases=pre)
+            hit = answers[(version, pre)] = req.specifier.contains(version, prereleases=pre)
         return hit
 
     def is_satisfied_by(self, requirement: Req, candidate: AnyCandidate) -> bool:
         if isinstance(candidate, ExtrasCandidate) and not requirement.extras <= candidate.extras:
             return False
-        return self._contains(requirement.specifier, candidate.version, True)
+        return self._contains(requirement, candidate.version, True)
 
     # -- dependencies ---------------------------------------------------------------------
     def get_metadata(self, candidate: Candidate) -> CoreMetadata:
