@@ -9,7 +9,7 @@ the edge with ``raise ... from exc`` and never reach the user as they are::
     ├── RequirementError          a requirement string that does not parse
     ├── IndexPageError            an index page that cannot be fetched or parsed
     │   └── IndexUnreachableError     connection refused, DNS, timeout, HTTP 5xx …
-    ├── ResolutionError           the requirements conflict (says what with what)
+    ├── ResolutionError           what has no usable file, or conflicts, and the chain to it
     ├── MetadataError             a wheel's METADATA cannot be obtained or parsed
     ├── DownloadError             a file could not be downloaded
     │   ├── ConnectionFault           the connection failed (httpx errors, translated in net/client)
@@ -20,6 +20,8 @@ the edge with ``raise ... from exc`` and never reach the user as they are::
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 __all__ = [
     "BundleError",

@@ -67,7 +67,8 @@ log = logging.getLogger("wheelcache")
     "--py",
     "python",
     metavar="VER",
-    help="Target Python: 39, 3.9 or cp39 (default: this interpreter).",
+    help="Target Python: 39, 3.9, 3.9.13 or cp39; 3.9 means 3.9.0, as in pip and uv "
+    "(default: this interpreter).",
 )
 @click.option(
     "--platform",
