@@ -166,3 +166,13 @@ def test_bulk_reupload_times_are_ignored_and_the_table_says_so() -> None:
     )
     assert choice.line == (2, 11) and choice.from_table
     assert "wheelcache's table" in choice.reason
+
+
+def test_two_requests_on_one_project_that_exclude_each_other() -> None:
+    u = Universe(LINUX, [("mid", "1.0", []), ("mid", "2.0", [])])
+    with pytest.raises(ResolutionError) as info:
+        _resolve(u, "mid==1.0", "mid>=2")
+    assert str(info.value) == (
+        "cannot resolve for cp311-linux_x86_64 (cpu): mid: no version satisfies all of: "
+        "you asked for mid==1.0; you asked for mid>=2"
+    )

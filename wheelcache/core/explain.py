@@ -176,7 +176,9 @@ def explain_failure(
     gaps = _companion_gaps(p, roots)
     facts += gaps
     # What the user asked for comes first: its chain runs down from the request.
-    grouped = {p.identify(r): [r] for r in roots}
+    grouped: dict[str, list[Req]] = {}
+    for r in roots:
+        grouped.setdefault(p.identify(r), []).append(r)
     if any(r.name == _TORCH and not p.find(p.identify(r), [r]) for r in roots):
         # No torch at all: the companions, which follow torch, are not the news.
         grouped = {k: v for k, v in grouped.items() if v[0].name not in _COMPANIONS}
@@ -192,13 +194,15 @@ def explain_failure(
                 details.append(chain)
         # Requirements of candidates found unusable are explained by their own cause.
         live = [r for r in reqs if r.via is None or not p.unusable(r.via)]
-        if not alone and len(live) > 1 and any(r.via is not None for r in live):
+        if not alone and len(live) > 1 and not p.find(identifier, live):
             head, lines = _conflict(identifier, live)
             if gaps and family:
                 details.append(head)  # the gaps above are the cause; this is the symptom
             else:
                 facts.append(head)
             details += lines
+    if not facts:  # nothing recognised: say what resolvelib said
+        facts = [f"{_conflict(i, reqs)[0]}" for i, reqs in _group(causes, p).items()]
     summary = facts[:_SUMMARY_LINES]
     if len(facts) > _SUMMARY_LINES:
         summary.append(f"… and {len(facts) - _SUMMARY_LINES} more (-v shows them)")
