@@ -18,8 +18,10 @@ The summary is a few lines; :attr:`ResolutionError.details` has every chain (``-
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
@@ -187,6 +189,12 @@ def explain_failure(
     for identifier, reqs in grouped.items():
         family = canonicalize_name(identifier.split("[", 1)[0]) in (_TORCH, *_COMPANIONS)
         alone = [r for r in reqs if not p.find(identifier, [r])]
+        asked = [r for r in alone if r.via is None]
+        if len(asked) > 1:  # "torch" and "--torch 2.4.0": one fact, for both together
+            merged = replace(asked[0], specifier=SpecifierSet(), text="")
+            for r in asked:
+                merged = replace(merged, specifier=merged.specifier & r.specifier)
+            alone = [merged, *(r for r in alone if r.via is not None)]
         for r in alone:
             leaf, chain = _impossible(p, identifier, r)
             if leaf not in facts:
