@@ -7,6 +7,9 @@ the edge with ``raise ... from exc`` and never reach the user as they are::
     WheelcacheError
     ├── TargetError               bad --cuda/--py/--platform/--target input
     ├── RequirementError          a requirement string that does not parse
+    │   └── RequirementsFileError     a requirements file: unreadable, or a line (file:line)
+    ├── LockFileError             a PEP 751 lock: unreadable, invalid, or not for the target
+    ├── HashPinError              a --hash pin the index does not have (names both digests)
     ├── IndexPageError            an index page that cannot be fetched or parsed
     │   └── IndexUnreachableError     connection refused, DNS, timeout, HTTP 5xx …
     ├── ResolutionError           what has no usable file, or conflicts, and the chain to it
@@ -29,11 +32,14 @@ __all__ = [
     "ConnectionFault",
     "DownloadError",
     "HashMismatchError",
+    "HashPinError",
     "IncompleteDownloadError",
     "IndexPageError",
     "IndexUnreachableError",
+    "LockFileError",
     "MetadataError",
     "RequirementError",
+    "RequirementsFileError",
     "ResolutionError",
     "TargetError",
     "WheelcacheError",
@@ -50,6 +56,60 @@ class TargetError(WheelcacheError, ValueError):
 
 class RequirementError(WheelcacheError, ValueError):
     """A requirement argument that is not valid PEP 508."""
+
+
+class RequirementsFileError(RequirementError):
+    """A requirements file that cannot be read, or a line in it wheelcache cannot follow.
+
+    ``line`` is 0 when the problem is the file as a whole (missing, not UTF-8, too big).
+    """
+
+    def __init__(self, source: str, line: int, reason: str) -> None:
+        super().__init__(source, line, reason)
+        self.source = source
+        self.line = line
+        self.reason = reason
+
+    def __str__(self) -> str:
+        where = f"{self.source}:{self.line}" if self.line else self.source
+        return f"{where}: {self.reason}"
+
+
+class LockFileError(WheelcacheError):
+    """A PEP 751 lock file that cannot be read or validated, or that does not fit the target."""
+
+    def __init__(self, source: str, reason: str) -> None:
+        super().__init__(source, reason)
+        self.source = source
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.reason}"
+
+
+class HashPinError(WheelcacheError):
+    """A ``--hash`` pin that no file on the index has; names the pin and what the index has."""
+
+    def __init__(
+        self, where: str, requirement: str, pinned: Sequence[str], found: Sequence[tuple[str, str]]
+    ) -> None:
+        super().__init__(where, requirement, pinned, found)
+        self.where = where
+        self.requirement = requirement
+        self.pinned = tuple(pinned)
+        self.found = tuple(found)
+
+    def __str__(self) -> str:
+        pins = ", ".join(f"sha256:{p}" for p in self.pinned)
+        if self.found:
+            has = "; ".join(f"{name} sha256:{sha or '(no hash given)'}" for name, sha in self.found)
+            what = f"the index has {has}"
+        else:
+            what = "the index has no file of it for the target"
+        return (
+            f"{self.where}: {self.requirement} is pinned to {pins} but {what}; nothing was "
+            "fetched (update the pin, or check that the index is the one the file was made for)"
+        )
 
 
 class IndexPageError(WheelcacheError):

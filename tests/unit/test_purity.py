@@ -27,7 +27,7 @@ ALLOWED_STDLIB = {
     "bisect",
     "collections",
     "dataclasses",
-    "datetime",
+    "datetime",  # value types (a lock's upload-time); now()/today() are caught below
     "email",
     "enum",
     "functools",
@@ -40,6 +40,7 @@ ALLOWED_STDLIB = {
     "math",
     "operator",
     "re",
+    "shlex",  # split() only: pip splits requirement-file option lines with it
     "string",
     "struct",
     "textwrap",
@@ -75,6 +76,9 @@ FORBIDDEN_ATTRIBUTES = {
     "touch",
     "cwd",
     "home",
+    "now",
+    "utcnow",
+    "today",
 }
 
 
@@ -165,6 +169,7 @@ def test_core_module_is_pure(path: Path) -> None:
         ("p.exists()", "touches .exists"),
         ("p.stat()", "touches .stat"),
         ("os.environ['X']", "touches .environ"),
+        ("import datetime; datetime.datetime.now()", "touches .now"),
     ],
 )
 def test_the_rule_catches_a_planted_violation(tmp_path: Path, planted: str, expected: str) -> None:
