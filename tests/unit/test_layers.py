@@ -20,6 +20,7 @@ RANK = {
     "core": 1,
     "host": 2,  # the stdlib probe and target files: the core's values, no cache
     "store": 2,
+    "reqfiles": 2,  # requirement and lock files on disk: the core's parsers, nothing else
     "net": 3,
     "config": 3,
     "serve": 4,
