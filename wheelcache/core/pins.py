@@ -1,0 +1,221 @@
+"""What requirement files pin beyond names and versions: ``--hash`` pins, ``-c`` constraints
+and direct wheel URLs, applied for the resolver as a candidate source over the index's.
+
+:func:`plan_requirements` turns the lines of a :class:`~wheelcache.core.requirements_file.
+RequirementSet` into the resolver's root requirements and a :class:`Pins` value; lines whose
+marker does not hold on the target are left out (as pip leaves them out on that host).
+:class:`PinnedSource` wraps the index's candidate source:
+
+* a hash-pinned project offers only files whose sha256 is pinned (``pip-compile
+  --generate-hashes`` pins every file of a version; the best one for the target among them is
+  taken).  A file the index lists without a hash is checked against the pin when the pin is
+  a single digest.  When no file matches, :class:`~wheelcache.errors.HashPinError` names the
+  pin and what the index has;
+* a constrained project offers only versions its constraints allow;
+* a direct wheel URL is the project's only candidate, whatever else asks for the project.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from urllib.parse import unquote, urldefrag, urlsplit
+
+from packaging.specifiers import SpecifierSet
+from packaging.utils import NormalizedName, canonicalize_name
+
+from wheelcache.core.evaluator import Candidate, evaluate_file
+from wheelcache.core.models import DistFile, Sha256
+from wheelcache.core.provider import CandidateSource, Req
+from wheelcache.core.requirements_file import Location, ReqLine, RequirementSet
+from wheelcache.core.target import Target
+from wheelcache.errors import HashPinError, RequirementsFileError
+
+__all__ = [
+    "Constraint",
+    "DirectWheel",
+    "HashPin",
+    "PinnedSource",
+    "Pins",
+    "RequirementPlan",
+    "plan_requirements",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class HashPin:
+    """The sha256 digests a project's file must have (several lines: their intersection)."""
+
+    where: Location
+    requirement: str
+    specifier: SpecifierSet
+    hashes: frozenset[Sha256]
+
+
+@dataclass(frozen=True, slots=True)
+class Constraint:
+    where: Location
+    specifier: SpecifierSet
+
+
+@dataclass(frozen=True, slots=True)
+class DirectWheel:
+    """``name @ https://…/x.whl`` with its sha256 (from ``--hash`` or the URL's fragment)."""
+
+    where: Location
+    file: DistFile
+
+
+@dataclass(frozen=True, slots=True)
+class Pins:
+    hashes: Mapping[NormalizedName, HashPin] = field(default_factory=dict)
+    constraints: Mapping[NormalizedName, tuple[Constraint, ...]] = field(default_factory=dict)
+    direct: Mapping[NormalizedName, DirectWheel] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RequirementPlan:
+    """The resolver's roots, the pins over them, and the lines the target leaves out."""
+
+    roots: tuple[Req, ...]
+    pins: Pins
+    left_out: tuple[ReqLine, ...] = ()
+
+
+def _holds(line: ReqLine, target: Target) -> bool:
+    marker = line.requirement.marker
+    return marker is None or any(
+        marker.evaluate({**env, "extra": ""}) for env in target.marker_environments
+    )
+
+
+def _direct(line: ReqLine) -> DirectWheel:
+    url, fragment = urldefrag(line.requirement.url or "")
+    algo, _, digest = fragment.partition("=")
+    hashes = set(line.hashes)
+    if algo.lower() == "sha256" and len(digest) == 64:
+        hashes.add(Sha256(digest.lower()))
+    if len(hashes) != 1:
+        why = "gives no sha256" if not hashes else "gives several sha256 digests"
+        raise RequirementsFileError(
+            line.where.source,
+            line.where.line,
+            f"{url} {why}: a direct URL has no index to vouch for it; pin its one --hash=sha256:…",
+        )
+    filename = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
+    return DirectWheel(line.where, DistFile(filename, url, hashes.pop()))
+
+
+def _add_hash_pin(pins: dict[NormalizedName, HashPin], line: ReqLine) -> None:
+    old = pins.get(line.name)
+    spec = line.requirement.specifier
+    if old is None:
+        pins[line.name] = HashPin(line.where, str(line.requirement), spec, line.hashes)
+    else:  # pip intersects the hashes of several lines for one project
+        pins[line.name] = replace(
+            old, specifier=old.specifier & spec, hashes=old.hashes & line.hashes
+        )
+
+
+def plan_requirements(rs: RequirementSet, target: Target) -> RequirementPlan:
+    """Roots and pins for *target* from what the files said (see the module docstring)."""
+    roots: list[Req] = []
+    hashes: dict[NormalizedName, HashPin] = {}
+    constraints: dict[NormalizedName, tuple[Constraint, ...]] = {}
+    direct: dict[NormalizedName, DirectWheel] = {}
+    left_out: list[ReqLine] = []
+    for line in (*rs.requirements, *rs.constraints):
+        if not _holds(line, target):
+            left_out.append(line)
+            continue
+        if line.hashes:
+            _add_hash_pin(hashes, line)
+        if line.constraint:
+            if line.requirement.specifier:
+                c = Constraint(line.where, line.requirement.specifier)
+                constraints[line.name] = (*constraints.get(line.name, ()), c)
+            continue
+        req = line.requirement
+        if req.url is not None:
+            direct[line.name] = _direct(line)
+            hashes.pop(line.name, None)  # the URL's own hash decides
+            extras = frozenset(canonicalize_name(e) for e in req.extras)
+            roots.append(Req(line.name, extras=extras, text=str(req)))
+        else:
+            roots.append(Req.from_requirement(req))
+    return RequirementPlan(tuple(roots), Pins(hashes, constraints, direct), tuple(left_out))
+
+
+class PinnedSource:
+    """A :class:`~wheelcache.core.provider.CandidateSource` that applies :class:`Pins`.
+
+    *all_candidates* lists every file of a project that fits the target (not only the best
+    per version), best first: a hash pin may name a file that is not the best one.
+    """
+
+    def __init__(
+        self,
+        source: CandidateSource,
+        all_candidates: Callable[[NormalizedName], Sequence[Candidate]],
+        pins: Pins,
+        target: Target,
+    ) -> None:
+        self.source = source
+        self.all_candidates = all_candidates
+        self.pins = pins
+        self.target = target
+        self._memo: dict[NormalizedName, list[Candidate]] = {}
+
+    def check(self) -> None:
+        """Judge every direct URL and hash pin now, before resolution fetches anything."""
+        for name in (*self.pins.direct, *self.pins.hashes):
+            self.find_candidates(name)
+
+    def find_candidates(self, name: NormalizedName) -> list[Candidate]:
+        if name not in self._memo:
+            if name in self.pins.direct:
+                cands = [self._direct(self.pins.direct[name], name)]
+            elif name in self.pins.hashes:
+                cands = self._hashed(self.pins.hashes[name], name)
+            else:
+                cands = list(self.source.find_candidates(name))
+            for c in self.pins.constraints.get(name, ()):
+                cands = [x for x in cands if c.specifier.contains(x.version, prereleases=True)]
+            self._memo[name] = cands
+        return self._memo[name]
+
+    def explain(self, name: NormalizedName, specifier: SpecifierSet) -> str:
+        text = self.source.explain(name, specifier)
+        limits = [f"{c.specifier} by {c.where}" for c in self.pins.constraints.get(name, ())]
+        return text + (f" (constrained to {'; '.join(limits)})" if limits else "")
+
+    def _direct(self, direct: DirectWheel, name: NormalizedName) -> Candidate:
+        ev = evaluate_file(direct.file, name, self.target)
+        if ev.candidate is None:
+            raise RequirementsFileError(
+                direct.where.source, direct.where.line, f"{direct.file.url}: {ev.reason}"
+            )
+        return ev.candidate
+
+    def _hashed(self, pin: HashPin, name: NormalizedName) -> list[Candidate]:
+        fitting = [
+            c
+            for c in self.all_candidates(name)
+            if pin.specifier.contains(c.version, prereleases=True)
+        ]
+        only = next(iter(pin.hashes)) if len(pin.hashes) == 1 else None
+        good: dict[object, Candidate] = {}
+        for c in sorted(fitting, key=lambda c: c.sort_key, reverse=True):
+            if c.file.sha256 is None and only is not None:
+                c = replace(c, file=replace(c.file, sha256=only))  # the download checks it
+            if c.file.sha256 in pin.hashes:
+                good.setdefault(c.version, c)  # the best file of each version
+        if not good:
+            shown = sorted(fitting, key=lambda c: c.sort_key, reverse=True)[:3]
+            raise HashPinError(
+                str(pin.where),
+                pin.requirement,
+                sorted(pin.hashes),
+                [(c.file.filename, c.file.sha256 or "") for c in shown],
+            )
+        return list(good.values())
