@@ -37,7 +37,7 @@ from tests.support.torchindex import TorchIndex
 from tests.support.wheels import build_wheel, read_wheel_metadata
 from wheelcache.cli.main import main
 from wheelcache.core.simple import JSON_CONTENT_TYPE, parse_project_page
-from wheelcache.serve.publish import Selection, parse_requirements_text
+from wheelcache.serve.publish import Selection, read_selection_file
 from wheelcache.store.cache import Cache
 
 PEP691_ACCEPT = "application/vnd.pypi.simple.v1+json"
@@ -539,7 +539,7 @@ def test_selection_by_project(demo_cache: Cache) -> None:
         assert get(s, TORCH_URL)[0] == 200
 
 
-def test_selection_by_requirements_file_with_hashes(demo_cache: Cache) -> None:
+def test_selection_by_requirements_file_with_hashes(demo_cache: Cache, tmp_path: Path) -> None:
     torch = demo_cache.find(TORCH)
     assert torch is not None
     text = (
@@ -548,7 +548,8 @@ def test_selection_by_requirements_file_with_hashes(demo_cache: Cache) -> None:
         "filelock==3.13.1 ; python_version >= '3.8'\n"
         "--index-url http://ignored.invalid/simple\n"
     )
-    pins = parse_requirements_text(text, source="r.txt")
+    (tmp_path / "r.txt").write_text(text, encoding="utf-8")
+    pins = read_selection_file(tmp_path / "r.txt")
     with serve(demo_cache, Selection(pins=pins)) as s:
         files = {
             f["filename"]
@@ -557,6 +558,26 @@ def test_selection_by_requirements_file_with_hashes(demo_cache: Cache) -> None:
         }
         assert files == {TORCH, "filelock-3.13.1-py3-none-any.whl"}
         assert get(s, "/simple/typing-extensions/")[0] == 404
+
+
+def test_selection_by_a_pep751_lock(demo_cache: Cache, tmp_path: Path) -> None:
+    """A lock selects its wheels by sha256 (every target's, as a lock may hold several)."""
+    torch = demo_cache.find(TORCH)
+    assert torch is not None
+    lock = tmp_path / "pylock.toml"
+    lock.write_text(
+        'lock-version = "1.0"\ncreated-by = "test"\n\n'
+        '[[packages]]\nname = "torch"\nversion = "2.4.0+cu118"\n'
+        f'wheels = [{{ url = "https://x.invalid/{TORCH}",'
+        f' hashes = {{ sha256 = "{torch.sha256}" }} }},'
+        f' {{ url = "https://x.invalid/torch-2.4.0+cu118-cp39-cp39-win_amd64.whl",'
+        f' hashes = {{ sha256 = "{"0" * 64}" }} }}]\n',
+        encoding="utf-8",
+    )
+    with serve(demo_cache, Selection(pins=read_selection_file(lock))) as s:
+        page = json.loads(get(s, "/simple/torch/", {"Accept": PEP691_ACCEPT})[2])
+        assert [f["filename"] for f in page["files"]] == [TORCH]
+        assert get(s, "/simple/filelock/")[0] == 404
 
 
 def test_fetch_then_serve_its_requirements_file_then_pip_installs_the_closure(
@@ -588,7 +609,7 @@ def test_fetch_then_serve_its_requirements_file_then_pip_installs_the_closure(
     requirements = Path(data["requirements_file"])
     wanted = {f["filename"] for f in data["files"]}
     cache = Cache(cache_dir)
-    pins = wheelcache.serve.publish.read_requirements_file(requirements)
+    pins = wheelcache.serve.publish.read_selection_file(requirements)
     with serve(cache, Selection(pins=pins)) as s:
         torch_page = get(s, "/simple/torch/")[2].decode()
         assert "torch-2.4.0" in torch_page and "torch-2.3.1" not in torch_page
@@ -712,11 +733,13 @@ def test_serve_command_errors_are_one_line(demo_cache: Cache, tmp_path: Path) ->
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
     missing = tmp_path / "missing.txt"
     result = runner.invoke(main, [*args, "-r", str(missing)])
-    assert result.exit_code == 1 and "cannot read requirements file" in result.stderr
+    assert result.exit_code == 1 and "missing.txt: no such file" in result.stderr
     bad = tmp_path / "bad.txt"
     bad.write_text("torch @ https://x.invalid/t.whl\n")
     result = runner.invoke(main, [*args, "-r", str(bad)])
-    assert result.exit_code == 1 and "URL requirements" in result.stderr
+    assert result.exit_code == 1 and "bad.txt:1: https://x.invalid/t.whl is not a wheel" in (
+        result.stderr
+    )
 
 
 @pytest.mark.parametrize(

@@ -58,7 +58,7 @@ from wheelcache.core.target import Target, make_target
 from wheelcache.core.variants import TORCH_FAMILY
 from wheelcache.errors import BundleError, TargetError, WheelcacheError
 from wheelcache.host.targetfile import TargetDescription
-from wheelcache.serve.publish import read_requirements_file
+from wheelcache.serve.publish import read_selection_file
 from wheelcache.store.cache import Cache
 from wheelcache.store.catalog import CatalogRow
 from wheelcache.store.metadata import dist_info_metadata
@@ -469,7 +469,7 @@ def _select_pool(
     """``--all`` or ``--lock``: every cached wheel (of the lock), narrowed to a target."""
     served_by = cache.catalog.targets()
     pool = cache.catalog.all()
-    pins = read_requirements_file(lock) if lock is not None else None
+    pins = read_selection_file(lock) if lock is not None else None
 
     def pinned(rows: Sequence[CatalogRow], where: str) -> list[CatalogRow]:
         if pins is None:

@@ -24,7 +24,7 @@ from wheelcache.serve.publish import (
     Pin,
     PublishedFile,
     Selection,
-    read_requirements_file,
+    read_selection_file,
 )
 from wheelcache.serve.server import IndexServer
 from wheelcache.serve.static_index import SNIPPET_NAME, write_static_index
@@ -62,7 +62,7 @@ def _common_options(func: F) -> F:
 def _view(cache_dir: Path | None, files: tuple[Path, ...], projects: tuple[str, ...]) -> CacheView:
     pins: tuple[Pin, ...] = ()
     for f in files:
-        pins += read_requirements_file(f)
+        pins += read_selection_file(f)
     view = CacheView(Cache(cache_dir or default_cache_dir()), Selection.of(projects, pins))
     view.check_selection()
     return view

@@ -1,7 +1,7 @@
 """What a cache publishes: the selected wheels, their ``.metadata`` files, as index entries.
 
 ``wheelcache serve`` and ``wheelcache index`` both start from a :class:`CacheView`: it reads the
-catalog, applies a :class:`Selection` (``--project``, ``--requirements``), checks each blob and
+catalog, applies a :class:`Selection` (``--project``, ``--requirement``), checks each blob and
 extracts each wheel's ``*.dist-info/METADATA`` once (kept in ``<cache>/metadata-v1/<sha256>
 .metadata``, named by the *wheel's* sha256, written atomically), and hands out immutable
 :class:`Snapshot` objects.
@@ -21,19 +21,18 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import NormalizedName, canonicalize_name
 
 from wheelcache.core.render import IndexEntry
-from wheelcache.errors import CacheError, RequirementError
+from wheelcache.errors import CacheError
+from wheelcache.reqfiles import is_lock_file, read_lock_file, read_requirement_files
 from wheelcache.store.cache import Cache
 from wheelcache.store.catalog import CatalogRow
 from wheelcache.store.metadata import MetadataInfo, MetadataStore
@@ -44,13 +43,11 @@ __all__ = [
     "PublishedFile",
     "Selection",
     "Snapshot",
-    "parse_requirements_text",
-    "read_requirements_file",
+    "read_selection_file",
 ]
 
 log = logging.getLogger(__name__)
 
-_HASH_OPTION = re.compile(r"--hash[=\s]+sha256:([0-9a-fA-F]{64})")
 _RELOAD_EVERY = 10.0  # seconds; a safety net in case a change left every stat result equal
 
 
@@ -72,47 +69,35 @@ class Pin:
         return self.specifier.contains(row.version, prereleases=True)
 
 
-def parse_requirements_text(text: str, *, source: str) -> tuple[Pin, ...]:
-    """Requirement lines (as ``fetch`` writes them: ``name==ver \\ --hash=sha256:…``) → pins.
-
-    Markers are ignored (the serving host is not the target); option lines (``-r``,
-    ``--index-url``) are skipped with a warning; URL requirements are errors.
-
-    >>> [(p.name, str(p.specifier), len(p.hashes)) for p in parse_requirements_text(
-    ...     "Torch==2.4.0+cu118 \\\\\\n    --hash=sha256:" + "a" * 64 + "\\n# note\\nnumpy\\n",
-    ...     source="r.txt")]
-    [('torch', '==2.4.0+cu118', 1), ('numpy', '', 0)]
-    """
-    joined = re.sub(r"\\\r?\n", " ", text)
-    pins: list[Pin] = []
-    for lineno, raw in enumerate(joined.splitlines(), 1):
-        line = re.sub(r"(^|\s)#.*$", "", raw).strip()
-        if not line:
-            continue
-        if line.startswith("-"):
-            log.warning("%s:%d: option line ignored for the selection: %s", source, lineno, line)
-            continue
-        hashes = frozenset(h.lower() for h in _HASH_OPTION.findall(line))
-        req_text = re.split(r"\s+--?[A-Za-z]", line, maxsplit=1)[0].strip()
-        try:
-            req = Requirement(req_text)
-        except InvalidRequirement as exc:
-            raise RequirementError(
-                f"{source}:{lineno}: not a requirement: {line!r} ({exc})"
-            ) from exc
-        if req.url:
-            raise RequirementError(f"{source}:{lineno}: URL requirements cannot select wheels")
-        pins.append(Pin(canonicalize_name(req.name), req.specifier, hashes, req_text))
+def _requirement_pins(path: Path) -> tuple[Pin, ...]:
+    """Requirement lines → pins.  Markers are not judged (the serving host is not the
+    target); index options change nothing here; ``-r`` is followed."""
+    rs = read_requirement_files([path]).requirements
+    pins = []
+    for line in rs.requirements:
+        spec = line.requirement.specifier
+        pins.append(Pin(line.name, spec, frozenset(line.hashes), f"{line.name}{spec}"))
     return tuple(pins)
 
 
-def read_requirements_file(path: Path) -> tuple[Pin, ...]:
-    """Read and parse a requirements file (see :func:`parse_requirements_text`)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RequirementError(f"cannot read requirements file {path}: {exc}") from exc
-    return parse_requirements_text(text, source=str(path))
+def _lock_pins(path: Path) -> tuple[Pin, ...]:
+    """Every wheel of a PEP 751 lock, by its sha256 (a lock may cover several targets: the
+    wheels of each are published)."""
+    lock = read_lock_file(path)
+    pins = []
+    for package in lock.packages:
+        spec = SpecifierSet(f"=={package.version}") if package.version else SpecifierSet()
+        hashes = frozenset(
+            str(w.hashes["sha256"]).lower() for w in package.wheels or () if "sha256" in w.hashes
+        )
+        pins.append(Pin(package.name, spec, hashes, f"{package.name}{spec}"))
+    return tuple(pins)
+
+
+def read_selection_file(path: Path) -> tuple[Pin, ...]:
+    """The pins of a requirements file or of a PEP 751 lock (``-r FILE`` of serve, index and
+    export): what it names is selected, by hash where it gives one."""
+    return _lock_pins(path) if is_lock_file(path) else _requirement_pins(path)
 
 
 @dataclass(frozen=True, slots=True)
