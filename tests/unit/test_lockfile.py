@@ -1,4 +1,5 @@
-"""PEP 751 locks (wheelcache.core.lockfile): what a lock gives a target, and the lock we write."""
+"""PEP 751 locks (wheelcache.core.lockfile, lockwrite): what a lock gives a target, and the lock
+we write."""
 
 from __future__ import annotations
 
@@ -9,14 +10,8 @@ from typing import Any
 import pytest
 from packaging.pylock import Pylock
 
-from wheelcache.core.lockfile import (
-    LockedWheel,
-    build_pylock,
-    lock_filename,
-    parse_pylock,
-    render_pylock,
-    select_locked,
-)
+from wheelcache.core.lockfile import LockedWheel, lock_filename, parse_pylock, select_locked
+from wheelcache.core.lockwrite import build_pylock, render_pylock
 from wheelcache.core.models import Sha256
 from wheelcache.core.target import Target, make_target
 from wheelcache.errors import LockFileError
@@ -305,6 +300,22 @@ def test_the_lock_we_write_refuses_other_targets() -> None:
         select_locked(lock, make_target(python="310", platform="win_amd64"), source="l")
     with pytest.raises(LockFileError, match="is for the environments"):
         select_locked(lock, LINUX39, source="l")
+
+
+def test_wheels_of_one_project_are_one_package() -> None:
+    base = _fetched(WIN39)[0]
+    other = LockedWheel(
+        **{
+            **_as_dict(base),
+            "filename": base.filename.replace("cp39-cp39", "py3-none"),
+            "sha256": Sha256("3" * 64),
+        }
+    )
+    lock = build_pylock([base, other], WIN39)
+    assert [(p.name, len(p.wheels or ())) for p in lock.packages] == [("torch", 2)]
+    newer = LockedWheel(**{**_as_dict(other), "version": "2.5.0"})
+    with pytest.raises(LockFileError, match="torch 2.4.0.cu118 and 2.5.0 cannot both be locked"):
+        build_pylock([base, newer], WIN39)
 
 
 def test_lock_file_names_are_pep_751_names() -> None:
