@@ -21,6 +21,7 @@ from blake3 import blake3
 from click.testing import CliRunner, Result
 
 from tests.support.cachefill import add_wheel
+from tests.support.lockclients import pip_install_lock, uv_install_lock
 from tests.support.torchindex import WIN_CU118_PY39, TorchIndex
 from tests.support.wheels import build_wheel
 from wheelcache.bundle.export import export_bundle
@@ -132,12 +133,14 @@ def exported(tmp_path: Path) -> tuple[Cache, Path]:
 def test_export_verify_install_and_import(exported: tuple[Cache, Path], tmp_path: Path) -> None:
     cache, bundle = exported
     files = sorted(p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file())
+    lock = f"pylock.cpu-cp{sys.version_info[0]}{sys.version_info[1]}-linux_x86_64.toml"
     assert files == [
         "README.txt",
         "install.bat",
         "install.ps1",
         "install.sh",
         "manifest.json",
+        lock,
         "requirements.txt",
         "simple/app/index.html",
         "simple/app/index.json",
@@ -175,7 +178,7 @@ def test_export_verify_install_and_import(exported: tuple[Cache, Path], tmp_path
     for python in pythons:
         proc = verify_py(bundle, tmp_path, python)
         assert proc.returncode == 0, proc.stdout + proc.stderr
-        assert "OK: all 16 files" in proc.stdout and "blake3 is not in" in proc.stdout
+        assert "OK: all 17 files" in proc.stdout and "blake3 is not in" in proc.stdout
     assert PY38.exists(), "Python 3.8 is expected here; verify.py must run on it"
 
     # pip alone installs it: from the flat folder, and from the simple/ tree as an index.
@@ -202,6 +205,12 @@ def test_export_verify_install_and_import(exported: tuple[Cache, Path], tmp_path
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert installed(t3) == {"app", "dep"}
+    # The PEP 751 lock beside them: pip (26.1+) and uv install from its paths, no network.
+    readme = (bundle / "README.txt").read_text()
+    assert f"python -m pip install --no-index -r {lock}" in readme
+    assert f"uv pip install --offline -r {lock}" in readme
+    assert pip_install_lock(bundle / lock, tmp_path) == {"app-1.0", "dep-1.2"}
+    assert uv_install_lock(bundle / lock, tmp_path) == {"app-1.0", "dep-1.2"}
 
     assert cli("verify", str(bundle)).exit_code == 0
 

@@ -208,6 +208,8 @@ def test_all_over_several_targets_writes_a_requirements_file_per_target(tmp_path
     assert top == [
         "README.txt",
         "manifest.json",
+        "pylock.cu118-cp39-linux_x86_64.toml",
+        "pylock.cu118-cp39-win_amd64.toml",
         "requirements-cu118-cp39-linux_x86_64.txt",
         "requirements-cu118-cp39-win_amd64.txt",
         "verify.py",
@@ -227,6 +229,11 @@ def test_all_over_several_targets_writes_a_requirements_file_per_target(tmp_path
     }
     readme = (dest / "README.txt").read_text()
     assert f"{linux}: requirements-cu118-cp39-linux_x86_64.txt" in readme
+    assert "uv pip install --offline -r pylock.<the host's>.toml" in readme
+    assert "pylock.cu118-cp39-linux_x86_64.toml, pylock.cu118-cp39-win_amd64.toml" in readme
+    linux_lock = (dest / "pylock.cu118-cp39-linux_x86_64.toml").read_text()
+    assert 'path = "wheels/app-0.9-py3-none-any.whl"' in linux_lock
+    assert "app-1.0" not in linux_lock
     assert "install.bat" not in readme
     assert verify_py(dest, tmp_path).returncode == 0
     # The linux file installs the linux wheels, with pip alone.

@@ -5,6 +5,7 @@
     DEST/wheels/<filename>, <filename>.metadata    the wheels under their real names
     DEST/simple/index.html, <project>/index.html…  a simple index with relative links
     DEST/requirements.txt                          every wheel pinned with --hash=sha256:
+    DEST/pylock.<variant>-<abi>-<platform>.toml    the same as a PEP 751 lock (pip 26.1+, uv)
     DEST/install.bat, install.ps1, install.sh      pip alone: --no-index --find-links wheels
       (for wheels of several targets: requirements-<variant>-<abi>-<platform>.txt per target
       and no install scripts, see :mod:`wheelcache.bundle.texts`)
@@ -58,12 +59,13 @@ from packaging.utils import canonicalize_name
 from wheelcache import __version__
 from wheelcache.bundle import verify_script as bundle_verify
 from wheelcache.bundle.disk import check_room, filesystem_type, free_bytes
-from wheelcache.bundle.select import BundleSelection
+from wheelcache.bundle.select import BundleSelection, target_of_description
 from wheelcache.bundle.texts import (
     REQUIREMENTS,
     render_install_bat,
     render_install_ps1,
     render_install_sh,
+    render_lock,
     render_readme,
     render_requirements,
     requirements_name,
@@ -137,6 +139,7 @@ class ExportResult:
     fs_type: str | None
     requirement_files: tuple[str, ...] = (REQUIREMENTS,)
     install_scripts: bool = True  # False for wheels of several targets (see README.txt)
+    lock_files: tuple[str, ...] = ()
 
 
 def _os_error(exc: OSError, where: Path | str) -> BundleError:
@@ -397,7 +400,7 @@ def export_bundle(
         for stale in list(dest.rglob(f"*{_TMP_SUFFIX}")):
             stale.unlink()
         # Wheels first (the long part), then what refers to them, the manifest last.
-        order = {"wheel": 0, "metadata": 1, "page": 2, "requirements": 3, "text": 3}
+        order = {"wheel": 0, "metadata": 1, "page": 2, "requirements": 3, "lock": 3, "text": 3}
         copied = sum(
             _place(dest, i, progress)
             for i in sorted(items, key=lambda i: (order.get(i.kind, 9), i.rel))
@@ -413,6 +416,7 @@ def export_bundle(
     cache.catalog.touch([r.sha256 for r in carried])
     log.info("bundle in %s: %d wheels, %d files copied", dest, len(carried), copied)
     reqs = tuple(sorted(i.rel for i in items if i.kind == "requirements"))
+    locks = tuple(sorted(i.rel for i in items if i.kind == "lock"))
     return ExportResult(
         dest,
         len(carried),
@@ -425,6 +429,7 @@ def export_bundle(
         fs,
         reqs,
         any(i.rel == "install.sh" for i in items),
+        locks,
     )
 
 
@@ -461,7 +466,7 @@ def _manifest(
 def _text_items(
     sel: BundleSelection, carried: Sequence[CatalogRow], left_out: Sequence[CatalogRow]
 ) -> list[_Item]:
-    """Requirements, install scripts, README.txt and verify.py.
+    """Requirements, PEP 751 locks, install scripts, README.txt and verify.py.
 
     Wheels of several targets get one requirements file per target and no install scripts
     (a script cannot know which host it runs on); see :mod:`wheelcache.bundle.texts`.
@@ -470,6 +475,7 @@ def _text_items(
     rows = [*carried, *left_out]
     texts: dict[str, str] = {}
     reqs: dict[str, str] = {}
+    locks: dict[str, str] = {}
     per_target: list[tuple[str, str]] = []
     unlisted = 0
     if sel.per_target:
@@ -478,12 +484,17 @@ def _text_items(
             name = requirements_name(description)
             wanted = set(shas)
             reqs[name] = render_requirements([r for r in rows if r.sha256 in wanted], name)
+            target = target_of_description(description)
+            if target is not None:
+                locks.update([render_lock([r for r in rows if r.sha256 in wanted], target)])
             per_target.append((description, name))
             listed |= wanted
         unlisted = sum(r.sha256 not in listed for r in carried)
     else:
         py = f"{sel.target.python[0]}.{sel.target.python[1]}" if sel.target else None
         reqs[REQUIREMENTS] = render_requirements(rows)
+        if sel.target is not None:
+            locks.update([render_lock(rows, sel.target)])
         texts.update(
             {
                 "install.sh": render_install_sh(py),
@@ -498,7 +509,9 @@ def _text_items(
         left_out=left_out,
         per_target=per_target,
         unlisted=unlisted,
+        locks=sorted(locks),
     )
-    items = [_data_item(k, v.encode(), "requirements") for k, v in reqs.items()]
+    items = [_data_item(k, v.encode(), "lock") for k, v in locks.items()]
+    items += [_data_item(k, v.encode(), "requirements") for k, v in reqs.items()]
     items += [_data_item(k, v.encode(), "text") for k, v in texts.items()]
     return [*items, _data_item("verify.py", verify, "text")]

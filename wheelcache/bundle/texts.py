@@ -30,6 +30,10 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from wheelcache import __version__
+from wheelcache.core.lockfile import LockedWheel, lock_filename
+from wheelcache.core.lockwrite import build_pylock, render_pylock
+from wheelcache.core.models import Sha256
+from wheelcache.core.target import Target
 from wheelcache.core.units import human_size
 from wheelcache.store.catalog import CatalogRow
 
@@ -39,6 +43,7 @@ __all__ = [
     "render_install_bat",
     "render_install_ps1",
     "render_install_sh",
+    "render_lock",
     "render_readme",
     "render_requirements",
     "requirements_name",
@@ -78,6 +83,36 @@ def render_requirements(rows: Sequence[CatalogRow], filename: str = REQUIREMENTS
         hashes = sorted({r.sha256 for r in by_project[name][newest]})
         lines.append(f"{name}=={newest}" + "".join(f" \\\n    --hash=sha256:{h}" for h in hashes))
     return "\n".join(lines) + "\n"
+
+
+def _pinned_rows(rows: Sequence[CatalogRow]) -> list[CatalogRow]:
+    """The rows :func:`render_requirements` pins: every file of each project's newest version."""
+    by_project: dict[str, dict[str, list[CatalogRow]]] = {}
+    for r in rows:
+        by_project.setdefault(canonicalize_name(r.project), {}).setdefault(r.version, []).append(r)
+    out: list[CatalogRow] = []
+    for versions in by_project.values():
+        out += versions[max(versions, key=_version_key)]
+    return out
+
+
+def render_lock(rows: Sequence[CatalogRow], target: Target) -> tuple[str, str]:
+    """``(file name, text)`` of the bundle's PEP 751 lock for *target*: the files
+    :func:`render_requirements` pins, each with its ``path`` in ``wheels/`` and the URL it was
+    fetched from (pip 26.1+ and uv install from the paths, offline)."""
+    wheels = [
+        LockedWheel(
+            project=canonicalize_name(r.project),
+            version=r.version,
+            filename=r.filename,
+            sha256=Sha256(r.sha256),
+            url=r.url if r.url.startswith(("http://", "https://")) else None,
+            path=f"wheels/{r.filename}",
+            size=r.size,
+        )
+        for r in _pinned_rows(rows)
+    ]
+    return lock_filename(target), render_pylock(build_pylock(wheels, target))
 
 
 def _version_key(version: str) -> tuple[int, Version | None, str]:
@@ -176,6 +211,20 @@ exit $LASTEXITCODE
     return text.replace("\n", "\r\n")
 
 
+def _lock_lines(locks: Sequence[str]) -> list[str]:
+    if not locks:
+        return []
+    shown = locks[0] if len(locks) == 1 else "pylock.<the host's>.toml"
+    lines = [
+        "   Or from the PEP 751 lock, with pip 26.1 or newer, or with uv (no network either):",
+        f"     python -m pip install --no-index -r {shown}",
+        f"     uv pip install --offline -r {shown}",
+    ]
+    if len(locks) > 1:
+        lines.append(f"   (locks here: {', '.join(locks)})")
+    return lines
+
+
 def render_readme(
     *,
     targets: Sequence[str],
@@ -184,11 +233,13 @@ def render_readme(
     left_out: Sequence[CatalogRow],
     per_target: Sequence[tuple[str, str]] = (),
     unlisted: int = 0,
+    locks: Sequence[str] = (),
 ) -> str:
     """A short note for the person at the other end: check, install, share.
 
     *per_target* holds ``(target, requirements file)`` when the bundle is for several targets
-    (then there are no install scripts); *unlisted* counts wheels in no requirements file.
+    (then there are no install scripts); *unlisted* counts wheels in no requirements file;
+    *locks* names the bundle's PEP 751 lock files.
     """
     what = " ".join(requested) or "everything selected"
     lines = [
@@ -223,6 +274,7 @@ def render_readme(
             "   By hand: python -m pip install --no-index --find-links wheels --require-hashes "
             f"-r {REQUIREMENTS}",
         ]
+    lines += _lock_lines(locks)
     lines += [
         "3. With wheelcache on this host: wheelcache import <this folder>, then wheelcache serve",
         "   shares the wheels on the LAN; simple/ is a package index any web server can host.",
