@@ -336,8 +336,10 @@ def test_dest_places_wheels_and_requirements(torch_index: TorchIndex, tmp_path: 
             str(dest),
         )
     )
-    assert {p.name for p in dest.iterdir()} == names(data) | {"requirements.txt"}
+    lock = "pylock.cpu-cp39-win_amd64.toml"
+    assert {p.name for p in dest.iterdir()} == names(data) | {"requirements.txt", lock}
     assert all(Path(f["path"]).parent == dest for f in data["files"])
+    assert data["lock_file"] == str(dest / lock)
 
 
 @pytest.mark.parametrize(

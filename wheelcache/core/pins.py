@@ -21,25 +21,33 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from urllib.parse import unquote, urldefrag, urlsplit
 
+from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import NormalizedName, canonicalize_name
 
 from wheelcache.core.evaluator import Candidate, evaluate_file
 from wheelcache.core.models import DistFile, Sha256
-from wheelcache.core.provider import CandidateSource, Req
+from wheelcache.core.provider import CandidateSource, Req, Resolution
 from wheelcache.core.requirements_file import Location, ReqLine, RequirementSet
 from wheelcache.core.target import Target
-from wheelcache.errors import HashPinError, RequirementsFileError
+from wheelcache.errors import HashPinError, RequirementError, RequirementsFileError
 
 __all__ = [
+    "DEFAULT_REQUIREMENTS",
     "Constraint",
     "DirectWheel",
     "HashPin",
     "PinnedSource",
     "Pins",
     "RequirementPlan",
+    "pinned_source",
+    "plan_fetch",
     "plan_requirements",
+    "unpinned",
 ]
+
+#: What ``fetch`` resolves when nothing at all is asked for.
+DEFAULT_REQUIREMENTS = ("torch", "torchvision", "torchaudio")
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +87,7 @@ class RequirementPlan:
 
     roots: tuple[Req, ...]
     pins: Pins
-    left_out: tuple[ReqLine, ...] = ()
+    left_out: tuple[str, ...] = ()  # "r.txt:3: numpy ; sys_platform == 'linux'"
 
 
 def _holds(line: ReqLine, target: Target) -> bool:
@@ -123,10 +131,10 @@ def plan_requirements(rs: RequirementSet, target: Target) -> RequirementPlan:
     hashes: dict[NormalizedName, HashPin] = {}
     constraints: dict[NormalizedName, tuple[Constraint, ...]] = {}
     direct: dict[NormalizedName, DirectWheel] = {}
-    left_out: list[ReqLine] = []
+    left_out: list[str] = []
     for line in (*rs.requirements, *rs.constraints):
         if not _holds(line, target):
-            left_out.append(line)
+            left_out.append(f"{line.where}: {line.requirement}")
             continue
         if line.hashes:
             _add_hash_pin(hashes, line)
@@ -144,6 +152,65 @@ def plan_requirements(rs: RequirementSet, target: Target) -> RequirementPlan:
         else:
             roots.append(Req.from_requirement(req))
     return RequirementPlan(tuple(roots), Pins(hashes, constraints, direct), tuple(left_out))
+
+
+def _command_line(
+    texts: Sequence[str], torch_version: str | None, target: Target
+) -> tuple[list[Req], list[str]]:
+    """Requirement strings (plus ``--torch``) → roots, and the ones the target leaves out."""
+    reqs: list[Req] = []
+    left_out: list[str] = []
+    for text in texts:
+        try:
+            req = Requirement(text)
+        except InvalidRequirement as exc:
+            why = str(exc).splitlines()[0]
+            raise RequirementError(f"invalid requirement {text!r}: {why}") from exc
+        if req.marker is not None and not any(
+            req.marker.evaluate({**env, "extra": ""}) for env in target.marker_environments
+        ):
+            left_out.append(text)
+            continue
+        reqs.append(Req.from_requirement(req))
+    if torch_version:
+        try:
+            pin = Requirement(f"torch=={torch_version.strip()}")
+        except InvalidRequirement as exc:
+            raise RequirementError(f"--torch {torch_version!r} is not a version") from exc
+        reqs.append(Req.from_requirement(pin))
+    return reqs, left_out
+
+
+def plan_fetch(
+    texts: Sequence[str],
+    torch_version: str | None,
+    files: RequirementSet | None,
+    target: Target,
+) -> RequirementPlan:
+    """What ``fetch`` resolves: the command line's requirements, ``--torch`` and the
+    requirement files' lines; :data:`DEFAULT_REQUIREMENTS` only when nothing at all was
+    asked for (constraints alone ask for nothing).
+
+    >>> from wheelcache.core.target import make_target
+    >>> t = make_target(python="39", platform="win_amd64")
+    >>> plan = plan_fetch(["numpy; sys_platform == 'linux'"], "2.4.0", None, t)
+    >>> [str(r.text) for r in plan.roots], plan.left_out
+    (['torch==2.4.0'], ("numpy; sys_platform == 'linux'",))
+    >>> [r.text for r in plan_fetch([], None, None, t).roots]
+    ['torch', 'torchvision', 'torchaudio']
+    """
+    files = files or RequirementSet()
+    plan = plan_requirements(files, target)
+    asked = texts or (() if files.requirements else DEFAULT_REQUIREMENTS)
+    roots, left_out = _command_line(asked, torch_version, target)
+    return RequirementPlan((*roots, *plan.roots), plan.pins, (*left_out, *plan.left_out))
+
+
+def unpinned(plan: RequirementPlan, resolution: Resolution) -> list[NormalizedName]:
+    """Resolved projects no ``--hash`` pin or direct URL covers (pip's hash-checking mode
+    would refuse the files for them)."""
+    pinned = set(plan.pins.hashes) | set(plan.pins.direct)
+    return [c.name for c in resolution.candidates if c.name not in pinned]
 
 
 class PinnedSource:
@@ -219,3 +286,18 @@ class PinnedSource:
                 [(c.file.filename, c.file.sha256 or "") for c in shown],
             )
         return list(good.values())
+
+
+def pinned_source(
+    pins: Pins,
+    source: CandidateSource,
+    all_candidates: Callable[[NormalizedName], Sequence[Candidate]],
+    target: Target,
+) -> CandidateSource:
+    """*source*, or *source* under *pins* (judged at once: a hash pin the index lacks fails
+    before resolution fetches any metadata)."""
+    if not (pins.hashes or pins.constraints or pins.direct):
+        return source
+    pinned = PinnedSource(source, all_candidates, pins, target)
+    pinned.check()
+    return pinned

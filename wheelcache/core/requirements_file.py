@@ -431,6 +431,10 @@ class RequirementSet:
         first = tuple(o for o in (self.index_url, self.no_index) if o is not None)
         return first + self.extra_index_urls + self.find_links
 
+    def reported(self) -> tuple[str, ...]:
+        """The index options as the output reports them: ``r.txt:2: --index-url URL``."""
+        return tuple(f"{o.where}: {o}" for o in self.index_options)
+
     @property
     def hash_checking(self) -> bool:
         """pip's hash-checking mode: ``--require-hashes``, or any line with a ``--hash``."""

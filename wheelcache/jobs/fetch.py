@@ -4,7 +4,13 @@
 to the pure core (evaluator, provider) and returns a :class:`FetchResult` that the CLI
 renders.  It reads top to bottom: resolve (:func:`_resolve`), then either a plan
 (``--dry-run``) or the downloads (:func:`_download`), then the outputs
-(:func:`_write_outputs`).
+(:func:`_write_outputs`): the hash-pinned requirements file and the PEP 751 lock of the target.
+
+What to resolve comes from the command line and from requirement files (``-r``/``-c``, read by
+:mod:`wheelcache.reqfiles` into ``FetchRequest.files``): their index options apply as pip
+applies them, their ``--hash`` pins, constraints and direct wheel URLs through
+:class:`~wheelcache.core.pins.PinnedSource`.  A PEP 751 lock (``FetchRequest.lock``) is not
+resolved at all: :func:`_fetch_lock` takes exactly its wheels for the target.
 """
 
 from __future__ import annotations
@@ -12,40 +18,43 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
 from wheelcache.core.evaluator import Candidate
+from wheelcache.core.lockfile import LockedWheel, lock_filename
+from wheelcache.core.lockwrite import build_pylock, render_pylock
+from wheelcache.core.models import Sha256
+from wheelcache.core.pins import (
+    DEFAULT_REQUIREMENTS,
+    RequirementPlan,
+    pinned_source,
+    plan_fetch,
+    unpinned,
+)
 from wheelcache.core.progress import Reporter
-from wheelcache.core.provider import Req, Resolution, resolve
+from wheelcache.core.provider import CandidateSource, Req, Resolution, resolve
+from wheelcache.core.requirements_file import RequirementSet
 from wheelcache.core.target import Target
 from wheelcache.core.variants import DEFAULT_TORCH_INDEX, is_torch_family, torch_index_for
-from wheelcache.errors import (
-    CacheError,
-    IndexPageError,
-    RequirementError,
-    ResolutionError,
-    TargetError,
-)
+from wheelcache.errors import CacheError, IndexPageError, ResolutionError, TargetError
 from wheelcache.net.client import Http, HttpSettings
 from wheelcache.net.download import Downloader, DownloadJob, TransferSettings
 from wheelcache.net.finder import IndexFinder, WheelMetadata
-from wheelcache.net.indexes import Indexes, Mirror, Sources
+from wheelcache.net.indexes import Indexes, Mirror, Sources, with_file_options
+from wheelcache.net.locked import fetch_locked, lock_candidates
 from wheelcache.net.pages import PageStore
 from wheelcache.store.cache import Cache, CachedWheel, describe_os_error, link_or_copy
 
-__all__ = ["FetchRequest", "FetchResult", "FetchedFile", "fetch", "parse_requirements"]
+__all__ = ["DEFAULT_REQUIREMENTS", "FetchRequest", "FetchResult", "FetchedFile", "fetch"]
 
 log = logging.getLogger(__name__)
-
-DEFAULT_REQUIREMENTS = ("torch", "torchvision", "torchaudio")
 
 
 @dataclass(frozen=True)
@@ -66,6 +75,10 @@ class FetchRequest:
     jobs: int = 4
     http: HttpSettings = field(default_factory=HttpSettings)
     transfer: TransferSettings = field(default_factory=TransferSettings)
+    #: What ``-r``/``-c`` requirement files said (read by :mod:`wheelcache.reqfiles`).
+    files: RequirementSet | None = None
+    #: A PEP 751 lock: exactly its wheels for the target, no resolution (``-r pylock.toml``).
+    lock: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +93,7 @@ class FetchedFile:
     url: str
     source: str  # "cache" | "network" | "planned"
     required_by: tuple[str, ...] = ()
+    upload_time: str | None = None  # as the index gave it
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -93,7 +107,21 @@ class FetchedFile:
             "url": self.url,
             "source": self.source,
             "required_by": list(self.required_by),
+            "upload_time": self.upload_time,
         }
+
+    def locked(self) -> LockedWheel:
+        """This file in the PEP 751 lock written beside it (``path`` is its own name)."""
+        return LockedWheel(
+            project=canonicalize_name(self.project),
+            version=self.version,
+            filename=self.filename,
+            sha256=Sha256(self.sha256 or ""),
+            url=self.url if urlsplit(self.url).scheme in ("http", "https") else None,
+            path=self.filename,
+            size=self.size,
+            upload_time=self.upload_time,
+        )
 
 
 @dataclass(frozen=True)
@@ -105,6 +133,20 @@ class FetchResult:
     requirements_file: Path | None
     dry_run: bool
     downloaded_bytes: int
+    lock_file: Path | None = None
+    #: Index options the requirement files set, as ``r.txt:2: --index-url URL``.
+    index_options: tuple[str, ...] = ()
+
+    @property
+    def install_lock_commands(self) -> list[list[str]]:
+        """pip (26.1 or newer) and uv installing from the lock, offline."""
+        if self.lock_file is None:
+            return []
+        lock = str(self.lock_file)
+        return [
+            ["pip", "install", "--no-index", "-r", lock],
+            ["uv", "pip", "install", "--offline", "-r", lock],
+        ]
 
     @property
     def install_files_command(self) -> list[str]:
@@ -141,6 +183,8 @@ class FetchResult:
             "files": [f.to_dict() for f in self.files],
             "wheels_dir": str(self.wheels_dir),
             "requirements_file": str(self.requirements_file) if self.requirements_file else None,
+            "lock_file": str(self.lock_file) if self.lock_file else None,
+            "index_options": list(self.index_options),
             "dry_run": self.dry_run,
             "downloaded_bytes": self.downloaded_bytes,
             "total_size": sum(f.size or 0 for f in self.files),
@@ -150,38 +194,9 @@ class FetchResult:
                 "requirements": (
                     self.install_requirements_command if self.requirements_file else None
                 ),
+                "lock": self.install_lock_commands or None,
             },
         }
-
-
-def parse_requirements(
-    texts: Sequence[str], torch_version: str | None, target: Target | None = None
-) -> list[Req]:
-    """Requirement strings (plus ``--torch``) → resolver requirements.
-
-    A requirement whose marker does not hold on *target* is left out, with a warning.
-    """
-    reqs: list[Req] = []
-    for text in texts or DEFAULT_REQUIREMENTS:
-        try:
-            req = Requirement(text)
-        except InvalidRequirement as exc:
-            why = str(exc).splitlines()[0]
-            raise RequirementError(f"invalid requirement {text!r}: {why}") from exc
-        if req.marker is not None and target is not None:
-            if not req.marker.evaluate({**target.marker_environment, "extra": ""}):
-                log.warning(
-                    "leaving out %s: its marker does not hold on %s", text, target.describe()
-                )
-                continue
-        reqs.append(Req.from_requirement(req))
-    if torch_version:
-        try:
-            pin = Requirement(f"torch=={torch_version.strip()}")
-        except InvalidRequirement as exc:
-            raise RequirementError(f"--torch {torch_version!r} is not a version") from exc
-        reqs.append(Req.from_requirement(pin))
-    return reqs
 
 
 def _requested_pins(reqs: Sequence[Req], resolution: Resolution) -> tuple[str, ...]:
@@ -261,22 +276,40 @@ def fetch(
     """
     if request.offline:
         http = None
+    target_text = request.target.describe()
     try:
-        reqs = parse_requirements(request.requirements, request.torch_version, request.target)
         downloader = (
             Downloader(http, cache, reporter, jobs=request.jobs, settings=request.transfer)
             if http is not None
             else None
         )
+        if request.lock is not None:
+            return _fetch_lock(request, request.lock, cache, downloader)
+        plan = plan_fetch(
+            request.requirements, request.torch_version, request.files, request.target
+        )
+        for text in plan.left_out:
+            log.warning("leaving out %s: its marker does not hold on %s", text, target_text)
         finder = _finder(request, WheelMetadata(cache, http, downloader), pages)
-        resolution = _resolve(request, reqs, finder)
-        requested = _requested_pins(reqs, resolution)
+        source = pinned_source(plan.pins, finder, finder.all_candidates, request.target)
+        resolution = _resolve(request, plan.roots, finder, source)
+        _warn_unpinned(request.files, plan, resolution)
+        requested = _requested_pins(plan.roots, resolution)
         if request.dry_run:
             if http is not None:
                 _learn_sizes(http, finder, resolution.candidates, request.jobs)
-            plan = tuple(_planned(c, cache, finder, resolution) for c in resolution.candidates)
-            target = request.target
-            return FetchResult(target, requested, plan, Path(cache.layout.wheels), None, True, 0)
+            sizes = finder.metadata.sizes
+            plan_files = tuple(_planned(c, cache, sizes, resolution) for c in resolution.candidates)
+            return FetchResult(
+                request.target,
+                requested,
+                plan_files,
+                Path(cache.layout.wheels),
+                None,
+                True,
+                0,
+                index_options=request.files.reported() if request.files else (),
+            )
         wheels = _download(resolution, cache, finder, downloader)
         return _write_outputs(request, cache, resolution, requested, wheels, downloader)
     except BaseException:
@@ -285,12 +318,28 @@ def fetch(
         raise
 
 
+def _warn_unpinned(
+    files: RequirementSet | None, plan: RequirementPlan, resolution: Resolution
+) -> None:
+    """pip's hash-checking mode needs every file pinned; say which ones the files did not."""
+    loose = unpinned(plan, resolution) if files is not None and files.hash_checking else []
+    if loose:
+        log.warning(
+            "the requirement files pin hashes, but %d project(s) were resolved without a pin: "
+            "%s (the requirements file wheelcache writes pins every one)",
+            len(loose),
+            ", ".join(loose),
+        )
+
+
 def _finder(request: FetchRequest, metadata: WheelMetadata, pages: PageStore | None) -> IndexFinder:
     """Candidates and metadata for the request's target, from the indexes it names."""
     target = request.target
     torch_url, per_variant = torch_index_for(request.torch_index, target.variant)
     index_urls = tuple(u.rstrip("/") for u in request.index_urls)
     sources = Sources(torch_url, per_variant, index_urls, request.mirrors)
+    if request.files is not None:
+        sources = with_file_options(sources, request.files)
     indexes = Indexes(sources, pages or PageStore(metadata.cache, metadata.http), target.variant)
     return IndexFinder(
         target,
@@ -301,16 +350,19 @@ def _finder(request: FetchRequest, metadata: WheelMetadata, pages: PageStore | N
     )
 
 
-def _resolve(request: FetchRequest, reqs: Sequence[Req], finder: IndexFinder) -> Resolution:
+def _resolve(
+    request: FetchRequest, reqs: Sequence[Req], finder: IndexFinder, source: CandidateSource
+) -> Resolution:
     """Run the resolver with prefetching; warn about yanked files taken by an exact pin."""
     finder.prefetch(r.name for r in reqs)
     try:
         resolution = resolve(
             reqs,
             request.target,
+            source,
             finder,
-            finder,
-            allow_prereleases=request.allow_prereleases,
+            allow_prereleases=request.allow_prereleases
+            or bool(request.files and request.files.pre),
             no_deps=request.no_deps,
         )
     except BaseException as exc:
@@ -390,6 +442,7 @@ def _write_outputs(
             c.file.url,
             "network" if c.file.filename in transferred else "cache",
             resolution.required_by.get(c.name, ()),
+            c.file.upload_time,
         )
         for c, w in zip(resolution.candidates, wheels, strict=True)
     ]
@@ -401,8 +454,37 @@ def _write_outputs(
     )
     req_file = wheels_dir / req_name
     cache.write_atomic(req_file, _requirements_text(files).encode())
+    lock_file = wheels_dir / lock_filename(target)
+    lock = build_pylock([f.locked() for f in files], target)
+    cache.write_atomic(lock_file, render_pylock(lock).encode())
     downloaded = downloader.downloaded_bytes if downloader is not None else 0
-    return FetchResult(target, requested, tuple(files), wheels_dir, req_file, False, downloaded)
+    return FetchResult(
+        target,
+        requested,
+        tuple(files),
+        wheels_dir,
+        req_file,
+        False,
+        downloaded,
+        lock_file,
+        request.files.reported() if request.files else (),
+    )
+
+
+def _fetch_lock(
+    request: FetchRequest, lock_path: Path, cache: Cache, downloader: Downloader | None
+) -> FetchResult:
+    """Exactly the lock's wheels for the target: no index, no resolution (see
+    :mod:`wheelcache.net.locked`); a lock that does not fit is refused before any transfer."""
+    files = lock_candidates(lock_path, request.target)
+    resolution = Resolution(tuple(lf.candidate for lf in files), {})
+    requested = tuple(f"{c.name}=={c.version}" for c in resolution.candidates)
+    if request.dry_run:
+        plan = tuple(_planned(c, cache, {}, resolution) for c in resolution.candidates)
+        wheels_dir = Path(cache.layout.wheels)
+        return FetchResult(request.target, requested, plan, wheels_dir, None, True, 0)
+    wheels = fetch_locked(files, cache, downloader)
+    return _write_outputs(request, cache, resolution, requested, wheels, downloader)
 
 
 def _learn_sizes(http: Http, finder: IndexFinder, cands: Sequence[Candidate], jobs: int) -> None:
@@ -437,7 +519,7 @@ def torch_available(request: FetchRequest, pages: PageStore) -> bool:
     return any(pin.contains(c.version, prereleases=True) for c in cands)
 
 
-def _planned(c: Candidate, cache: Cache, finder: IndexFinder, res: Resolution) -> FetchedFile:
+def _planned(c: Candidate, cache: Cache, sizes: Mapping[str, int], res: Resolution) -> FetchedFile:
     cached = cache.find(c.file.filename, c.file.sha256)
     f = c.file
     return FetchedFile(
@@ -447,8 +529,9 @@ def _planned(c: Candidate, cache: Cache, finder: IndexFinder, res: Resolution) -
         path=cached.path if cached else None,
         sha256=cached.sha256 if cached else f.sha256,
         blake3=cached.blake3 if cached else None,
-        size=cached.size if cached else (f.size or finder.metadata.sizes.get(f.url)),
+        size=cached.size if cached else (f.size or sizes.get(f.url)),
         url=f.url,
         source="cache" if cached else "planned",
         required_by=res.required_by.get(c.name, ()),
+        upload_time=f.upload_time,
     )

@@ -264,6 +264,17 @@ class IndexFinder:
             self._cands[name] = cands
         return cands
 
+    def all_candidates(self, name: NormalizedName) -> list[Candidate]:
+        """Every file of *name* that fits the target, best first: a ``--hash`` pin may name a
+        file that is not the best of its version (``pip-compile`` pins every file)."""
+        page = self.page(name)
+        if page is None:
+            return []
+        variant = self.indexes.variant_for(name)
+        evaluations = (evaluate_file(f, name, self.target, variant=variant) for f in page.files)
+        cands = [ev.candidate for ev in evaluations if ev.candidate is not None]
+        return sorted(cands, key=lambda c: c.sort_key, reverse=True)
+
     def explain(self, name: NormalizedName, specifier: SpecifierSet | None = None) -> str:
         page = self.page(name)
         if page is None:

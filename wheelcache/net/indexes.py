@@ -3,6 +3,8 @@
 Routing: torch, torchvision and torchaudio come from the PyTorch index (one tree per variant,
 or one index); every other project from the first of ``index_urls`` that has a page for it.
 One project never mixes files from two indexes (that is how dependency confusion happens).
+Find-links pages (``--find-links`` in a requirements file) add their wheels to every project's
+page, as pip adds them: the user named those pages; ``--no-index`` leaves only them.
 When the PyTorch index cannot be reached, a torch-family project is listed from the first
 mirror that has it, and that is recorded (its hashes are the mirror's).
 """
@@ -11,17 +13,18 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from packaging.utils import NormalizedName
+from packaging.utils import InvalidWheelFilename, NormalizedName, parse_wheel_filename
 
 from wheelcache.core.models import DistFile, ProjectPage
+from wheelcache.core.requirements_file import RequirementSet
 from wheelcache.core.simple import PageParseError, parse_flat_page, parse_project_page
 from wheelcache.core.variants import KNOWN_VARIANTS, is_torch_family
 from wheelcache.errors import IndexPageError, IndexUnreachableError, TargetError
 from wheelcache.net.pages import PageStore
 
-__all__ = ["Indexes", "Mirror", "Sources", "project_url"]
+__all__ = ["Indexes", "Mirror", "Sources", "project_url", "with_file_options"]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +59,30 @@ class Sources:
     per_variant: bool  # True when it is a per-variant tree (local versions are filtered)
     index_urls: tuple[str, ...]  # everything else, first match wins
     mirrors: tuple[Mirror, ...] = ()  # PyTorch wheel mirrors (torch family only)
+    find_links: tuple[str, ...] = ()  # pages of wheel links, added to every project
+    no_index: bool = False  # only find_links (a requirements file's --no-index)
+
+
+def with_file_options(sources: Sources, files: RequirementSet) -> Sources:
+    """*sources* changed by requirement files' index options as pip changes them:
+    ``--index-url`` replaces the indexes, ``--extra-index-url`` and ``--find-links`` add,
+    ``--no-index`` leaves only the find-links.
+
+    >>> from wheelcache.core.requirements_file import collect, parse_requirements_text
+    >>> files = collect(parse_requirements_text(
+    ...     "-i https://a.invalid/simple/\\n--extra-index-url https://b.invalid/\\n", source="r"))
+    >>> with_file_options(Sources("t", True, ("https://pypi.invalid/simple",)), files).index_urls
+    ('https://a.invalid/simple', 'https://b.invalid')
+    """
+    urls = [files.index_url.value] if files.index_url and files.index_url.value else []
+    urls = urls or list(sources.index_urls)
+    urls += [o.value for o in files.extra_index_urls if o.value]
+    no_index = sources.no_index or files.no_index is not None
+    index_urls = () if no_index else tuple(dict.fromkeys(u.rstrip("/") for u in urls))
+    links = (*sources.find_links, *(o.value for o in files.find_links if o.value))
+    for o in files.ignored:
+        log.info("%s: %s changes nothing for fetching; ignored", o.where, o)
+    return replace(sources, index_urls=index_urls, find_links=links, no_index=no_index)
 
 
 def project_url(index: str, name: str) -> str:
@@ -64,6 +91,13 @@ def project_url(index: str, name: str) -> str:
     'https://idx.invalid/simple/torch/'
     """
     return f"{index.rstrip('/')}/{name}/"
+
+
+def _wheel_project(filename: str) -> NormalizedName | None:
+    try:
+        return parse_wheel_filename(filename)[0]
+    except (InvalidWheelFilename, ValueError):
+        return None
 
 
 class Indexes:
@@ -81,6 +115,7 @@ class Indexes:
         #: Projects listed from a mirror because the official index was unreachable.
         self.mirror_hashed: set[NormalizedName] = set()
         self._mirror_warned: set[str] = set()
+        self._links: dict[str, tuple[DistFile, ...]] = {}
 
     def variant_for(self, name: NormalizedName) -> str | None:
         """The variant whose local versions *name*'s files must carry (None: any)."""
@@ -88,32 +123,70 @@ class Indexes:
 
     def where(self, name: NormalizedName) -> str:
         """The index (or indexes) asked for *name*, for messages."""
-        if is_torch_family(name):
-            return self.sources.torch_index
-        return ", ".join(self.sources.index_urls) or "no index configured"
+        if self.sources.no_index:
+            where: tuple[str, ...] = ()
+        elif is_torch_family(name):
+            where = (self.sources.torch_index,)
+        else:
+            where = self.sources.index_urls
+        return ", ".join((*where, *self.sources.find_links)) or "no index configured"
 
     def page(self, name: NormalizedName) -> ProjectPage | None:
         """The project's page from the index that serves it; None when it has none."""
         with self._lock:
             if name in self._pages:
                 return self._pages[name]
-        if is_torch_family(name):
+        page = None
+        if self.sources.no_index:
+            pass
+        elif is_torch_family(name):
             url = project_url(self.sources.torch_index, name)
             try:
                 page = self._get_page(url, name)
             except IndexUnreachableError as exc:
                 page = self._page_from_mirrors(name, exc)
-            if page is None and self.sources.per_variant:
+            if page is None and self.sources.per_variant and not self.sources.find_links:
                 self._check_variant_exists()
         else:
-            page = None
             for index in self.sources.index_urls:
                 page = self._get_page(project_url(index, name), name)
                 if page is not None:
                     break
+        page = self._with_links(name, page)
         with self._lock:
             self._pages[name] = page
         return page
+
+    # -- find-links -----------------------------------------------------------------------
+    def _links_page(self, url: str) -> tuple[DistFile, ...]:
+        with self._lock:
+            if url in self._links:
+                return self._links[url]
+        resp = self.pages.get(url, accept="text/html")
+        if resp.status != 200:
+            raise IndexPageError(url, f"the find-links page answered HTTP {resp.status}")
+        try:
+            files = parse_flat_page(resp.body, base_url=resp.url)
+        except PageParseError as exc:
+            raise IndexPageError(url, f"cannot parse the find-links page: {exc}") from exc
+        with self._lock:
+            self._links[url] = files
+        return files
+
+    def _with_links(self, name: NormalizedName, page: ProjectPage | None) -> ProjectPage | None:
+        """*page* plus the find-links wheels of *name* (a page of its own if it had none)."""
+        linked: dict[str, DistFile] = {}
+        for url in self.sources.find_links:
+            for f in self._links_page(url):
+                if f.is_wheel and _wheel_project(f.filename) == name:
+                    linked.setdefault(f.filename, f)
+        if not linked:
+            return page
+        files = {f.filename: f for f in page.files} if page is not None else {}
+        for filename, f in linked.items():
+            files.setdefault(filename, f)  # the index's entry (with its hash) wins
+        url = page.url if page is not None else self.sources.find_links[0]
+        return ProjectPage(name, url, tuple(sorted(files.values(), key=lambda f: f.filename)))
 
     def _get_page(self, url: str, name: NormalizedName) -> ProjectPage | None:
         resp = self.pages.get(url)
