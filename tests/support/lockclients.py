@@ -18,12 +18,19 @@ from pathlib import Path
 
 from packaging.version import Version
 
-__all__ = ["fresh_venv", "installed", "pip_install_lock", "uv_command", "uv_install_lock"]
+__all__ = [
+    "fresh_venv",
+    "installed",
+    "pip_install_lock",
+    "uv_command",
+    "uv_compile",
+    "uv_install_lock",
+]
 
 PIP_WITH_LOCKS = Version("26.1")
 
 
-def _env(tmp: Path) -> dict[str, str]:
+def _env(tmp: Path, *, network: bool = False) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
@@ -39,17 +46,27 @@ def _env(tmp: Path) -> dict[str, str]:
         HOME=str(home),
         XDG_CONFIG_HOME=str(home / ".config"),
         XDG_CACHE_HOME=str(home / ".cache"),
-        # Any attempt to reach the network fails at once instead of finding one.
-        HTTP_PROXY="http://127.0.0.1:9",
-        HTTPS_PROXY="http://127.0.0.1:9",
-        ALL_PROXY="http://127.0.0.1:9",
     )
+    if not network:  # any attempt to reach a server fails at once instead of finding one
+        env.update(
+            HTTP_PROXY="http://127.0.0.1:9",
+            HTTPS_PROXY="http://127.0.0.1:9",
+            ALL_PROXY="http://127.0.0.1:9",
+        )
     return env
 
 
-def run(cmd: list[str], tmp: Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    cmd: list[str], tmp: Path, cwd: Path | None = None, *, network: bool = False
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        cmd, env=_env(tmp), cwd=cwd, capture_output=True, text=True, timeout=300, check=False
+        cmd,
+        env=_env(tmp, network=network),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
 
 
@@ -130,3 +147,14 @@ def uv_install_lock(lock: Path, tmp: Path, name: str = "uv-venv") -> set[str]:
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return installed(python)
+
+
+def uv_compile(requirements: str, out: Path, tmp: Path, *args: str) -> Path:
+    """``uv pip compile -o OUT`` (a ``pylock.toml`` name gives a PEP 751 lock) of
+    *requirements*; *args* name the indexes and the target (``--python-platform`` …)."""
+    src = tmp / "requirements.in"
+    src.write_text(requirements, encoding="utf-8")
+    cmd = [*uv_command(), "pip", "compile", str(src), "-o", str(out), "--no-header", *args]
+    proc = run(cmd, tmp, cwd=tmp, network=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return out
