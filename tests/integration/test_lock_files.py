@@ -105,6 +105,13 @@ def test_a_universal_lock_gives_the_target_its_wheels(
     )
     result = fetch_lock(torch_index, tmp_path / "cache", universal)
     assert {f.filename for f in result.files} == set(lock_wheels(uv_win_lock))
+    # A bundle of it for that target carries the target's wheels, not the other platforms'.
+    cache = Cache(tmp_path / "cache")
+    bundle = tmp_path / "bundle"
+    export_bundle(cache, bundle, select_wheels(cache, lock=universal, target=WIN39))
+    carried = {p.name for p in (bundle / "wheels").glob("*.whl")}
+    assert carried == set(lock_wheels(uv_win_lock))
+    assert lock_wheels(bundle / "pylock.cu118-cp39-win_amd64.toml") == lock_wheels(uv_win_lock)
 
 
 def test_a_lock_that_does_not_cover_the_target_fetches_nothing(

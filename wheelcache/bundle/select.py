@@ -16,12 +16,13 @@ otherwise it is the one the pins name (``+cu118``), ``--cuda``/``--cpu``/``--var
 ``--cuda auto``: the probe file's driver decides among the CUDA builds the cache holds), or
 the only one the cache holds for the target.  When several fit and none was named, the
 selection is refused: silently taking the highest local version once shipped ``+cu121``
-wheels and ``nvidia-*`` wheels in a bundle labelled "(cpu)".  For ``--all`` and ``--lock`` the
+wheels and ``nvidia-*`` wheels in a bundle labelled "(cpu)".  For ``--all`` and ``-r`` the
 variant also leaves out wheels the cache recorded only for targets of other variants (the
 ``nvidia-*`` wheels of a CUDA build).
 
-``--lock FILE`` selects the lines of a hash-pinned requirements file (``fetch`` writes one per
-target into ``wheels-v1/``), ``--all`` everything; both can be narrowed to a target.  Wheels
+``-r FILE`` selects the lines of a requirements file (``fetch`` writes a hash-pinned one per
+target into ``wheels-v1/``) or the wheels of a PEP 751 lock (for a known target, the ones the
+lock gives it), ``--all`` everything; both can be narrowed to a target.  Wheels
 recorded for several targets that do not share them are grouped per target
 (:attr:`BundleSelection.per_target`), since one requirements file is right for one target only.
 """
@@ -52,13 +53,15 @@ from wheelcache.core.evaluator import (
     evaluate_file,
     variant_mismatch,
 )
+from wheelcache.core.lockfile import select_locked
 from wheelcache.core.models import CoreMetadata, DistFile, Sha256, parse_core_metadata
 from wheelcache.core.provider import Req, resolve
 from wheelcache.core.target import Target, make_target
 from wheelcache.core.variants import TORCH_FAMILY
 from wheelcache.errors import BundleError, TargetError, WheelcacheError
 from wheelcache.host.targetfile import TargetDescription
-from wheelcache.serve.publish import read_selection_file
+from wheelcache.reqfiles import is_lock_file, read_lock_file
+from wheelcache.serve.publish import Pin, read_selection_file
 from wheelcache.store.cache import Cache
 from wheelcache.store.catalog import CatalogRow
 from wheelcache.store.metadata import dist_info_metadata
@@ -433,7 +436,7 @@ def select_wheels(
     (by their ``--hash`` where present); *everything* selects all.
     """
     if sum(map(bool, (requirements, lock, everything))) != 1:
-        raise BundleError("give requirements, --lock FILE or --all (one of them)")
+        raise BundleError("give requirements, -r FILE or --all (one of them)")
     if requirements:
         rows, targets, chosen = _resolve(
             cache,
@@ -466,10 +469,10 @@ def _select_pool(
     description: TargetDescription | None,
     variant: str | None,
 ) -> BundleSelection:
-    """``--all`` or ``--lock``: every cached wheel (of the lock), narrowed to a target."""
+    """``--all`` or ``-r FILE``: every cached wheel (of the file), narrowed to a target."""
     served_by = cache.catalog.targets()
     pool = cache.catalog.all()
-    pins = read_selection_file(lock) if lock is not None else None
+    pins = _pins(lock, target, target_text, description) if lock is not None else None
 
     def pinned(rows: Sequence[CatalogRow], where: str) -> list[CatalogRow]:
         if pins is None:
@@ -529,6 +532,29 @@ def _select_pool(
     requested = tuple(p.text for p in pins) if pins is not None else ()
     doc = _document(description, chosen) if description is not None and chosen else None
     return BundleSelection(tuple(pool), requested, tuple(named), chosen, doc, per_target)
+
+
+def _pins(
+    lock: Path,
+    target: Target | None,
+    target_text: str | None,
+    description: TargetDescription | None,
+) -> tuple[Pin, ...]:
+    """What ``-r FILE`` selects.  A PEP 751 lock for a known target selects the wheels it
+    gives that target (a universal lock names other platforms' wheels too, which the cache
+    need not have); otherwise every line or wheel of the file, by hash where it has one."""
+    known = target
+    if known is None and target_text is not None:
+        known = target_of_description(target_text)
+    if known is None and description is not None:
+        known = description.to_target("cpu")  # tags and markers do not depend on the variant
+    if known is None or not is_lock_file(lock):
+        return read_selection_file(lock)
+    chosen = select_locked(read_lock_file(lock), known, source=str(lock))
+    return tuple(
+        Pin(w.project, SpecifierSet(f"=={w.version}"), frozenset({w.sha256}), w.filename)
+        for w in chosen.wheels
+    )
 
 
 def read_inventory(path: Path) -> frozenset[str]:
