@@ -168,6 +168,10 @@ WHEEL = {"url": "https://f.invalid/x-1.0-py3-none-any.whl", "hashes": SHA}
             "is not relative to the lock",
         ),
         (
+            {"name": "x", "wheels": [{**WHEEL, "path": "../../etc/x-1.0-py3-none-any.whl"}]},
+            "path '../../etc/x-1.0-py3-none-any.whl' is not relative to the lock",
+        ),
+        (
             {"name": "x", "requires-python": ">=3.12", "wheels": [WHEEL]},
             "x requires Python >=3.12 but the target cp39-win_amd64 (cu118) has Python 3.9",
         ),

@@ -163,7 +163,7 @@ def _wheel_problem(wheel: PackageWheel) -> str | None:
         return f"{wheel.filename} has no valid sha256 hash (given: {given})"
     if wheel.url is not None and urlsplit(wheel.url).scheme not in ("http", "https"):
         return f"{wheel.filename}: url {wheel.url!r} is not http(s)"
-    if wheel.url is None and wheel.path is not None:
+    if wheel.path is not None:  # read beside the lock only: never elsewhere on the disk
         posix, win = PurePosixPath(wheel.path), PureWindowsPath(wheel.path)
         if posix.is_absolute() or win.is_absolute() or win.drive or ".." in win.parts:
             return f"{wheel.filename}: path {wheel.path!r} is not relative to the lock"
