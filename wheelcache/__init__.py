@@ -14,6 +14,8 @@ The public API — everything else is internal and may change between releases::
 - :func:`fetch` resolves, downloads, verifies and stores; :class:`FetchRequest` says what and
   for which target, :class:`FetchResult` (of :class:`FetchedFile`) what came out.
 - :class:`Target` and :func:`make_target` describe the machine the wheels are for.
+- :func:`read_requirement_files` reads pip requirement files (``-r``/``-c``) for
+  ``FetchRequest.files``; ``FetchRequest.lock`` names a PEP 751 lock to fetch as it is.
 - :class:`Cache` is the content-addressed cache; :class:`Http`, :class:`HttpSettings` and
   :func:`http_session` the one HTTP client a job uses.
 - :class:`WheelcacheError` roots the exception tree (:mod:`wheelcache.errors` draws it);
@@ -36,11 +38,14 @@ _ERRORS = (
     "ConnectionFault",
     "DownloadError",
     "HashMismatchError",
+    "HashPinError",
     "IncompleteDownloadError",
     "IndexPageError",
     "IndexUnreachableError",
+    "LockFileError",
     "MetadataError",
     "RequirementError",
+    "RequirementsFileError",
     "ResolutionError",
     "TargetError",
     "WheelcacheError",
@@ -57,6 +62,7 @@ _EXPORTS: dict[str, str] = {
     "Http": "wheelcache.net.client",
     "HttpSettings": "wheelcache.net.client",
     "http_session": "wheelcache.net.client",
+    "read_requirement_files": "wheelcache.reqfiles",
     **{name: "wheelcache.errors" for name in _ERRORS},
 }
 
@@ -71,13 +77,16 @@ __all__ = [
     "FetchResult",
     "FetchedFile",
     "HashMismatchError",
+    "HashPinError",
     "Http",
     "HttpSettings",
     "IncompleteDownloadError",
     "IndexPageError",
     "IndexUnreachableError",
+    "LockFileError",
     "MetadataError",
     "RequirementError",
+    "RequirementsFileError",
     "ResolutionError",
     "Target",
     "TargetError",
@@ -85,6 +94,7 @@ __all__ = [
     "fetch",
     "http_session",
     "make_target",
+    "read_requirement_files",
 ]
 
 if TYPE_CHECKING:
@@ -95,17 +105,21 @@ if TYPE_CHECKING:
         ConnectionFault,
         DownloadError,
         HashMismatchError,
+        HashPinError,
         IncompleteDownloadError,
         IndexPageError,
         IndexUnreachableError,
+        LockFileError,
         MetadataError,
         RequirementError,
+        RequirementsFileError,
         ResolutionError,
         TargetError,
         WheelcacheError,
     )
     from wheelcache.jobs.fetch import FetchedFile, FetchRequest, FetchResult, fetch
     from wheelcache.net.client import Http, HttpSettings, http_session
+    from wheelcache.reqfiles import read_requirement_files
     from wheelcache.store.cache import Cache
 
 

@@ -18,7 +18,7 @@ from wheelcache.bundle.importer import import_bundle
 from wheelcache.bundle.select import select_wheels
 from wheelcache.core.target import Target, make_target
 from wheelcache.errors import HashMismatchError, LockFileError
-from wheelcache.fetch import FetchRequest, FetchResult, fetch
+from wheelcache.jobs.fetch import FetchRequest, FetchResult, fetch
 from wheelcache.net.client import http_session
 from wheelcache.reqfiles import read_lock_file
 from wheelcache.store.cache import Cache

@@ -16,7 +16,7 @@ from tests.support.wheels import build_wheel
 from wheelcache.core.lockfile import select_locked
 from wheelcache.core.target import Target, make_target
 from wheelcache.errors import HashPinError, RequirementsFileError
-from wheelcache.fetch import FetchRequest, FetchResult, fetch
+from wheelcache.jobs.fetch import FetchRequest, FetchResult, fetch
 from wheelcache.net.client import http_session
 from wheelcache.reqfiles import read_lock_file, read_requirement_files
 from wheelcache.store.cache import Cache
