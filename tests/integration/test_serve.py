@@ -733,7 +733,7 @@ def test_serve_command_errors_are_one_line(demo_cache: Cache, tmp_path: Path) ->
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
     missing = tmp_path / "missing.txt"
     result = runner.invoke(main, [*args, "-r", str(missing)])
-    assert result.exit_code == 1 and "missing.txt: no such file" in result.stderr
+    assert result.exit_code == 2 and "missing.txt' does not exist" in result.stderr
     bad = tmp_path / "bad.txt"
     bad.write_text("torch @ https://x.invalid/t.whl\n")
     result = runner.invoke(main, [*args, "-r", str(bad)])

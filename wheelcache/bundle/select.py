@@ -418,7 +418,7 @@ def select_wheels(
     cache: Cache,
     *,
     requirements: Sequence[str] = (),
-    lock: Path | None = None,
+    lock: Path | Sequence[Path] | None = None,
     everything: bool = False,
     target: Target | None = None,
     target_text: str | None = None,
@@ -432,10 +432,12 @@ def select_wheels(
     cache for *target* (ready, with its variant), else for *description* (a probe file), else
     for the target the cache says they were fetched for (*target_text* picks one), else for
     *fallback*.  *variant* names the PyTorch variant (or :data:`AUTO`); see the module
-    docstring for what happens without it.  *lock* selects the lines of a requirements file
+    docstring for what happens without it.  *lock* (one file or several) selects the lines of
+    a requirements file or the wheels of a PEP 751 lock
     (by their ``--hash`` where present); *everything* selects all.
     """
-    if sum(map(bool, (requirements, lock, everything))) != 1:
+    files = (lock,) if isinstance(lock, Path) else tuple(lock or ())
+    if sum(map(bool, (requirements, files, everything))) != 1:
         raise BundleError("give requirements, -r FILE or --all (one of them)")
     if requirements:
         rows, targets, chosen = _resolve(
@@ -452,7 +454,7 @@ def select_wheels(
         return BundleSelection(tuple(rows), wanted, targets, chosen, doc)
     return _select_pool(
         cache,
-        lock=lock,
+        files=files,
         target=target,
         target_text=target_text,
         description=description,
@@ -463,7 +465,7 @@ def select_wheels(
 def _select_pool(
     cache: Cache,
     *,
-    lock: Path | None,
+    files: tuple[Path, ...],
     target: Target | None,
     target_text: str | None,
     description: TargetDescription | None,
@@ -472,7 +474,11 @@ def _select_pool(
     """``--all`` or ``-r FILE``: every cached wheel (of the file), narrowed to a target."""
     served_by = cache.catalog.targets()
     pool = cache.catalog.all()
-    pins = _pins(lock, target, target_text, description) if lock is not None else None
+    pins = (
+        tuple(p for f in files for p in _pins(f, target, target_text, description))
+        if files
+        else None
+    )
 
     def pinned(rows: Sequence[CatalogRow], where: str) -> list[CatalogRow]:
         if pins is None:

@@ -23,6 +23,7 @@ from wheelcache.cli.options import (
     cache_dir_option,
     command_line,
     existing_cache,
+    requirement_option,
     variant_choice,
     writable_cache,
 )
@@ -89,10 +90,10 @@ def _render_export(result: ExportResult, requested: tuple[str, ...]) -> None:
 @click.command("export")
 @click.argument("dest", type=click.Path(file_okay=False, path_type=Path))
 @click.argument("requirements", nargs=-1)
-@click.option(
-    "--lock",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    help="A hash-pinned requirements file (fetch writes one per target).",
+@requirement_option(
+    "The wheels FILE names: a requirements file (fetch writes a hash-pinned one per target) "
+    "or a PEP 751 lock (for a known target, the wheels it gives that target). Repeatable.",
+    old="--lock",
 )
 @click.option("--all", "everything", is_flag=True, help="Every wheel in the cache.")
 @click.option(
@@ -122,7 +123,7 @@ def _render_export(result: ExportResult, requested: tuple[str, ...]) -> None:
 def export_command(
     dest: Path,
     requirements: tuple[str, ...],
-    lock: Path | None,
+    requirement_files: tuple[Path, ...],
     everything: bool,
     target_value: str | None,
     cuda: str | None,
@@ -138,15 +139,15 @@ def export_command(
     along, resolved over the cache (no network).  When the cache holds several PyTorch
     variants that fit the target, name one (--cuda, --cpu, --variant).
     """
-    if sum(map(bool, (requirements, lock, everything))) != 1:
-        raise click.UsageError("give REQUIREMENTs, --lock FILE or --all (one of them)")
+    if sum(map(bool, (requirements, requirement_files, everything))) != 1:
+        raise click.UsageError("give REQUIREMENTs, -r FILE or --all (one of them)")
     chosen_variant = variant_choice(cuda, cpu, variant)
     cache = existing_cache(cache_dir)
     description, text = _target_arg(target_value)
     selection = select_wheels(
         cache,
         requirements=requirements,
-        lock=lock,
+        lock=requirement_files,
         everything=everything,
         description=description,
         target_text=text,

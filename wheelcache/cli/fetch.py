@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -16,7 +17,14 @@ from urllib.parse import urlsplit
 
 import click
 
-from wheelcache.cli.options import SIZE, cache_dir_option, command_line, variant_choice
+from wheelcache.cli.options import (
+    REQUIREMENT_FILE,
+    SIZE,
+    cache_dir_option,
+    command_line,
+    requirement_option,
+    variant_choice,
+)
 from wheelcache.cli.progress import TqdmReporter
 from wheelcache.config import (
     config_file_path,
@@ -27,6 +35,9 @@ from wheelcache.config import (
     pip_index_urls,
 )
 from wheelcache.core.cuda import AUTO, gpu_warning
+from wheelcache.core.lockfile import lock_variant
+from wheelcache.core.pins import named_variant
+from wheelcache.core.requirements_file import RequirementSet
 from wheelcache.core.target import Target, make_target
 from wheelcache.core.units import human_size
 from wheelcache.core.variants import DEFAULT_TORCH_INDEX, KNOWN_VARIANTS
@@ -37,7 +48,6 @@ from wheelcache.host.targetfile import (
     read_target_description,
 )
 from wheelcache.jobs.fetch import (
-    DEFAULT_REQUIREMENTS,
     FetchRequest,
     FetchResult,
     fetch,
@@ -47,6 +57,7 @@ from wheelcache.net.client import HttpSettings, http_session
 from wheelcache.net.indexes import Mirror
 from wheelcache.net.pages import PageStore
 from wheelcache.net.transfer import TransferSettings
+from wheelcache.reqfiles import is_lock_file, read_lock_file, read_requirement_files
 from wheelcache.store.cache import Cache
 
 __all__ = ["register"]
@@ -56,6 +67,20 @@ log = logging.getLogger("wheelcache")
 
 @click.command("fetch")
 @click.argument("requirements", nargs=-1)
+@requirement_option(
+    "Requirements from FILE in pip's format (-r/-c inside, markers, --hash, index options); "
+    "a PEP 751 lock (pylock.toml, pylock.NAME.toml): exactly its wheels, no resolution. "
+    "Repeatable.",
+)
+@click.option(
+    "-c",
+    "--constraint",
+    "constraint_files",
+    multiple=True,
+    metavar="FILE",
+    type=REQUIREMENT_FILE,
+    help="Constraints from FILE in pip's format: versions allowed, nothing added. Repeatable.",
+)
 @click.option(
     "--cuda",
     metavar="VER",
@@ -168,6 +193,8 @@ log = logging.getLogger("wheelcache")
 def fetch_command(
     ctx: click.Context,
     requirements: tuple[str, ...],
+    requirement_files: tuple[Path, ...],
+    constraint_files: tuple[Path, ...],
     cuda: str | None,
     cpu: bool,
     variant: str | None,
@@ -193,13 +220,17 @@ def fetch_command(
     cache_dir: Path | None,
     as_json: bool,
 ) -> None:
-    """Resolve and download wheels for a target (default: torch torchvision torchaudio)."""
-    desc, make, auto = _target_choice(
-        target_file, python, platform_tag, glibc, variant_choice(cuda, cpu, variant)
-    )
+    """Resolve and download wheels for a target (default: torch torchvision torchaudio).
+
+    Every fetch also writes a hash-pinned requirements file and a PEP 751 lock of what it
+    fetched (pylock.VARIANT-ABI-PLATFORM.toml) beside the wheels.
+    """
+    lock, files = _inputs(requirements, requirement_files, constraint_files, torch_version)
+    choice = variant_choice(cuda, cpu, variant) or _variant_from(lock, files, torch_index)
+    desc, make, auto = _target_choice(target_file, python, platform_tag, glibc, choice)
     request = FetchRequest(
         target=make(None),
-        requirements=requirements or DEFAULT_REQUIREMENTS,
+        requirements=requirements,
         torch_version=torch_version,
         torch_index=torch_index,
         index_urls=_index_urls(torch_index, index_url, extra_index_url, offline),
@@ -214,6 +245,8 @@ def fetch_command(
         transfer=TransferSettings(
             connections=connections, split_size=split_size, stall_seconds=stall
         ),
+        files=files,
+        lock=lock,
     )
     cache = Cache(cache_dir or default_cache_dir())
     http = ctx.with_resource(http_session(request.http, offline=offline))  # one per command
@@ -227,6 +260,45 @@ def fetch_command(
         click.echo(json.dumps(result.to_dict(), indent=2))
     else:
         _render(result)
+
+
+def _inputs(
+    requirements: tuple[str, ...],
+    requirement_files: tuple[Path, ...],
+    constraint_files: tuple[Path, ...],
+    torch_version: str | None,
+) -> tuple[Path | None, RequirementSet | None]:
+    """``-r``/``-c``: a lock (alone: it says exactly what to fetch), or requirement files read
+    as pip reads them (``${NAME}`` from this process's environment)."""
+    locks = [p for p in requirement_files if is_lock_file(p)]
+    if locks:
+        others = len(requirement_files) > 1 or requirements or constraint_files or torch_version
+        if others:
+            raise click.UsageError(
+                f"{locks[0]} is a lock: it says exactly what to fetch; give it alone (no other "
+                "-r or -c, no REQUIREMENTs, no --torch)"
+            )
+        return locks[0], None
+    if not requirement_files and not constraint_files:
+        return None, None
+    inputs = read_requirement_files(requirement_files, constraint_files, environ=os.environ)
+    return None, inputs.requirements
+
+
+def _variant_from(lock: Path | None, files: RequirementSet | None, torch_index: str) -> str | None:
+    """The PyTorch variant the input names when no option chose one: a lock's torch build
+    (``+cu118``), or a requirements file's pin or PyTorch index URL."""
+    named = (
+        lock_variant(read_lock_file(lock))
+        if lock is not None
+        else named_variant(files, torch_index)
+        if files is not None
+        else None
+    )
+    if named is not None:
+        log.info("%s names the %s build of PyTorch; fetching it", named[1], named[0])
+        return named[0]
+    return None
 
 
 def _target_choice(
@@ -393,10 +465,18 @@ def _render(result: FetchResult) -> None:
         out(f"  {f.filename:<{width}}  {_human_size(f.size):>9}  {f.source}")
     if result.dry_run:
         return
+    if result.index_options:
+        out("\nIndex options from the requirement files:")
+        for line in result.index_options:
+            out(f"  {line}")
     out(f"\nHash-pinned requirements: {result.requirements_file}")
+    out(f"PEP 751 lock:             {result.lock_file}")
     out("\nInstall on the target with either:")
     out("  " + command_line(result.install_files_command))
     out("  " + command_line(result.install_find_links_command))
+    out("or from the lock, with pip 26.1 or newer, or uv:")
+    for cmd in result.install_lock_commands:
+        out("  " + command_line(cmd))
 
 
 def register(group: click.Group) -> None:

@@ -22,12 +22,14 @@ from wheelcache.store.cache import Cache
 
 __all__ = [
     "AGE",
+    "REQUIREMENT_FILE",
     "SIZE",
     "existing_cache",
     "writable_cache",
     "Parsed",
     "cache_dir_option",
     "command_line",
+    "requirement_option",
     "variant_choice",
 ]
 
@@ -62,6 +64,59 @@ def cache_dir_option(func: F) -> F:
         envvar="WHEELCACHE_CACHE_DIR",
         help="Cache location (default: platformdirs).",
     )(func)
+
+
+#: A requirements file or a PEP 751 lock named on the command line: a missing one is a usage
+#: error (exit 2), as any other bad argument.
+REQUIREMENT_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+_LEGACY_KEY = "wheelcache.legacy_requirement_files"
+
+
+def _legacy_alias(old: str) -> Callable[[click.Context, click.Parameter, Any], None]:
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+        if value:
+            click.echo(
+                f"wheelcache: warning: {old} is deprecated; use -r/--requirement FILE", err=True
+            )
+            ctx.meta[_LEGACY_KEY] = tuple(value)
+
+    return callback
+
+
+def _with_legacy(ctx: click.Context, param: click.Parameter, value: Any) -> tuple[Path, ...]:
+    return (*value, *ctx.meta.get(_LEGACY_KEY, ()))
+
+
+def requirement_option(help: str, *, old: str | None = None) -> Callable[[F], F]:
+    """``-r/--requirement FILE`` (repeatable): the same spelling and meaning in ``fetch``,
+    ``export``, ``serve`` and ``index``.  *old* is the command's former spelling, kept as a
+    hidden alias that prints one deprecation line; its files join ``requirement_files``."""
+
+    def decorate(func: F) -> F:
+        func = click.option(
+            "-r",
+            "--requirement",
+            "requirement_files",
+            multiple=True,
+            metavar="FILE",
+            type=REQUIREMENT_FILE,
+            callback=_with_legacy,
+            help=help,
+        )(func)
+        if old is not None:  # eager: its callback runs before -r's, which adds its files
+            func = click.option(
+                old,
+                "legacy_requirement_files",
+                multiple=True,
+                hidden=True,
+                type=REQUIREMENT_FILE,
+                expose_value=False,
+                is_eager=True,
+                callback=_legacy_alias(old),
+            )(func)
+        return func
+
+    return decorate
 
 
 class Parsed(click.ParamType):  # type: ignore[type-arg]

@@ -15,10 +15,11 @@ from typing import Any, TypeVar
 import click
 from packaging.version import Version
 
-from wheelcache.cli.options import cache_dir_option, command_line
+from wheelcache.cli.options import cache_dir_option, command_line, requirement_option
 from wheelcache.config import default_cache_dir
 from wheelcache.core.variants import is_torch_family
 from wheelcache.errors import WheelcacheError
+from wheelcache.reqfiles import is_lock_file
 from wheelcache.serve.publish import (
     CacheView,
     Pin,
@@ -47,14 +48,10 @@ def _common_options(func: F) -> F:
         multiple=True,
         help="Publish only this project (repeatable).",
     )(func)
-    func = click.option(
-        "-r",
-        "--requirements",
-        "requirement_files",
-        metavar="FILE",
-        multiple=True,
-        type=click.Path(dir_okay=False, path_type=Path),
-        help="Publish only what this requirements file pins (e.g. one `fetch` wrote).",
+    func = requirement_option(
+        "Publish only what FILE names: a requirements file (e.g. one `fetch` wrote) or a "
+        "PEP 751 lock (its wheels, by sha256). Repeatable.",
+        old="--requirements",
     )(func)
     return cache_dir_option(func)
 
@@ -93,10 +90,11 @@ def install_lines(
     host = f"[{url_host}]" if ":" in url_host else url_host
     index = f"http://{host}:{port}/simple/"
     trusted = [] if url_host in _LOOPBACK_HOSTS else ["--trusted-host", url_host]
-    if requirement_files:
-        what = [a for f in requirement_files for a in ("-r", str(f))]
-    else:
-        what = list(projects) or ["PACKAGE"]
+    what: list[str] = []
+    for f in requirement_files:
+        # A lock's URLs point at where the wheels came from, not at this index: name its pins.
+        what += [p.text for p in read_selection_file(f)] if is_lock_file(f) else ["-r", str(f)]
+    what = what or list(projects) or ["PACKAGE"]
     pip = ["pip", "install", "--index-url", index, *trusted, *what]
     uv = ["uv", "pip", "install", "--index-url", index, *what]
     return [command_line(pip), command_line(uv)]

@@ -39,12 +39,14 @@ from packaging.utils import NormalizedName, canonicalize_name, parse_wheel_filen
 from wheelcache.core.layout import safe_filename
 from wheelcache.core.models import Sha256
 from wheelcache.core.target import Target
+from wheelcache.core.variants import TORCH_FAMILY, variant_or_none
 from wheelcache.errors import LockFileError
 
 __all__ = [
     "LockSelection",
     "LockedWheel",
     "lock_filename",
+    "lock_variant",
     "parse_pylock",
     "select_locked",
 ]
@@ -94,6 +96,18 @@ def lock_filename(target: Target) -> str:
     """
     middle = f"{target.variant}-{target.abi}-{target.platform}".replace(".", "_")
     return f"pylock.{middle}.toml"
+
+
+def lock_variant(lock: Pylock) -> tuple[str, str] | None:
+    """The PyTorch variant a lock's torch builds carry (``+cu118``), and where, when they all
+    carry the same one; None otherwise (a CPU-only or torch-less lock, or a mix)."""
+    found: dict[str, str] = {}
+    for package in lock.packages:
+        if package.name in TORCH_FAMILY and package.version is not None:
+            variant = variant_or_none(package.version.local)
+            if variant is not None:
+                found.setdefault(variant, f"the lock's {package.name} {package.version}")
+    return next(iter(found.items())) if len(found) == 1 else None
 
 
 # -- reading -----------------------------------------------------------------------------------

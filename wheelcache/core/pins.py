@@ -30,6 +30,7 @@ from wheelcache.core.models import DistFile, Sha256
 from wheelcache.core.provider import CandidateSource, Req, Resolution
 from wheelcache.core.requirements_file import Location, ReqLine, RequirementSet
 from wheelcache.core.target import Target
+from wheelcache.core.variants import TORCH_FAMILY, variant_of_index_url, variant_or_none
 from wheelcache.errors import HashPinError, RequirementError, RequirementsFileError
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "PinnedSource",
     "Pins",
     "RequirementPlan",
+    "named_variant",
     "pinned_source",
     "plan_fetch",
     "plan_requirements",
@@ -204,6 +206,25 @@ def plan_fetch(
     asked = texts or (() if files.requirements else DEFAULT_REQUIREMENTS)
     roots, left_out = _command_line(asked, torch_version, target)
     return RequirementPlan((*roots, *plan.roots), plan.pins, (*left_out, *plan.left_out))
+
+
+def named_variant(rs: RequirementSet, torch_index: str) -> tuple[str, str] | None:
+    """The PyTorch variant requirement files name, and where: a torch-family pin with a
+    local version (``torch==2.4.0+cu118``), else an index option that is a variant tree of
+    *torch_index* (``--extra-index-url …/whl/cu118``).  None when they name none."""
+    for line in (*rs.requirements, *rs.constraints):
+        if line.name not in TORCH_FAMILY:
+            continue
+        for spec in line.requirement.specifier:
+            if spec.operator in ("==", "===") and "+" in spec.version:
+                variant = variant_or_none(spec.version.split("+", 1)[1])
+                if variant is not None:
+                    return variant, f"{line.where} ({line.requirement})"
+    for option in rs.index_options:
+        variant = variant_of_index_url(option.value or "", torch_index)
+        if variant is not None:
+            return variant, f"{option.where} ({option})"
+    return None
 
 
 def unpinned(plan: RequirementPlan, resolution: Resolution) -> list[NormalizedName]:

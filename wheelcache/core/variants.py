@@ -20,6 +20,8 @@ __all__ = [
     "parse_cuda",
     "parse_variant",
     "torch_index_for",
+    "variant_of_index_url",
+    "variant_or_none",
 ]
 
 DEFAULT_TORCH_INDEX = "https://download.pytorch.org/whl/{variant}"
@@ -106,6 +108,37 @@ def parse_variant(value: str) -> str:
     if v in KNOWN_VARIANTS or _VARIANT_RE.match(v):
         return v
     raise TargetError(f"{value!r} is not a PyTorch variant; known: {', '.join(KNOWN_VARIANTS)}")
+
+
+def variant_or_none(value: str | None) -> str | None:
+    """*value* as a variant name if it is one (``cu118`` in ``2.4.0+cu118``), else None.
+
+    >>> variant_or_none("cu118"), variant_or_none("abc"), variant_or_none(None)
+    ('cu118', None, None)
+    """
+    if not value:
+        return None
+    v = value.strip().lower()
+    return v if v in KNOWN_VARIANTS or _VARIANT_RE.match(v) else None
+
+
+def variant_of_index_url(url: str, template: str) -> str | None:
+    """The variant a URL names in a ``{variant}`` template of the PyTorch index.
+
+    >>> t = "https://idx.invalid/whl/{variant}"
+    >>> variant_of_index_url("https://idx.invalid/whl/cu121/", t)
+    'cu121'
+    >>> variant_of_index_url("https://idx.invalid/simple", t) is None
+    True
+    """
+    if "{variant}" not in template:
+        return None
+    head, tail = template.split("{variant}", 1)
+    url, tail = url.rstrip("/"), tail.rstrip("/")
+    if not (url.startswith(head) and url.endswith(tail)) or len(url) <= len(head) + len(tail):
+        return None
+    middle = url[len(head) : len(url) - len(tail)]
+    return variant_or_none(middle) if "/" not in middle else None
 
 
 def torch_index_for(template: str, variant: str) -> tuple[str, bool]:
