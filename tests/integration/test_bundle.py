@@ -558,7 +558,7 @@ def test_fetched_closures_export_by_pin_target_and_lock(
     # The requirements file fetch wrote, as a lock: the same files, the same pins.
     by_lock = tmp_path / "by-lock"
     lock = cache / "wheels-v1" / "requirements-cu118-cp39-win_amd64.txt"
-    assert cli("export", str(by_lock), "--lock", str(lock), *c).exit_code == 0
+    assert cli("export", str(by_lock), "-r", str(lock), *c).exit_code == 0
     assert {p.name for p in (by_lock / "wheels").glob("*.whl")} == WIN_CU118_PY39
     assert (by_lock / "requirements.txt").read_text() == (by_pin / "requirements.txt").read_text()
     manifest = json.loads((by_lock / "manifest.json").read_text())

@@ -106,6 +106,27 @@ def test_fetch_r_lock_takes_uvs_wheels_and_its_variant(
     assert data["target"]["variant"] == "cu118"
     assert {f["filename"] for f in data["files"]} == WIN_CU118_PY39
     assert data["lock_file"].endswith("pylock.cu118-cp39-win_amd64.toml")
+    # The README's round trip: export the lock for the same target.
+    bundle = tmp_path / "bundle"
+    exported = CliRunner().invoke(
+        main,
+        [
+            "export",
+            str(bundle),
+            "-r",
+            str(lock),
+            "--cuda",
+            "118",
+            "--cache-dir",
+            str(tmp_path / "c"),
+        ],
+    )
+    assert exported.exit_code == 0, exported.stderr
+    assert {p.name for p in (bundle / "wheels").glob("*.whl")} == WIN_CU118_PY39
+    carried = read_lock_file(bundle / "pylock.cu118-cp39-win_amd64.toml")
+    assert {w.path for p in carried.packages for w in p.wheels or ()} == {
+        f"wheels/{n}" for n in WIN_CU118_PY39
+    }
 
 
 def test_a_lock_is_given_alone(torch_index: TorchIndex, tmp_path: Path) -> None:
