@@ -77,6 +77,8 @@ def _render_export(result: ExportResult, requested: tuple[str, ...]) -> None:
             f"        FILE: the host's own of {', '.join(result.requirement_files)} (wheels for "
             "several targets, so no install scripts; see README.txt)"
         )
+    for lock in result.lock_files:
+        out(f"  python -m pip install --no-index -r {lock}   or uv pip install --offline -r …")
     if result.left_out:
         out(
             f"        DIR: a folder with the {result.left_out} wheel(s) left out, such as that "

@@ -139,7 +139,7 @@ def serve_command(
     if len(mixed) > 1:
         log.warning(
             "this selection holds torch builds of several variants (%s): pip may mix them; "
-            "serve one with --requirements FILE (a requirements-*.txt that fetch wrote)",
+            "serve one with -r FILE (a requirements-*.txt or pylock.*.toml that fetch wrote)",
             ", ".join(sorted(mixed)),
         )
     url_host = socket.gethostname() if host in _WILDCARD_HOSTS else host
