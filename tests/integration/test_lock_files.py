@@ -17,7 +17,7 @@ from wheelcache.bundle.export import export_bundle
 from wheelcache.bundle.importer import import_bundle
 from wheelcache.bundle.select import select_wheels
 from wheelcache.core.target import Target, make_target
-from wheelcache.errors import HashMismatchError, LockFileError
+from wheelcache.errors import CacheError, HashMismatchError, LockFileError
 from wheelcache.jobs.fetch import FetchRequest, FetchResult, fetch
 from wheelcache.net.client import http_session
 from wheelcache.reqfiles import read_lock_file
@@ -174,6 +174,11 @@ def test_a_lock_beside_its_wheels_needs_no_network(
     with pytest.raises(HashMismatchError, match="hash mismatch for sympy-1.13.1"):
         fetch_lock(torch_index, tmp_path / "c", folder / first.lock_file.name, offline=True)
     assert Cache(tmp_path / "c").catalog.by_filename("sympy-1.13.1-py3-none-any.whl") == []
+    # A symlink beside the lock is not a file beside it (it could name any file on the disk).
+    (folder / "sympy-1.13.1-py3-none-any.whl").unlink()
+    (folder / "sympy-1.13.1-py3-none-any.whl").symlink_to(Path(first.files[0].path).resolve())
+    with pytest.raises(CacheError, match="neither in the cache nor beside the lock"):
+        fetch_lock(torch_index, tmp_path / "d", folder / first.lock_file.name, offline=True)
 
 
 def test_round_trip_uv_then_export_then_import(torch_index: TorchIndex, tmp_path: Path) -> None:

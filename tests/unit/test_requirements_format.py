@@ -135,6 +135,8 @@ def test_markers_and_extras_are_kept_for_the_target_to_judge() -> None:
         ("./x-1.0-py3-none-any.whl\n", "./x-1.0-py3-none-any.whl is a local path"),
         ("x @ file:///w/x-1.0-py3-none-any.whl\n", "is not an http(s) URL"),
         ("./src/project\n", "./src/project is a local path"),
+        ("-i /srv/simple\n", "r.txt:1: --index-url /srv/simple is not an http:// or https:// URL"),
+        ("--extra-index-url ftp://x.invalid/\n", "--extra-index-url ftp://x.invalid/ is not an"),
     ],
 )
 def test_bad_lines_name_file_and_line(text: str, message: str) -> None:

@@ -352,6 +352,11 @@ def _requirement_line(
     return ReqLine(where, req, sha, constraint), ignored
 
 
+def _http_url(value: str) -> bool:
+    parts = urlsplit(value)
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
 def _option_line(line: str, where: Location, constraint: bool) -> list[Entry]:
     out: list[Entry] = []
     for name, value in _parse_options(line, _FILE_OPTIONS, where):
@@ -362,6 +367,8 @@ def _option_line(line: str, where: Location, constraint: bool) -> list[Entry]:
             raise _fail(where, f"-e {value}: an editable install {_NEEDS_BUILD}")
         elif name == "--no-binary" and value != ":none:":
             raise _fail(where, f"--no-binary {value} asks for source builds: it {_NEEDS_BUILD}")
+        elif name in ("--index-url", "--extra-index-url") and not _http_url(value or ""):
+            raise _fail(where, f"{name} {value} is not an http:// or https:// URL")
         else:
             out.append(Option(where, name, value))
     return out

@@ -49,7 +49,8 @@ def locked_files(selection: LockSelection, lock_path: Path) -> list[LockedFile]:
         local = None
         if w.path is not None:
             beside = lock_path.parent.joinpath(*PurePosixPath(w.path.replace("\\", "/")).parts)
-            local = beside if beside.is_file() else None
+            # A symlink could name any file on this disk: only plain files beside the lock.
+            local = beside if beside.is_file() and not beside.is_symlink() else None
         if w.url is None and local is None:
             raise LockFileError(
                 str(lock_path),
