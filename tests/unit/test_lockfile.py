@@ -12,7 +12,7 @@ import pytest
 from packaging.pylock import Pylock
 
 from wheelcache.core.lockfile import LockedWheel, lock_filename, parse_pylock, select_locked
-from wheelcache.core.lockwrite import build_pylock, render_pylock
+from wheelcache.core.lockwrite import build_pylock, pylock_text, render_pylock
 from wheelcache.core.models import Sha256
 from wheelcache.core.target import Target, make_target
 from wheelcache.errors import LockFileError
@@ -275,6 +275,7 @@ def test_the_lock_we_write_reads_back_and_selects_what_was_fetched() -> None:
     text = render_pylock(lock)
     back = lock_of(tomllib.loads(text))
     assert back == lock
+    assert pylock_text(_fetched(WIN39), WIN39) == text  # the fast path writes the same
     assert back.created_by == "wheelcache"
     assert [str(m) for m in back.environments or ()] == [
         'sys_platform == "win32" and platform_machine == "AMD64" and '

@@ -31,7 +31,7 @@ from packaging.version import InvalidVersion, Version
 
 from wheelcache import __version__
 from wheelcache.core.lockfile import LockedWheel, lock_filename
-from wheelcache.core.lockwrite import build_pylock, render_pylock
+from wheelcache.core.lockwrite import pylock_text
 from wheelcache.core.models import Sha256
 from wheelcache.core.target import Target
 from wheelcache.core.units import human_size
@@ -112,7 +112,7 @@ def render_lock(rows: Sequence[CatalogRow], target: Target) -> tuple[str, str]:
         )
         for r in _pinned_rows(rows)
     ]
-    return lock_filename(target), render_pylock(build_pylock(wheels, target))
+    return lock_filename(target), pylock_text(wheels, target)
 
 
 def _version_key(version: str) -> tuple[int, Version | None, str]:

@@ -17,10 +17,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from packaging.markers import Marker
-from packaging.pylock import Package, PackageWheel, Pylock, PylockValidationError
-from packaging.specifiers import SpecifierSet
+from packaging.pylock import Pylock, PylockValidationError
 from packaging.utils import NormalizedName
-from packaging.version import Version
 
 from wheelcache.core.lockfile import LockedWheel, lock_filename
 from wheelcache.core.target import Target
@@ -30,7 +28,9 @@ __all__ = [
     "CREATED_BY",
     "build_pylock",
     "environment_marker",
+    "lock_document",
     "parse_upload_time",
+    "pylock_text",
     "render_pylock",
 ]
 
@@ -87,26 +87,22 @@ def environment_marker(target: Target) -> Marker:
     return Marker(" and ".join(f"{k} == {json.dumps(env[k])}" for k in keys))
 
 
-def _package(group: Sequence[LockedWheel]) -> Package:
-    return Package(
-        name=group[0].project,
-        version=Version(group[0].version),
-        wheels=[
-            PackageWheel(
-                name=w.filename,
-                url=w.url,
-                path=w.path,
-                size=w.size,
-                upload_time=parse_upload_time(w.upload_time),
-                hashes={"sha256": w.sha256},
-            )
-            for w in group
-        ],
-    )
+def _wheel(w: LockedWheel) -> dict[str, Any]:
+    # Keys in packaging's order, so that this and render_pylock write the same text.
+    entry: dict[str, Any] = {
+        "name": w.filename,
+        "upload-time": parse_upload_time(w.upload_time),
+        "url": w.url,
+        "path": w.path,
+        "size": w.size,
+        "hashes": {"sha256": w.sha256},
+    }
+    return {k: v for k, v in entry.items() if v is not None}
 
 
-def build_pylock(wheels: Sequence[LockedWheel], target: Target) -> Pylock:
-    """A lock for *target* holding exactly *wheels*, validated by packaging.
+def lock_document(wheels: Sequence[LockedWheel], target: Target) -> dict[str, Any]:
+    """The TOML document of a lock for *target* holding exactly *wheels* (not yet validated:
+    :func:`build_pylock` does that).
 
     Wheels of one project become one package (an installer takes the best of its wheels);
     two versions of one project cannot both be meant for one target and are refused.
@@ -121,20 +117,37 @@ def build_pylock(wheels: Sequence[LockedWheel], target: Target) -> Pylock:
                 f"{target.describe()}",
             )
         group.append(w)
-    packages = [_package(g) for g in groups.values()]
-    lock = Pylock(
-        lock_version=Version("1.0"),
-        environments=[environment_marker(target)],
-        requires_python=SpecifierSet(f"=={target.python[0]}.{target.python[1]}.*"),
-        created_by=CREATED_BY,
-        packages=packages,
-        tool={"wheelcache": {"target": target.describe()}},
-    )
+    return {
+        "lock-version": "1.0",
+        "environments": [str(environment_marker(target))],
+        "requires-python": f"=={target.python[0]}.{target.python[1]}.*",
+        "created-by": CREATED_BY,
+        "packages": [
+            {"name": name, "version": g[0].version, "wheels": [_wheel(w) for w in g]}
+            for name, g in groups.items()
+        ],
+        "tool": {"wheelcache": {"target": target.describe()}},
+    }
+
+
+def _validated(document: Mapping[str, Any], target: Target) -> Pylock:
     try:
-        lock.validate()
+        return Pylock.from_dict(document)
     except PylockValidationError as exc:  # our own data: a bug, but say what
         raise LockFileError(lock_filename(target), f"the lock written is not valid: {exc}") from exc
-    return lock
+
+
+def build_pylock(wheels: Sequence[LockedWheel], target: Target) -> Pylock:
+    """A lock for *target* holding exactly *wheels*, validated by packaging."""
+    return _validated(lock_document(wheels, target), target)
+
+
+def pylock_text(wheels: Sequence[LockedWheel], target: Target) -> str:
+    """:func:`build_pylock` as TOML text: the document is validated by packaging, then
+    written as it is (one dict, not a dataclass copied back into one)."""
+    document = lock_document(wheels, target)
+    _validated(document, target)
+    return _render(document)
 
 
 def _string(value: str) -> str:
@@ -186,7 +199,8 @@ def _emit(lines: list[str], prefix: str, table: Mapping[str, Any]) -> None:
 def render_pylock(lock: Pylock) -> str:
     """The lock as TOML text, keys in the order packaging gives them.
 
-    >>> from packaging.pylock import Pylock
+    >>> from packaging.pylock import Package, PackageWheel, Pylock
+    >>> from packaging.version import Version
     >>> lock = Pylock(lock_version=Version("1.0"), created_by="wheelcache", packages=[
     ...     Package(name="mpmath", version=Version("1.3.0"), wheels=[PackageWheel(
     ...         name="mpmath-1.3.0-py3-none-any.whl", path="mpmath-1.3.0-py3-none-any.whl",
@@ -206,6 +220,10 @@ def render_pylock(lock: Pylock) -> str:
     hashes = { sha256 = "000...000" }
     <BLANKLINE>
     """
+    return _render(lock.to_dict())
+
+
+def _render(document: Mapping[str, Any]) -> str:
     lines = list(_HEADER)
-    _emit(lines, "", lock.to_dict())
+    _emit(lines, "", document)
     return "\n".join(lines) + "\n"

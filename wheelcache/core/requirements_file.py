@@ -214,7 +214,9 @@ def _parse_options(
 ) -> list[tuple[str, str | None]]:
     """Tokens of an option string → ``[(canonical name, value)]``; unknown ones are errors."""
     try:
-        tokens = shlex.split(text)
+        # shlex reads a character at a time; without quotes or escapes it is str.split (a
+        # pip-compile file of 2000 pins with 8 hashes each: 4.4 s with shlex, 0.2 s without).
+        tokens = shlex.split(text) if any(c in text for c in "'\"\\") else text.split()
     except ValueError as exc:
         raise _fail(where, f"cannot split the options {text!r}: {exc}") from exc
     out: list[tuple[str, str | None]] = []

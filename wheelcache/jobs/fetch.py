@@ -29,7 +29,7 @@ from packaging.utils import canonicalize_name
 
 from wheelcache.core.evaluator import Candidate
 from wheelcache.core.lockfile import LockedWheel, lock_filename
-from wheelcache.core.lockwrite import build_pylock, render_pylock
+from wheelcache.core.lockwrite import pylock_text
 from wheelcache.core.models import Sha256
 from wheelcache.core.pins import (
     DEFAULT_REQUIREMENTS,
@@ -455,8 +455,7 @@ def _write_outputs(
     req_file = wheels_dir / req_name
     cache.write_atomic(req_file, _requirements_text(files).encode())
     lock_file = wheels_dir / lock_filename(target)
-    lock = build_pylock([f.locked() for f in files], target)
-    cache.write_atomic(lock_file, render_pylock(lock).encode())
+    cache.write_atomic(lock_file, pylock_text([f.locked() for f in files], target).encode())
     downloaded = downloader.downloaded_bytes if downloader is not None else 0
     return FetchResult(
         target,
