@@ -298,18 +298,7 @@ def fetch(
         if request.dry_run:
             if http is not None:
                 _learn_sizes(http, finder, resolution.candidates, request.jobs)
-            sizes = finder.metadata.sizes
-            plan_files = tuple(_planned(c, cache, sizes, resolution) for c in resolution.candidates)
-            return FetchResult(
-                request.target,
-                requested,
-                plan_files,
-                Path(cache.layout.wheels),
-                None,
-                True,
-                0,
-                index_options=request.files.reported() if request.files else (),
-            )
+            return _plan(request, cache, requested, resolution, finder.metadata.sizes)
         wheels = _download(resolution, cache, finder, downloader)
         return _write_outputs(request, cache, resolution, requested, wheels, downloader)
     except BaseException:
@@ -479,11 +468,23 @@ def _fetch_lock(
     resolution = Resolution(tuple(lf.candidate for lf in files), {})
     requested = tuple(f"{c.name}=={c.version}" for c in resolution.candidates)
     if request.dry_run:
-        plan = tuple(_planned(c, cache, {}, resolution) for c in resolution.candidates)
-        wheels_dir = Path(cache.layout.wheels)
-        return FetchResult(request.target, requested, plan, wheels_dir, None, True, 0)
+        return _plan(request, cache, requested, resolution, {})
     wheels = fetch_locked(files, cache, downloader)
     return _write_outputs(request, cache, resolution, requested, wheels, downloader)
+
+
+def _plan(
+    request: FetchRequest,
+    cache: Cache,
+    requested: tuple[str, ...],
+    resolution: Resolution,
+    sizes: Mapping[str, int],
+) -> FetchResult:
+    """``--dry-run``: what would be fetched, and what the cache has already."""
+    plan = tuple(_planned(c, cache, sizes, resolution) for c in resolution.candidates)
+    index = request.files.reported() if request.files else ()
+    wheels_dir = Path(cache.layout.wheels)
+    return FetchResult(request.target, requested, plan, wheels_dir, None, True, 0, None, index)
 
 
 def _learn_sizes(http: Http, finder: IndexFinder, cands: Sequence[Candidate], jobs: int) -> None:
