@@ -34,7 +34,13 @@ def uv_indexes(ti: TorchIndex, variant: str = "cu118") -> tuple[str, ...]:
 
 
 def fetch_lock(
-    ti: TorchIndex, cache: Path, lock: Path, target: Target = WIN39, *, offline: bool = False
+    ti: TorchIndex,
+    cache: Path,
+    lock: Path,
+    target: Target = WIN39,
+    *,
+    offline: bool = False,
+    dry_run: bool = False,
 ) -> FetchResult:
     request = FetchRequest(
         target=target,
@@ -42,6 +48,7 @@ def fetch_lock(
         torch_index=ti.torch_index_url,
         lock=lock,
         offline=offline,
+        dry_run=dry_run,
     )
     with http_session(None, offline=offline) as http:
         return fetch(request, Cache(cache), http=http)
@@ -75,8 +82,12 @@ def uv_win_lock(torch_index: TorchIndex, tmp_path: Path) -> Path:
 def test_a_uv_lock_fetches_exactly_uvs_choice(
     torch_index: TorchIndex, tmp_path: Path, uv_win_lock: Path
 ) -> None:
-    result = fetch_lock(torch_index, tmp_path / "cache", uv_win_lock)
     uv_choice = lock_wheels(uv_win_lock)
+    plan = fetch_lock(torch_index, tmp_path / "cache", uv_win_lock, dry_run=True)
+    assert plan.dry_run and {f.filename for f in plan.files} == set(uv_choice)
+    assert {f.source for f in plan.files} == {"planned"} and plan.lock_file is None
+    assert sum(len(s.requests) for s in torch_index.servers) == 0
+    result = fetch_lock(torch_index, tmp_path / "cache", uv_win_lock)
     assert {f.filename: f.sha256 for f in result.files} == uv_choice
     assert set(uv_choice) == WIN_CU118_PY39
     assert requests(torch_index, "/simple/") == [] and requests(torch_index, "/whl/cu118/") != []
