@@ -230,3 +230,21 @@ def test_old_spellings_work_and_say_so_once(torch_index: TorchIndex, tmp_path: P
     assert exported.exit_code == 0, exported.stderr
     assert exported.stderr.count("--lock is deprecated; use -r/--requirement FILE") == 1
     assert (tmp_path / "bundle" / "wheels" / "mpmath-1.3.0-py3-none-any.whl").is_file()
+
+
+def test_serve_names_a_locks_pins_not_the_lock(tmp_path: Path) -> None:
+    """A lock's URLs point at where its wheels came from; a LAN client installs its pins."""
+    from wheelcache.cli.serve import install_lines
+
+    lock = write(
+        tmp_path / "pylock.toml",
+        'lock-version = "1.0"\ncreated-by = "x"\n[[packages]]\nname = "torch"\n'
+        'version = "2.4.0+cu118"\nwheels = [{ url = "https://x.invalid/torch-2.4.0+cu118-'
+        'cp39-cp39-win_amd64.whl", hashes = { sha256 = "' + "a" * 64 + '" } }]\n',
+    )
+    req = write(tmp_path / "r.txt", "numpy\n")
+    pip, uv = install_lines("127.0.0.1", 8000, (lock, req), ())
+    assert (
+        pip == f"pip install --index-url http://127.0.0.1:8000/simple/ torch==2.4.0+cu118 -r {req}"
+    )
+    assert uv.endswith(f"torch==2.4.0+cu118 -r {req}")
