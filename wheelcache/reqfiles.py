@@ -1,8 +1,9 @@
 """Requirement files and PEP 751 lock files on disk: read into the core's values.
 
-The parsing is pure (:mod:`wheelcache.core.requirements_file`, :mod:`wheelcache.core.lockfile`); this
-module is the edge that opens files.  It sits low (it needs nothing but the core) because
-``fetch``, ``serve``, ``index`` and ``export`` all read the same files with the same rules.
+The parsing is pure (:mod:`wheelcache.core.requirements_file`,
+:mod:`wheelcache.core.lockfile`); this module is the edge that opens files.  It sits low (it
+needs nothing but the core) because ``fetch``, ``serve``, ``index`` and ``export`` all read the
+same files with the same rules.
 
 * A requirements file is followed through its ``-r``/``-c`` lines, each path relative to the
   file that names it, as pip does.  Files are bounded (size, count, depth) and a file that
