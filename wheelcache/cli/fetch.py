@@ -13,7 +13,6 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import click
 
@@ -21,17 +20,18 @@ from wheelcache.cli.options import (
     REQUIREMENT_FILE,
     SIZE,
     cache_dir_option,
+    check_url,
     command_line,
+    mirror_option,
     requirement_option,
+    upstream_options,
     variant_choice,
 )
 from wheelcache.cli.progress import TqdmReporter
 from wheelcache.config import (
-    config_file_path,
     default_cache_dir,
     host_platform,
     host_python,
-    load_config_file,
     pip_index_urls,
 )
 from wheelcache.core.cuda import AUTO, gpu_warning
@@ -40,7 +40,7 @@ from wheelcache.core.pins import named_variant
 from wheelcache.core.requirements_file import RequirementSet
 from wheelcache.core.target import Target, make_target
 from wheelcache.core.units import human_size
-from wheelcache.core.variants import DEFAULT_TORCH_INDEX, KNOWN_VARIANTS
+from wheelcache.core.variants import KNOWN_VARIANTS
 from wheelcache.errors import TargetError, WheelcacheError
 from wheelcache.host.targetfile import (
     TargetDescription,
@@ -54,7 +54,6 @@ from wheelcache.jobs.fetch import (
     torch_available,
 )
 from wheelcache.net.client import HttpSettings, http_session
-from wheelcache.net.indexes import Mirror
 from wheelcache.net.pages import PageStore
 from wheelcache.net.transfer import TransferSettings
 from wheelcache.reqfiles import is_lock_file, read_lock_file, read_requirement_files
@@ -111,35 +110,7 @@ log = logging.getLogger("wheelcache")
     "markers).",
 )
 @click.option("--torch", "torch_version", metavar="VERSION", help="Pin torch; companions follow.")
-@click.option(
-    "--torch-index",
-    metavar="URL",
-    default=DEFAULT_TORCH_INDEX,
-    show_default=True,
-    envvar="WHEELCACHE_TORCH_INDEX",
-    help='PyTorch index; "{variant}" in it is replaced.',
-)
-@click.option(
-    "--index-url",
-    metavar="URL",
-    envvar="WHEELCACHE_INDEX_URL",
-    help="Index for everything else (default: pip's configuration).",
-)
-@click.option(
-    "--extra-index-url",
-    metavar="URL",
-    multiple=True,
-    help="More indexes, tried in order after --index-url.",
-)
-@click.option(
-    "--mirror",
-    "mirrors",
-    multiple=True,
-    metavar="NAME|URL",
-    help="A PyTorch wheel mirror: a PEP 503 tree URL (may hold {variant}), flat+URL for a "
-    "directory listing, or a NAME from [mirrors.NAME] in the config file. Bytes come from "
-    "the mirror, hashes from the official index.",
-)
+@upstream_options
 @click.option("--pre", is_flag=True, help="Allow pre-releases.")
 @click.option("--no-deps", is_flag=True, help="Only the requested projects.")
 @click.option(
@@ -234,7 +205,7 @@ def fetch_command(
         torch_version=torch_version,
         torch_index=torch_index,
         index_urls=_index_urls(torch_index, index_url, extra_index_url, offline),
-        mirrors=tuple(_mirror(m) for m in mirrors),
+        mirrors=tuple(mirror_option(m) for m in mirrors),
         allow_prereleases=pre,
         no_deps=no_deps,
         offline=offline,
@@ -338,7 +309,7 @@ def _index_urls(
 ) -> tuple[str, ...]:
     """Where everything but the torch family comes from: the options, else pip's config."""
     for url in (torch_index, index_url, *extra):
-        _check_url(url)
+        check_url(url)
     if index_url:
         return (index_url, *extra)
     if offline and not extra:
@@ -395,38 +366,6 @@ def _auto_variant(
                 f"--cuda auto: no CUDA variant on {request.torch_index} has torch "
                 f"for {candidate.target.describe()}"
             )
-
-
-def _check_url(url: str | None) -> None:
-    """Refuse what is not an http(s) URL before any request (a usage error, exit 2)."""
-    if url is None:
-        return
-    parts = urlsplit(url.replace("{variant}", "cpu"))
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise click.UsageError(f"{url!r} is not an http:// or https:// URL")
-    try:
-        _ = parts.port  # raises for a port out of range or not a number
-    except ValueError as exc:
-        raise click.UsageError(f"{url!r}: {exc}") from exc
-
-
-def _mirror(value: str) -> Mirror:
-    """A ``--mirror`` value: a URL, or the name of a ``[mirrors.NAME]`` table in the config."""
-    if "://" in value:
-        mirror = Mirror.parse(value)
-        _check_url(mirror.url)
-        return mirror
-    table = load_config_file(config_file_path()).get("mirrors", {}).get(value)
-    if not isinstance(table, dict) or "url" not in table:
-        raise click.UsageError(
-            f"unknown mirror {value!r}: give a URL, or define it in {config_file_path()} as "
-            f'[mirrors.{value}] with url = "https://…/{{variant}}" and layout = "pep503" or "flat"'
-        )
-    _check_url(str(table["url"]))
-    layout = str(table.get("layout", "pep503"))
-    if layout not in ("pep503", "flat"):
-        raise click.UsageError(f"mirror {value!r}: layout must be pep503 or flat, not {layout!r}")
-    return Mirror(str(table["url"]), layout)
 
 
 def _quiet_pip_indexes() -> list[str]:

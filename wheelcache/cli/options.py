@@ -8,28 +8,33 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import click
 from click.core import ParameterSource
 
-from wheelcache.config import default_cache_dir
+from wheelcache.config import config_file_path, default_cache_dir, load_config_file
 from wheelcache.core.cuda import AUTO
 from wheelcache.core.layout import CacheLayout
 from wheelcache.core.units import parse_age, parse_size
-from wheelcache.core.variants import parse_cuda, parse_variant
+from wheelcache.core.variants import DEFAULT_TORCH_INDEX, parse_cuda, parse_variant
 from wheelcache.errors import CacheError
+from wheelcache.net.indexes import Mirror
 from wheelcache.store.cache import Cache
 
 __all__ = [
     "AGE",
     "REQUIREMENT_FILE",
     "SIZE",
-    "existing_cache",
-    "writable_cache",
     "Parsed",
     "cache_dir_option",
+    "check_url",
     "command_line",
+    "existing_cache",
+    "mirror_option",
     "requirement_option",
+    "upstream_options",
+    "writable_cache",
     "variant_choice",
 ]
 
@@ -117,6 +122,72 @@ def requirement_option(help: str, *, old: str | None = None) -> Callable[[F], F]
         return func
 
     return decorate
+
+
+def upstream_options(func: F) -> F:
+    """``--torch-index``, ``--index-url``, ``--extra-index-url``, ``--mirror``: where wheels
+    come from, the same for ``fetch`` and ``serve --pull``."""
+    func = click.option(
+        "--mirror",
+        "mirrors",
+        multiple=True,
+        metavar="NAME|URL",
+        help="A PyTorch wheel mirror: a PEP 503 tree URL (may hold {variant}), flat+URL for a "
+        "directory listing, or a NAME from [mirrors.NAME] in the config file. Bytes come from "
+        "the mirror, hashes from the official index.",
+    )(func)
+    func = click.option(
+        "--extra-index-url",
+        metavar="URL",
+        multiple=True,
+        help="More indexes, tried in order after --index-url.",
+    )(func)
+    func = click.option(
+        "--index-url",
+        metavar="URL",
+        envvar="WHEELCACHE_INDEX_URL",
+        help="Index for everything else (default: pip's configuration).",
+    )(func)
+    return click.option(
+        "--torch-index",
+        metavar="URL",
+        default=DEFAULT_TORCH_INDEX,
+        show_default=True,
+        envvar="WHEELCACHE_TORCH_INDEX",
+        help='PyTorch index; "{variant}" in it is replaced.',
+    )(func)
+
+
+def check_url(url: str | None) -> None:
+    """Refuse what is not an http(s) URL before any request (a usage error, exit 2)."""
+    if url is None:
+        return
+    parts = urlsplit(url.replace("{variant}", "cpu"))
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise click.UsageError(f"{url!r} is not an http:// or https:// URL")
+    try:
+        _ = parts.port  # raises for a port out of range or not a number
+    except ValueError as exc:
+        raise click.UsageError(f"{url!r}: {exc}") from exc
+
+
+def mirror_option(value: str) -> Mirror:
+    """A ``--mirror`` value: a URL, or the name of a ``[mirrors.NAME]`` table in the config."""
+    if "://" in value:
+        mirror = Mirror.parse(value)
+        check_url(mirror.url)
+        return mirror
+    table = load_config_file(config_file_path()).get("mirrors", {}).get(value)
+    if not isinstance(table, dict) or "url" not in table:
+        raise click.UsageError(
+            f"unknown mirror {value!r}: give a URL, or define it in {config_file_path()} as "
+            f'[mirrors.{value}] with url = "https://…/{{variant}}" and layout = "pep503" or "flat"'
+        )
+    check_url(str(table["url"]))
+    layout = str(table.get("layout", "pep503"))
+    if layout not in ("pep503", "flat"):
+        raise click.UsageError(f"mirror {value!r}: layout must be pep503 or flat, not {layout!r}")
+    return Mirror(str(table["url"]), layout)
 
 
 class Parsed(click.ParamType):  # type: ignore[type-arg]

@@ -15,10 +15,18 @@ from typing import Any, TypeVar
 import click
 from packaging.version import Version
 
-from wheelcache.cli.options import cache_dir_option, command_line, requirement_option
-from wheelcache.config import default_cache_dir
+from wheelcache.cli.options import (
+    cache_dir_option,
+    check_url,
+    command_line,
+    mirror_option,
+    requirement_option,
+    upstream_options,
+)
+from wheelcache.config import default_cache_dir, pip_index_urls
 from wheelcache.core.variants import is_torch_family
 from wheelcache.errors import WheelcacheError
+from wheelcache.net.indexes import Mirror
 from wheelcache.reqfiles import is_lock_file
 from wheelcache.serve.publish import (
     CacheView,
@@ -27,6 +35,8 @@ from wheelcache.serve.publish import (
     Selection,
     read_selection_file,
 )
+from wheelcache.serve.pull import Upstreams
+from wheelcache.serve.pull_server import PullSettings, make_pull_server
 from wheelcache.serve.server import IndexServer
 from wheelcache.serve.static_index import SNIPPET_NAME, write_static_index
 from wheelcache.store.cache import Cache
@@ -76,7 +86,11 @@ def _torch_variants(files: Iterable[PublishedFile]) -> set[str]:
 
 
 def install_lines(
-    url_host: str, port: int, requirement_files: tuple[Path, ...], projects: tuple[str, ...]
+    url_host: str,
+    port: int,
+    requirement_files: tuple[Path, ...],
+    projects: tuple[str, ...],
+    path: str = "/simple/",
 ) -> list[str]:
     """The ``pip`` and ``uv`` command lines a client on the LAN types, for *url_host*.
 
@@ -88,7 +102,7 @@ def install_lines(
     'pip install --index-url http://gpu-box:8000/simple/ --trusted-host gpu-box PACKAGE'
     """
     host = f"[{url_host}]" if ":" in url_host else url_host
-    index = f"http://{host}:{port}/simple/"
+    index = f"http://{host}:{port}{path}"
     trusted = [] if url_host in _LOOPBACK_HOSTS else ["--trusted-host", url_host]
     what: list[str] = []
     for f in requirement_files:
@@ -116,24 +130,57 @@ def install_lines(
     envvar="WHEELCACHE_PORT",
     help="TCP port; 0 picks a free one.",
 )
+@click.option(
+    "--pull",
+    is_flag=True,
+    help="Pull-through cache: what is not cached is fetched from the upstream indexes once "
+    "and streamed to every client asking (/whl/<variant>/ and /simple/).",
+)
+@upstream_options
+@click.option(
+    "--page-ttl",
+    type=click.FloatRange(0, 86400),
+    default=600.0,
+    show_default=True,
+    help="With --pull: seconds an upstream page stays fresh when upstream gives no max-age.",
+)
 @_common_options
+@click.pass_context
 def serve_command(
+    ctx: click.Context,
     host: str,
     port: int,
+    pull: bool,
+    torch_index: str,
+    index_url: str | None,
+    extra_index_url: tuple[str, ...],
+    mirrors: tuple[str, ...],
+    page_ttl: float,
     cache_dir: Path | None,
     requirement_files: tuple[Path, ...],
     projects: tuple[str, ...],
 ) -> None:
     """Serve the cache as a simple index (PEP 503 HTML + PEP 691 JSON) for pip and uv."""
+    if pull:
+        _serve_pull(
+            host,
+            port,
+            Upstreams(torch_index, _index_urls(index_url, extra_index_url), _mirrors(mirrors)),
+            PullSettings(page_ttl=page_ttl),
+            cache_dir,
+            requirement_files,
+            projects,
+        )
+        return
+    for name in ("torch_index", "index_url", "extra_index_url", "mirrors", "page_ttl"):
+        if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE:
+            raise click.UsageError(f"--{name.replace('_', '-')} only applies with --pull")
     view = _view(cache_dir, requirement_files, projects)
     try:
         server = IndexServer((host, port), view)
     except OSError as exc:
         raise WheelcacheError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
-    # One access line per request: shown without -v, unlike the rest of the library's INFO.
-    access = logging.getLogger("wheelcache.serve.server")
-    if access.getEffectiveLevel() > logging.INFO:
-        access.setLevel(logging.INFO)
+    _show_access_log()
     snap = view.snapshot()
     mixed = _torch_variants(snap.files.values())
     if len(mixed) > 1:
@@ -150,6 +197,18 @@ def serve_command(
     click.echo("Install with:")
     for line in install_lines(url_host, server.port, requirement_files, projects):
         click.echo(f"  {line}")
+    _run(server)
+
+
+def _show_access_log() -> None:
+    # One access line per request: shown without -v, unlike the rest of the library's INFO.
+    for name in ("wheelcache.serve.server", "wheelcache.serve.shared_transfer"):
+        logger = logging.getLogger(name)
+        if logger.getEffectiveLevel() > logging.INFO:
+            logger.setLevel(logging.INFO)
+
+
+def _run(server: IndexServer) -> None:
     try:
         server.serve_forever(poll_interval=0.5)
     except KeyboardInterrupt:
@@ -158,6 +217,53 @@ def serve_command(
         click.echo("stopped", err=True)
     finally:
         server.server_close()
+
+
+def _index_urls(index_url: str | None, extra: tuple[str, ...]) -> tuple[str, ...]:
+    for url in (index_url, *extra):
+        check_url(url)
+    if index_url:
+        return (index_url, *extra)
+    return (*pip_index_urls()[0], *extra)
+
+
+def _mirrors(values: tuple[str, ...]) -> tuple[Mirror, ...]:
+    return tuple(mirror_option(m) for m in values)
+
+
+def _serve_pull(
+    host: str,
+    port: int,
+    upstreams: Upstreams,
+    settings: PullSettings,
+    cache_dir: Path | None,
+    requirement_files: tuple[Path, ...],
+    projects: tuple[str, ...],
+) -> None:
+    """``serve --pull``: a pull-through cache of the configured upstreams."""
+    check_url(upstreams.torch_index)
+    pins: tuple[Pin, ...] = ()
+    for f in requirement_files:
+        pins += read_selection_file(f)
+    cache = Cache(cache_dir or default_cache_dir())
+    try:
+        server = make_pull_server(
+            (host, port), cache, upstreams, Selection.of(projects, pins), settings
+        )
+    except OSError as exc:
+        raise WheelcacheError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    _show_access_log()
+    url_host = socket.gethostname() if host in _WILDCARD_HOSTS else host
+    click.echo(
+        f"Pulling through from {upstreams.torch_index} (PyTorch) and "
+        f"{', '.join(upstreams.index_urls)} into {cache.root}, at {server.url}/whl/<variant>/ "
+        f"and {server.url}/simple/ (Ctrl-C stops)"
+    )
+    click.echo("Install with (any variant the PyTorch index has: cpu, cu118, cu126 …):")
+    what = projects or ("torch", "torchvision", "torchaudio")
+    for line in install_lines(url_host, server.port, requirement_files, what, "/whl/cpu/"):
+        click.echo(f"  {line}")
+    _run(server)
 
 
 @click.command("index")

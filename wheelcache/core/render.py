@@ -16,6 +16,11 @@ Why the details look the way they do:
   (PEP 714, the current name) are written, with the ``.metadata`` file's own sha256.
 * JSON uses api-version 1.1 (PEP 700): ``size`` on every file and ``versions`` on every project
   page are required there, and both are facts the cache has.
+* ``serve --pull`` re-renders *upstream* pages (:func:`render_files_html`,
+  :func:`render_files_json`) from the parsed :class:`~wheelcache.core.models.DistFile` s with
+  their links already pointing at the LAN server.  Upstream facts are kept as they were given:
+  a missing ``#sha256`` stays missing, yanked reasons and PEP 658 digests pass through, and a
+  JSON page says api-version 1.0 when some size is unknown (1.1 would promise every size).
 """
 
 from __future__ import annotations
@@ -27,10 +32,17 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from packaging.utils import NormalizedName, canonicalize_name
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    NormalizedName,
+    canonicalize_name,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
 from packaging.version import InvalidVersion, Version
 
-from wheelcache.core.models import Sha256
+from wheelcache.core.models import DistFile, Sha256
 
 __all__ = [
     "API_VERSION",
@@ -38,7 +50,10 @@ __all__ = [
     "JSON_CONTENT_TYPE",
     "IndexEntry",
     "file_href",
+    "dist_version",
     "project_versions",
+    "render_files_html",
+    "render_files_json",
     "render_project_html",
     "render_project_json",
     "render_root_html",
@@ -205,3 +220,100 @@ def render_project_json(project: str, entries: Iterable[IndexEntry], *, files_ba
             "versions": project_versions(ordered),
         }
     )
+
+
+# -- upstream pages, re-rendered for serve --pull -----------------------------------------------
+def dist_version(filename: str) -> tuple[NormalizedName, str] | None:
+    """``(project, version)`` of a wheel or sdist file name; ``None`` when it is neither.
+
+    >>> dist_version("torch-2.4.0+cu118-cp39-cp39-win_amd64.whl")
+    ('torch', '2.4.0+cu118')
+    >>> dist_version("Jinja2-3.1.4.tar.gz"), dist_version("notes.txt")
+    (('jinja2', '3.1.4'), None)
+    """
+    try:
+        if filename.endswith(".whl"):
+            name, version, _, _ = parse_wheel_filename(filename)
+        else:
+            name, version = parse_sdist_filename(filename)
+    except (InvalidWheelFilename, InvalidSdistFilename):
+        return None
+    return name, str(version)
+
+
+def _metadata_value(f: DistFile) -> str | None:
+    if not f.core_metadata:
+        return None
+    return f"sha256={f.core_metadata_sha256}" if f.core_metadata_sha256 else "true"
+
+
+def render_files_html(project: str, files: Iterable[DistFile]) -> bytes:
+    """A PEP 503 project page for upstream *files* whose ``url`` is already the local link.
+
+    >>> f = DistFile("a-1.0-py3-none-any.whl", "/simple/a/a-1.0-py3-none-any.whl",
+    ...              yanked=True, yanked_reason="broken", core_metadata=True)
+    >>> [line.strip() for line in render_files_html("a", [f]).decode().splitlines()
+    ...  if "<a " in line]
+    ['<a href="/simple/a/a-1.0-py3-none-any.whl" data-yanked="broken" \
+data-dist-info-metadata="true" data-core-metadata="true">a-1.0-py3-none-any.whl</a><br />']
+    """
+    lines = []
+    for f in sorted(files, key=lambda f: f.filename):
+        href = f.url + (f"#sha256={f.sha256}" if f.sha256 else "")
+        attrs = [f'href="{_attr(href)}"']
+        if f.requires_python:
+            attrs.append(f'data-requires-python="{_attr(f.requires_python)}"')
+        if f.yanked:
+            attrs.append(f'data-yanked="{_attr(f.yanked_reason or "")}"')
+        metadata = _metadata_value(f)
+        if metadata is not None:
+            attrs.append(f'data-dist-info-metadata="{_attr(metadata)}"')
+            attrs.append(f'data-core-metadata="{_attr(metadata)}"')
+        if f.upload_time:
+            attrs.append(f'data-upload-time="{_attr(f.upload_time)}"')
+        lines.append(f"<a {' '.join(attrs)}>{html.escape(f.filename)}</a><br />")
+    return _html_page(f"Links for {canonicalize_name(project)}", lines)
+
+
+def _json_dist_file(f: DistFile) -> dict[str, Any]:
+    metadata: dict[str, str] | bool = f.core_metadata
+    if f.core_metadata and f.core_metadata_sha256:
+        metadata = {"sha256": f.core_metadata_sha256}
+    out: dict[str, Any] = {
+        "filename": f.filename,
+        "url": f.url,
+        "hashes": {"sha256": f.sha256} if f.sha256 else {},
+        "yanked": (f.yanked_reason or True) if f.yanked else False,
+        "core-metadata": metadata,
+        "dist-info-metadata": metadata,
+    }
+    if f.requires_python:
+        out["requires-python"] = f.requires_python
+    if f.size is not None:
+        out["size"] = f.size
+    if f.upload_time:
+        out["upload-time"] = f.upload_time
+    return out
+
+
+def render_files_json(project: str, files: Iterable[DistFile]) -> bytes:
+    """A PEP 691 project page for upstream *files* (links already local).
+
+    api-version 1.1 (with ``versions``) when every size is known, else 1.0.
+
+    >>> f = DistFile("a-1.0-py3-none-any.whl", "/simple/a/a-1.0-py3-none-any.whl", size=3)
+    >>> json.loads(render_files_json("A", [f]))["meta"], json.loads(render_files_json("A", [f]))[
+    ...     "versions"]
+    ({'api-version': '1.1'}, ['1.0'])
+    """
+    ordered = sorted(files, key=lambda f: f.filename)
+    complete = all(f.size is not None for f in ordered)
+    data: dict[str, Any] = {
+        "meta": {"api-version": API_VERSION if complete else "1.0"},
+        "name": canonicalize_name(project),
+        "files": [_json_dist_file(f) for f in ordered],
+    }
+    if complete:
+        versions = {v[1] for f in ordered if (v := dist_version(f.filename)) is not None}
+        data["versions"] = sorted(versions, key=_version_key)
+    return _json(data)

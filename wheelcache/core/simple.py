@@ -14,7 +14,7 @@ from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import unquote, urldefrag, urljoin, urlsplit
 
-from packaging.utils import canonicalize_name
+from packaging.utils import NormalizedName, canonicalize_name
 
 from wheelcache.core.models import DistFile, ProjectPage, Sha256
 
@@ -23,6 +23,7 @@ __all__ = [
     "PageParseError",
     "parse_flat_page",
     "parse_project_page",
+    "parse_root_page",
 ]
 
 JSON_CONTENT_TYPE = "application/vnd.pypi.simple.v1+json"
@@ -220,3 +221,40 @@ def parse_project_page(
 def parse_flat_page(body: bytes, *, base_url: str) -> tuple[DistFile, ...]:
     """Parse a find-links page: any HTML listing of distribution links (no project name)."""
     return _sorted(_files_from_html(body, base_url))
+
+
+def parse_root_page(body: bytes, *, content_type: str | None) -> frozenset[NormalizedName]:
+    """The project names an index root lists (PEP 503 anchors or PEP 691 ``projects``).
+
+    ``serve --pull`` asks a PyTorch variant root which projects it carries (torch, and such
+    as triton); the anchor text is the name, else the last segment of the href.
+
+    >>> sorted(parse_root_page(b'<a href="/whl/cu118/torch/">torch</a><a href="Triton/"></a>',
+    ...                        content_type="text/html"))
+    ['torch', 'triton']
+    >>> sorted(parse_root_page(b'{"meta": {}, "projects": [{"name": "Jinja2"}]}',
+    ...                        content_type=JSON_CONTENT_TYPE))
+    ['jinja2']
+    """
+    ctype = (content_type or "").split(";")[0].strip().lower()
+    if ctype == JSON_CONTENT_TYPE or (
+        ctype not in HTML_CONTENT_TYPES and body.lstrip()[:1] == b"{"
+    ):
+        try:
+            data = json.loads(body)
+            projects = data["projects"]
+            return frozenset(canonicalize_name(str(p["name"])) for p in projects)
+        except (ValueError, UnicodeDecodeError, KeyError, TypeError) as exc:
+            raise PageParseError(f"not a PEP 691 root page: {exc}") from exc
+    parser = _AnchorCollector()
+    try:
+        parser.feed(body.decode("utf-8", errors="replace"))
+        parser.close()
+    except Exception as exc:  # html.parser is lenient; this is a last line of defence
+        raise PageParseError(f"unreadable HTML: {exc}") from exc
+    names: set[NormalizedName] = set()
+    for attrs, text in parser.anchors:
+        name = text or unquote(urlsplit(attrs.get("href") or "").path.rstrip("/").rsplit("/")[-1])
+        if name:
+            names.add(canonicalize_name(name))
+    return frozenset(names)

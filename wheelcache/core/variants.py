@@ -7,6 +7,7 @@ as their local version (``torch-2.4.0+cu118-…``).  Everything here is data plu
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit, urlunsplit
 
 from packaging.utils import NormalizedName, canonicalize_name
 
@@ -16,6 +17,7 @@ __all__ = [
     "DEFAULT_TORCH_INDEX",
     "KNOWN_VARIANTS",
     "TORCH_FAMILY",
+    "cdn_fallback",
     "is_torch_family",
     "parse_cuda",
     "parse_variant",
@@ -155,3 +157,17 @@ def torch_index_for(template: str, variant: str) -> tuple[str, bool]:
     if "{variant}" in template:
         return template.replace("{variant}", variant).rstrip("/"), True
     return template.rstrip("/"), False
+
+
+def cdn_fallback(url: str, index_url: str) -> str | None:
+    """The same path on the index's own host, for a file linked on another host (a CDN).
+
+    >>> cdn_fallback("https://cdn.invalid/whl/cu118/t.whl", "https://main.invalid/whl/cu118")
+    'https://main.invalid/whl/cu118/t.whl'
+    >>> cdn_fallback("https://main.invalid/whl/t.whl", "https://main.invalid/whl/cu118") is None
+    True
+    """
+    file, index = urlsplit(url), urlsplit(index_url)
+    if file.netloc == index.netloc or not index.netloc:
+        return None
+    return urlunsplit((index.scheme, index.netloc, file.path, file.query, ""))

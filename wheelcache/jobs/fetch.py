@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
@@ -42,7 +42,12 @@ from wheelcache.core.progress import Reporter
 from wheelcache.core.provider import CandidateSource, Req, Resolution, resolve
 from wheelcache.core.requirements_file import RequirementSet
 from wheelcache.core.target import Target
-from wheelcache.core.variants import DEFAULT_TORCH_INDEX, is_torch_family, torch_index_for
+from wheelcache.core.variants import (
+    DEFAULT_TORCH_INDEX,
+    cdn_fallback,
+    is_torch_family,
+    torch_index_for,
+)
 from wheelcache.errors import CacheError, IndexPageError, ResolutionError, TargetError
 from wheelcache.net.client import Http, HttpSettings
 from wheelcache.net.download import Downloader, DownloadJob, TransferSettings
@@ -222,20 +227,6 @@ def _place(wheel: CachedWheel, dest: Path) -> Path:
     """Put a copy (hard link where possible) of *wheel* in *dest* under its real name."""
     tmp = dest / f".{wheel.filename}.{os.getpid()}.tmp"
     return link_or_copy(wheel.blob, dest / wheel.filename, tmp)
-
-
-def cdn_fallback(url: str, index_url: str) -> str | None:
-    """The same path on the index's own host, for a file linked on another host (a CDN).
-
-    >>> cdn_fallback("https://cdn.invalid/whl/cu118/t.whl", "https://main.invalid/whl/cu118")
-    'https://main.invalid/whl/cu118/t.whl'
-    >>> cdn_fallback("https://main.invalid/whl/t.whl", "https://main.invalid/whl/cu118") is None
-    True
-    """
-    file, index = urlsplit(url), urlsplit(index_url)
-    if file.netloc == index.netloc or not index.netloc:
-        return None
-    return urlunsplit((index.scheme, index.netloc, file.path, file.query, ""))
 
 
 def _job(c: Candidate, finder: IndexFinder) -> DownloadJob:

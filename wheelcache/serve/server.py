@@ -438,6 +438,8 @@ class IndexServer(socketserver.ThreadingTCPServer):
     """A threaded HTTP/1.1 server over a :class:`CacheView`; ``serve_forever`` runs it."""
 
     daemon_threads = True
+    #: The connection handler; ``serve --pull`` passes its own (wheelcache.serve.pull_server).
+    handler_class: type[socketserver.StreamRequestHandler] = _Handler
     # On Windows SO_REUSEADDR lets a second server take a port that is in use.
     allow_reuse_address = sys.platform != "win32"
     request_queue_size = 128
@@ -461,7 +463,7 @@ class IndexServer(socketserver.ThreadingTCPServer):
         self._busy = 0
         self._idle = threading.Condition()
         self._date = (0, "")
-        super().__init__(address, _Handler)
+        super().__init__(address, self.handler_class)
 
     def note_use(self, sha256: str) -> None:
         """Record a served wheel as used, so ``gc --max-size`` keeps what the LAN installs.
