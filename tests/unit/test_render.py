@@ -17,6 +17,8 @@ from wheelcache.core.render import (
     IndexEntry,
     file_href,
     project_versions,
+    render_files_html,
+    render_files_json,
     render_project_html,
     render_project_json,
     render_root_html,
@@ -191,3 +193,60 @@ def test_round_trip_through_our_parser(files_base: str, resolved: str) -> None:
 
 def test_doctests() -> None:
     assert doctest.testmod(wheelcache.core.render).failed == 0
+
+
+# -- upstream pages re-rendered by serve --pull ------------------------------------------------
+UPSTREAM = [
+    DistFile(
+        "torch-2.4.0+cu118-cp39-cp39-win_amd64.whl",
+        "/whl/cu118/torch/torch-2.4.0%2Bcu118-cp39-cp39-win_amd64.whl",
+        sha256=SHA_A,
+        requires_python='>=3.8,<4 & "x"',
+        core_metadata=True,
+        core_metadata_sha256=SHA_M,
+        size=5,
+        upload_time="2026-04-06T12:00:00Z",
+    ),
+    DistFile(
+        "torch-2.4.0-cp39-cp39-manylinux2014_aarch64.whl",  # no hash on the upstream page
+        "/whl/cu118/torch/torch-2.4.0-cp39-cp39-manylinux2014_aarch64.whl",
+        yanked=True,
+        yanked_reason="broken <build>",
+        core_metadata=True,  # "true": announced without a digest
+    ),
+    DistFile(
+        "torch-2.3.1.tar.gz",
+        "/whl/cu118/torch/torch-2.3.1.tar.gz",
+        sha256=SHA_B,
+        yanked=True,  # yanked without a reason
+        size=7,
+    ),
+]
+
+
+@pytest.mark.parametrize("fmt", ["html", "json"])
+def test_upstream_files_round_trip_through_our_parser(fmt: str) -> None:
+    render = render_files_json if fmt == "json" else render_files_html
+    ctype = JSON_CONTENT_TYPE if fmt == "json" else "text/html"
+    body = render("Torch", UPSTREAM)
+    page = parse_project_page(
+        body, content_type=ctype, base_url="http://lan.invalid/whl/cu118/torch/", project="torch"
+    )
+    for got, want in zip(page.files, sorted(UPSTREAM, key=lambda f: f.filename), strict=True):
+        want = dataclasses.replace(want, url="http://lan.invalid" + want.url)
+        if fmt == "html":  # sizes are not part of PEP 503
+            want = dataclasses.replace(want, size=None)
+        assert got == want
+
+
+def test_upstream_json_page_says_1_0_when_a_size_is_unknown() -> None:
+    data = json.loads(render_files_json("torch", UPSTREAM))
+    assert data["meta"] == {"api-version": "1.0"} and "versions" not in data
+    aarch = next(f for f in data["files"] if "aarch64" in f["filename"])
+    assert aarch["hashes"] == {} and aarch["yanked"] == "broken <build>"
+    assert aarch["core-metadata"] is True and "size" not in aarch
+    complete = json.loads(render_files_json("torch", [UPSTREAM[0], UPSTREAM[2]]))
+    assert complete["meta"] == {"api-version": API_VERSION}
+    assert complete["versions"] == ["2.3.1", "2.4.0+cu118"]
+    sdist = next(f for f in complete["files"] if f["filename"].endswith(".tar.gz"))
+    assert sdist["yanked"] is True

@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from wheelcache.core.models import DistFile
-from wheelcache.core.simple import PageParseError, parse_flat_page, parse_project_page
+from wheelcache.core.simple import (
+    JSON_CONTENT_TYPE,
+    PageParseError,
+    parse_flat_page,
+    parse_project_page,
+    parse_root_page,
+)
 
 BASE = "https://index.invalid/whl/"
 SKELETON = (
@@ -223,3 +229,16 @@ def test_flat_find_links_page_with_entity_plus_and_shortened_text() -> None:
         "torchvision-0.19.0+cu118-cp39-cp39-win_amd64.whl",
     ]
     assert files[0].url == "http://mirror.invalid/cu118/torch-2.4.0+cu118-cp39-cp39-win_amd64.whl"
+
+
+def test_root_pages_list_project_names() -> None:
+    html = (
+        b'<html><body><a href="/whl/cu118/torch/">torch</a><br/>'
+        b'<a href="/whl/cu118/Torch_Vision/">Torch_Vision</a><a href="/whl/cu118/triton/"></a>'
+        b"</body></html>"
+    )
+    assert parse_root_page(html, content_type="text/html") == {"torch", "torch-vision", "triton"}
+    doc = b'{"meta": {"api-version": "1.1"}, "projects": [{"name": "Jinja2"}, {"name": "numpy"}]}'
+    assert parse_root_page(doc, content_type=JSON_CONTENT_TYPE) == {"jinja2", "numpy"}
+    with pytest.raises(PageParseError):
+        parse_root_page(b'{"projects": 3}', content_type=JSON_CONTENT_TYPE)
