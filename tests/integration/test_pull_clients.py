@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import json
 import os
 import re
 import signal
@@ -233,6 +234,12 @@ def test_the_command_prints_the_lan_lines_and_refuses_pull_options_without_pull(
     assert re.search(r'"GET /whl/cu118/torch/" 200', text)
     assert "Traceback" not in text
     runner = CliRunner()
+    shown = runner.invoke(
+        main, ["config", "show", "--json"], env={"WHEELCACHE_CONFIG": str(tmp_path / "config.toml")}
+    )
+    rows = {r["setting"]: r for r in json.loads(shown.stdout)}
+    assert rows["serve.torch-index"]["value"] == ti.torch_index_url
+    assert rows["serve.index-url"]["origin"].startswith("config file")
     cache = ["--cache-dir", str(tmp_path / "cache")]
     result = runner.invoke(main, ["serve", *cache, "--index-url", ti.deps_index_url])
     assert result.exit_code == 2 and "--index-url only applies with --pull" in result.stderr

@@ -54,7 +54,7 @@ def settings_report(
             value, origin = _origin_of(param, section, str(path), environ)
             if param.name == "cache_dir" and value is None:
                 value, origin = str(default_cache_dir()), "default (platformdirs)"
-            if cmd_name == "fetch" and param.name == "index_url" and value is None:
+            if cmd_name in ("fetch", "serve") and param.name == "index_url" and value is None:
                 try:
                     urls, pip_origin = pip_index_urls(environ)
                     value, origin = urls, pip_origin
