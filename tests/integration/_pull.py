@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 from tests.support.httpserver import FileServer
 from tests.support.torchindex import TorchIndex
+from wheelcache.net.indexes import Mirror
 from wheelcache.serve.publish import Selection
 from wheelcache.serve.pull import Upstreams
 from wheelcache.serve.pull_server import PullServer, PullSettings, make_pull_server
@@ -53,11 +54,15 @@ def pulled(
     settings: PullSettings | None = None,
     *,
     index_urls: tuple[str, ...] | None = None,
+    mirrors: tuple[Mirror, ...] = (),
+    torch_index: str | None = None,
 ) -> Iterator[Pulled]:
     """``serve --pull`` over the test index, in a thread on 127.0.0.1, port 0."""
     cache = Cache(cache_dir)
     records: list[AccessRecord] = []
-    upstreams = Upstreams(ti.torch_index_url, index_urls or (ti.deps_index_url,))
+    upstreams = Upstreams(
+        torch_index or ti.torch_index_url, index_urls or (ti.deps_index_url,), mirrors
+    )
     server = make_pull_server(
         ("127.0.0.1", 0), cache, upstreams, selection, settings, on_request=records.append
     )

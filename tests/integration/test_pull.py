@@ -18,6 +18,8 @@ from tests.integration._pull import BIG, fetch_path, get, pulled, upstream_bytes
 from tests.support.httpserver import FileServer
 from tests.support.torchindex import TorchIndex, torch_root_page
 from wheelcache.core.simple import JSON_CONTENT_TYPE, parse_project_page
+from wheelcache.net.client import HttpSettings
+from wheelcache.net.indexes import Mirror
 from wheelcache.serve.publish import Selection, read_selection_file
 from wheelcache.serve.pull_server import PullSettings
 
@@ -380,3 +382,59 @@ def _fsspec_page(ti: TorchIndex, base: str) -> bytes:
         f'<a href="{base}/files/{wheel}#sha256={ti.sha256(wheel)}" '
         f'data-core-metadata="sha256={md}">{wheel}</a>'
     ).encode()
+
+
+# -- mirrors -------------------------------------------------------------------------------------
+def _mirror(ti: TorchIndex, srv: FileServer, files: tuple[str, ...]) -> None:
+    """A PEP 503 mirror of the torch family for cu118, without hashes (as mirrors often are)."""
+    for fn in files:
+        srv.add(f"/mirror/cu118/files/{fn}", ti.file_path(fn))
+    for project in {fn.split("-")[0] for fn in files}:
+        links = "".join(
+            f'<a href="../files/{fn.replace("+", "%2B")}">{fn}</a>'
+            for fn in files
+            if fn.startswith(project + "-")
+        )
+        srv.add(f"/mirror/cu118/{project}/", f"<html>{links}</html>".encode(), "text/html")
+
+
+def test_mirrors_carry_the_bytes_with_the_official_hashes(
+    torch_index: TorchIndex, tmp_path: Path
+) -> None:
+    ti = torch_index
+    ti.cdn.fault(ti.url(BIG), status=503, times=None)  # the CDN is failing today
+    with FileServer() as mirror:
+        _mirror(ti, mirror, (BIG,))
+        upstreams_mirror = (Mirror(mirror.url + "/mirror/{variant}"),)
+        with pulled(tmp_path / "cache", ti, mirrors=upstreams_mirror) as p:
+            status, _, body = get(p.port, fetch_path("cu118", BIG))
+            assert status == 200 and hashlib.sha256(body).hexdigest() == ti.sha256(BIG)
+        assert mirror.count(BIG) >= 1 and upstream_bytes(ti.cdn, BIG) == 0
+    row = p.cache.catalog.by_sha256(ti.sha256(BIG))
+    assert row is not None and row.hash_origin == "index"
+
+
+def test_official_index_down_lists_from_the_mirror(
+    torch_index: TorchIndex, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ti = torch_index
+    with FileServer() as dead:
+        dead_url = dead.url  # nothing listens there after this block
+    with FileServer() as mirror:
+        _mirror(ti, mirror, (BIG,))
+        upstreams_mirror = (Mirror(mirror.url + "/mirror/{variant}"),)
+        with pulled(
+            tmp_path / "cache",
+            ti,
+            mirrors=upstreams_mirror,
+            torch_index=dead_url + "/whl/{variant}",
+            settings=PullSettings(page_http=HttpSettings(retries=0, connect_timeout=2)),
+        ) as p:
+            status, _, body = get(p.port, "/whl/cu118/torch/")
+            assert status == 200 and BIG.encode() in body and b"sha256=" not in body
+            status, _, body = get(p.port, fetch_path("cu118", BIG))
+            assert status == 200 and hashlib.sha256(body).hexdigest() == ti.sha256(BIG)
+    row = p.cache.catalog.by_sha256(ti.sha256(BIG))
+    assert row is not None and row.hash_origin == "computed"  # the mirror gives no hashes
+    said = [r for r in caplog.records if "the hashes are the mirror's" in r.getMessage()]
+    assert len(said) == 1

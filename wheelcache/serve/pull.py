@@ -68,7 +68,7 @@ __all__ = ["Listing", "PullService", "Scope", "Upstreams"]
 log = logging.getLogger(__name__)
 
 MAX_METADATA = 16 * 1024 * 1024  # a METADATA file bigger than this is refused
-_MEMO = 1024  # parsed and rendered pages kept in memory
+_MEMO = 256  # parsed and rendered pages kept in memory (a lab needs a few dozen)
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,12 +289,16 @@ class PullService:
         for mirror in self.upstreams.mirrors:
             files = self._mirror_files(mirror, variant, name)
             if files:
-                log.warning(
-                    "%s; listing %s from mirror %s: the hashes are the mirror's",
-                    exc,
-                    name,
-                    mirror.base(variant),
-                )
+                key = ("mirror-warned", variant, name)
+                if self._memo.get(key) is None:
+                    self._memo.put(key, True)
+                    log.warning(
+                        "%s cannot be reached; listing %s from mirror %s: the hashes are the "
+                        "mirror's",
+                        exc.url,
+                        name,
+                        mirror.base(variant),
+                    )
                 page = ProjectPage(name, mirror.base(variant), tuple(files))
                 usable = self._usable(name, page)
                 return Listing(name, usable, page.url, "mirror", True, True, "mirror")

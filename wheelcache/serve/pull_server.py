@@ -231,6 +231,7 @@ class PullServer(IndexServer):
 
     def server_close(self) -> None:
         self.transfers.close()
+        self.pull.http.close()
         super().server_close()
 
 

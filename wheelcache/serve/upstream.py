@@ -39,7 +39,7 @@ __all__ = ["UpstreamPage", "UpstreamPages", "freshness"]
 log = logging.getLogger(__name__)
 
 _DIRECTIVE = re.compile(r"\s*([A-Za-z-]+)\s*(?:=\s*\"?(\d+)\"?)?\s*")
-_MEMORY_PAGES = 2048  # pages kept in memory (the rest are re-read from disk when asked)
+_MEMORY_PAGES = 512  # pages kept in memory (the rest are re-read from disk when asked)
 _STRIPES = 64
 
 
