@@ -53,7 +53,7 @@ def freshness(cache_control: str | None, age: str | None, default: float, cap: f
     (0.0, 60.0)
     """
     if not cache_control:
-        return min(default, cap)
+        return float(min(default, cap))
     values: dict[str, int | None] = {}
     for part in cache_control.split(","):
         m = _DIRECTIVE.fullmatch(part)
@@ -63,7 +63,7 @@ def freshness(cache_control: str | None, age: str | None, default: float, cap: f
         return 0.0
     lifetime = values.get("s-maxage", values.get("max-age"))
     if lifetime is None:
-        return min(default, cap)
+        return float(min(default, cap))
     used = int(age) if age and age.strip().isdigit() else 0
     return float(max(0, min(lifetime - used, cap)))
 
