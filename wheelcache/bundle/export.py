@@ -172,7 +172,10 @@ def _pages(cache: Cache, rows: Sequence[CatalogRow]) -> list[_Item]:
         if md is not None:
             data = md.data if md.data is not None else Path(str(md.path)).read_bytes()
             items.append(_data_item(f"wheels/{filename}.metadata", data, "metadata"))
-    staging = Path(tempfile.mkdtemp(dir=cache.layout.tmp, prefix="bundle-pages-"))
+    # Inside the cache (same filesystem, cleaned by gc), unless nothing may be written there.
+    staging = Path(
+        tempfile.mkdtemp(dir=None if cache.read_only else cache.layout.tmp, prefix="bundle-pages-")
+    )
     try:
         tree = staging / "tree"
         write_static_index(Snapshot(snap.generation, {}, snap.projects), tree)

@@ -117,6 +117,7 @@ def _import_wheel(
 
 def import_bundle(cache: Cache, src: Path) -> ImportResult:
     """Verify the bundle at *src* and ingest its good wheels into *cache*; name bad ones."""
+    cache.require_writable("wheelcache import")
     src = src.absolute()
     try:
         manifest = bundle_verify.load_manifest(str(src))

@@ -4,6 +4,11 @@ Nothing becomes visible before it is complete and verified: files are written un
 ``tmp-v1/`` (same filesystem), fsynced, checked, then moved into place with ``os.replace``.
 Locks are OS file locks (``fcntl.flock`` / ``msvcrt.locking``), which the OS drops when a
 process dies, so a crash never leaves a lock behind.
+
+A cache this process cannot write (a read-only mount, a DVD, a colleague's cache) is opened
+read-only: nothing is created, the catalog is read without a write lock, and every writing step
+raises one :class:`CacheError` that names the cache and why it is read-only.  Reading needs no
+lock there: whoever may write it replaces files atomically.
 """
 
 from __future__ import annotations
@@ -13,9 +18,9 @@ import errno
 import json
 import logging
 import os
+import secrets
 import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +34,27 @@ from wheelcache.store.catalog import Catalog, CatalogRow
 __all__ = ["Cache", "CachedWheel", "FileLock", "describe_os_error", "fsync_dir", "link_or_copy"]
 
 log = logging.getLogger(__name__)
+
+
+def _unwritable_reason(root: Path, catalog: Path) -> str | None:
+    """Why this process cannot write the existing cache at *root*, or None when it can (or
+    when *root* does not exist yet: creating it says why it cannot)."""
+    if not root.is_dir():
+        return None
+    ids = os.access in os.supports_effective_ids  # the effective user decides, as for open()
+    paths = [root, catalog] if catalog.exists() else [root]
+    if all(os.access(p, os.W_OK, effective_ids=ids) for p in paths):
+        return None
+    if sys.platform != "win32":
+        with contextlib.suppress(OSError):
+            if os.statvfs(root).f_flag & os.ST_RDONLY:
+                return _READ_ONLY_FS
+    return _NOT_OURS
+
+
+_READ_ONLY_FS = "it is on a read-only filesystem"
+_NOT_OURS = "this user may not write to it"
+_FIXES = {_READ_ONLY_FS: "remount it read-write", _NOT_OURS: "run as the user who owns it"}
 
 
 def describe_os_error(exc: OSError, where: Path | str) -> str:
@@ -110,6 +136,18 @@ class FileLock:
         self.release()
 
 
+class _NoLock(FileLock):
+    """The lock of a read-only cache: nothing can be written there by this process, and
+    whoever writes it replaces files atomically, so readers need no lock (nor a lock file,
+    which could not be created)."""
+
+    def acquire(self, timeout: float | None = None, poll: float = 0.1) -> bool:
+        return True
+
+    def release(self) -> None:
+        pass
+
+
 def _replace(src: Path, dest: Path) -> None:
     """``os.replace``, retried briefly on Windows, where a reader holding *dest* open (a
     virus scanner, ``serve``, another process) makes it fail for a moment."""
@@ -157,11 +195,34 @@ def fsync_dir(path: Path) -> None:
 
 
 class Cache:
-    """One cache directory.  Creating it makes the buckets and the ``CACHEDIR.TAG``."""
+    """One cache directory.  Creating it makes the buckets and the ``CACHEDIR.TAG``; one this
+    process cannot write is opened read-only (``read_only_reason`` says why)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.layout = CacheLayout(root)
+        self.read_only_reason = _unwritable_reason(root, Path(self.layout.catalog))
+        if self.read_only_reason is None:
+            self._create()
+        self.catalog = Catalog(Path(self.layout.catalog), read_only=self.read_only)
+
+    @property
+    def read_only(self) -> bool:
+        return self.read_only_reason is not None
+
+    def require_writable(self, what: str, alternative: str = "") -> None:
+        """Raise one :class:`CacheError` when *what* (a command, or a step) would have to
+        write to a read-only cache; *alternative* is another way to the user's goal."""
+        reason = self.read_only_reason
+        if reason is not None:
+            fix = _FIXES.get(reason, "use a writable cache")
+            raise CacheError(
+                f"{what} needs to write to the cache {self.root}, which is read-only "
+                f"({reason}); {fix}{f', or {alternative}' if alternative else ''}"
+            )
+
+    def _create(self) -> None:
+        root = self.root
         try:
             for d in (
                 self.layout.blobs,
@@ -180,14 +241,25 @@ class Cache:
                 ignore.write_text("*\n", encoding="ascii")
         except OSError as exc:
             raise CacheError(describe_os_error(exc, root)) from exc
-        self.catalog = Catalog(Path(self.layout.catalog))
 
     # -- small atomic files ----------------------------------------------------------------
     def temp_path(self, suffix: str = ".tmp") -> Path:
-        """A fresh, unique temp file in the cache (each process gets its own)."""
-        fd, name = tempfile.mkstemp(dir=self.layout.tmp, suffix=suffix)
-        os.close(fd)
-        return Path(name)
+        """A fresh, unique temp file in the cache (each process gets its own).
+
+        Its mode follows the umask, as every file the user makes: ``mkstemp``'s 0600 would
+        make requirements files, pages and imported wheels private in a shared cache.
+        """
+        self.require_writable("writing a temporary file")
+        while True:
+            path = Path(self.layout.tmp) / f"tmp{os.getpid()}-{secrets.token_hex(6)}{suffix}"
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                raise CacheError(describe_os_error(exc, path.parent)) from exc
+            os.close(fd)
+            return path
 
     def write_atomic(self, path: Path, data: bytes, *, durable: bool = True) -> None:
         """Write *data* to *path* so that readers see the old file or the new one, whole.
@@ -195,6 +267,7 @@ class Cache:
         *durable* fsyncs the data first (survives a power loss); without it the write is
         still atomic for every reader and for a crashed process.
         """
+        self.require_writable(f"writing {path.name}")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.temp_path()
@@ -219,13 +292,22 @@ class Cache:
         return data if isinstance(data, dict) else None
 
     def lock(self, key: str) -> FileLock:
-        return FileLock(Path(self.layout.lock(key)))
+        lock_type = _NoLock if self.read_only else FileLock
+        return lock_type(Path(self.layout.lock(key)))
 
     # -- wheels ----------------------------------------------------------------------------
     def _view(self, blob: Path, filename: str, *, force: bool = False) -> Path:
-        """Place ``wheels-v1/<filename>`` for a blob: a hard link, else a copy."""
+        """Place ``wheels-v1/<filename>`` for a blob: a hard link, else a copy (in a read-only
+        cache, where no view can be made, the blob itself: the same bytes)."""
+        dest = Path(self.layout.wheel(filename))
+        if self.read_only:
+            try:
+                same = dest.stat().st_size == blob.stat().st_size
+            except OSError:
+                same = False
+            return dest if same and not force else blob
         tmp = Path(self.layout.tmp) / f"view-{os.getpid()}-{time.monotonic_ns()}"
-        return link_or_copy(blob, Path(self.layout.wheel(filename)), tmp, force=force)
+        return link_or_copy(blob, dest, tmp, force=force)
 
     def _wheel(self, row: CatalogRow) -> CachedWheel | None:
         blob = Path(self.layout.blob(row.blake3))
@@ -273,6 +355,7 @@ class Cache:
         hash_origin: str,
     ) -> CachedWheel:
         """Move a verified, fsynced temp file into the blob store and record it."""
+        self.require_writable(f"storing {filename}")
         blob = Path(self.layout.blob(blake3))
         try:
             blob.parent.mkdir(parents=True, exist_ok=True)
@@ -298,6 +381,7 @@ class Cache:
     def place_view(self, row: CatalogRow) -> Path:
         """Remake ``wheels-v1/<filename>`` from *row*'s blob, whatever is there now (a view
         found damaged by ``verify``)."""
+        self.require_writable(f"remaking wheels-v1/{row.filename}")
         return self._view(Path(self.layout.blob(row.blake3)), row.filename, force=True)
 
     def blob_path(self, blake3: str) -> Path:

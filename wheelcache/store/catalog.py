@@ -3,6 +3,10 @@
 One short-lived connection per operation (WAL mode, busy timeout) keeps it safe across threads
 and processes.  The catalog is an index over the blobs, never the only copy of a fact about
 bytes: it can be rebuilt by scanning the blobs.  sqlite errors become :class:`CacheError`.
+
+A read-only catalog (a read-only mount, another user's cache) is opened with ``mode=ro``, which
+sees a running writer's WAL through its shared-memory file; where there is none and none may
+be created (nobody has the catalog open), with ``immutable=1``, which is then true.
 """
 
 from __future__ import annotations
@@ -59,8 +63,13 @@ class CatalogRow:
 class Catalog:
     """Rows about the blobs in one cache."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
         self.path = path
+        self.read_only = read_only
+        if read_only:
+            if not path.is_file():
+                raise CacheError(f"the catalog {path} is missing and the cache is read-only")
+            return
         # Two processes may create the catalog at the same moment; switching to WAL takes an
         # exclusive lock that sqlite's busy timeout does not always wait for, so retry.
         for attempt in range(50):
@@ -74,10 +83,23 @@ class Catalog:
                     raise
                 time.sleep(0.1)
 
+    def _open_read_only(self) -> sqlite3.Connection:
+        uri = f"{self.path.resolve().as_uri()}?mode=ro"
+        db = sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None)
+        try:
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return db
+        except sqlite3.OperationalError:  # no -shm to share and none may be created
+            db.close()
+        return sqlite3.connect(f"{uri}&immutable=1", uri=True, isolation_level=None)
+
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         try:
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            if self.read_only:
+                db = self._open_read_only()
+            else:
+                db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         except sqlite3.Error as exc:
             raise CacheError(f"cannot open the catalog {self.path}: {exc}") from exc
         try:
@@ -171,6 +193,8 @@ class Catalog:
 
     def touch(self, sha256s: list[str], when: float | None = None) -> None:
         """Mark wheels as used now (LRU for ``gc``); exporting a wheel is a use."""
+        if self.read_only:
+            return  # a use record is worth nothing next to reading a read-only cache at all
         now = time.time() if when is None else when
         with self._connect() as db:
             rows = [(now, s) for s in sha256s]

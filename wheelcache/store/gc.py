@@ -141,6 +141,8 @@ def collect_garbage(
     """Remove stale partials and temp files, unreferenced blobs, then wheels unused for
     *older_than* seconds, then the least recently used wheels until the blobs fit *max_size*.
     """
+    if not dry_run:
+        cache.require_writable("wheelcache gc")
     now = time.time() if now is None else now
     res = GcResult()
     try:

@@ -196,7 +196,8 @@ def delete_wheel(cache: Cache, row: CatalogRow) -> None:
 # -- verify ---------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class CacheProblem:
-    """One finding: kind is corrupt, truncated, missing, extra or repaired."""
+    """One finding: kind is corrupt, truncated, missing, extra, repaired, or view (a
+    ``wheels-v1`` name that is missing or wrong and could not be remade)."""
 
     kind: str
     filename: str
@@ -257,6 +258,8 @@ def _check_row(cache: Cache, row: CatalogRow) -> list[CacheProblem]:
     if verdict is None:
         return _check_view(cache, row, blob)
     kind, why = verdict
+    if cache.read_only:
+        return [CacheProblem(kind, row.filename, f"{why}; left in place (the cache is read-only)")]
     with locked(cache, row.sha256, 30) as got:
         if not got:
             return [
@@ -299,18 +302,25 @@ def _check_view(cache: Cache, row: CatalogRow, blob: Path) -> list[CacheProblem]
     current = cache.catalog.by_filename(row.filename)
     if not current or current[0].sha256 != row.sha256 or not blob.exists():
         return []  # removed meanwhile, or the view belongs to a newer file of that name
+    if cache.read_only:  # the blob is sound: a missing name is no lost wheel
+        detail = f"wheels-v1/{row.filename} {why}; not remade (the cache is read-only)"
+        return [CacheProblem("view", row.filename, detail)]
     cache.place_view(row)
     return [CacheProblem("repaired", row.filename, f"{WHEELS_BUCKET}/{row.filename} {why}; remade")]
 
 
 def verify_cache(cache: Cache) -> VerifyResult:
-    """Re-hash every blob (blake3 = its name, sha256 = the catalog); quarantine bad ones."""
+    """Re-hash every blob (blake3 = its name, sha256 = the catalog); quarantine bad ones
+    (in a read-only cache: name them and leave everything as it is)."""
     problems: list[CacheProblem] = []
     rows = cache.catalog.all()
     for row in rows:
         try:
             cache.blob_path(row.blake3)
         except ValueError:
+            if cache.read_only:
+                problems.append(CacheProblem("corrupt", row.filename, "bad blake3 in the catalog"))
+                continue
             cache.catalog.remove(row.sha256)
             problems.append(
                 CacheProblem("corrupt", row.filename, "bad blake3 in the catalog; removed the row")
@@ -356,6 +366,10 @@ def _check_metadata_files(cache: Cache, rows: dict[str, CatalogRow]) -> list[Cac
         except (OSError, KeyError, ValueError, zipfile.BadZipFile):
             continue  # the wheel was removed meanwhile, or is damaged (named above)
         if have == want:
+            continue
+        if cache.read_only:
+            detail = f"{rel} differs from the METADATA in the wheel; left (the cache is read-only)"
+            out.append(CacheProblem("corrupt", row.filename, detail))
             continue
         try:
             cache.write_atomic(md, want)
@@ -423,6 +437,7 @@ def remove_wheels(
         raise CacheError(f"nothing in the cache {cache.root} matches {spec!r} (see wheelcache ls)")
     if dry_run:
         return RemoveResult(tuple(rows), ())
+    cache.require_writable("wheelcache rm")
     removed, busy = [], []
     for row in rows:
         with locked(cache, row.sha256, wait) as got:

@@ -86,11 +86,17 @@ class MetadataStore:
         except FileNotFoundError:
             with zipfile.ZipFile(blob) as zf:
                 data = zf.read(dist_info_metadata(zf, row.project))
+            if self._cache.read_only:  # served from memory, as the cache is meant to be
+                return self._info(data, row.filename, None)
             try:
                 self._cache.write_atomic(path, data)
             except CacheError as exc:  # a read-only cache still serves, from memory
                 log.warning("keeping METADATA of %s in memory only: %s", row.filename, exc)
                 stored = None
+        return self._info(data, row.filename, stored)
+
+    @staticmethod
+    def _info(data: bytes, filename: str, stored: Path | None) -> MetadataInfo:
         digest = Sha256(hashlib.sha256(data).hexdigest())
-        rp = _requires_python(data, row.filename)
+        rp = _requires_python(data, filename)
         return MetadataInfo(digest, rp, stored, None if stored else data)
