@@ -139,6 +139,7 @@ def test_export_verify_install_and_import(exported: tuple[Cache, Path], tmp_path
         "install.bat",
         "install.ps1",
         "install.sh",
+        "install_check.py",
         "manifest.json",
         lock,
         "requirements.txt",
@@ -149,6 +150,7 @@ def test_export_verify_install_and_import(exported: tuple[Cache, Path], tmp_path
         "simple/index.html",
         "simple/index.json",
         "verify.py",
+        "wheelcache-probe.py",
         f"wheels/{APP}",
         f"wheels/{APP}.metadata",
         f"wheels/{DEP}",
@@ -178,7 +180,7 @@ def test_export_verify_install_and_import(exported: tuple[Cache, Path], tmp_path
     for python in pythons:
         proc = verify_py(bundle, tmp_path, python)
         assert proc.returncode == 0, proc.stdout + proc.stderr
-        assert "OK: all 17 files" in proc.stdout and "blake3 is not in" in proc.stdout
+        assert "OK: all 19 files" in proc.stdout and "blake3 is not in" in proc.stdout
     assert PY38.exists(), "Python 3.8 is expected here; verify.py must run on it"
 
     # pip alone installs it: from the flat folder, and from the simple/ tree as an index.

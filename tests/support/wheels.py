@@ -148,12 +148,14 @@ def build_wheel(
     build: str | None = None,
     payload_size: int = 0,
     legacy_case: bool = False,
+    init_py: str | None = None,
 ) -> Path:
     """Write a real, installable wheel into ``dest_dir`` and return its path.
 
-    Layout: ``{pkg}/__init__.py``, optional ``{pkg}/_payload.bin`` (``payload_size`` stored,
-    uncompressed bytes, so the file really is that big), then the ``.dist-info`` files with
-    RECORD last, so METADATA and the central directory sit at the end as in real wheels.
+    Layout: ``{pkg}/__init__.py`` (*init_py* when given: a stand-in module), optional
+    ``{pkg}/_payload.bin`` (``payload_size`` stored, uncompressed bytes, so the file really is
+    that big), then the ``.dist-info`` files with RECORD last, so METADATA and the central
+    directory sit at the end as in real wheels.
     """
     dest_dir = Path(dest_dir)
     dest_dir.mkdir(parents=True, exist_ok=True)
@@ -172,7 +174,7 @@ def build_wheel(
     entries: list[tuple[str, bytes, int]] = [
         (
             f"{pkg}/__init__.py",
-            f'"""Test stub."""\n__version__ = "{version}"\n'.encode(),
+            (init_py or f'"""Test stub."""\n__version__ = "{version}"\n').encode(),
             zipfile.ZIP_DEFLATED,
         ),
     ]

@@ -61,6 +61,8 @@ from wheelcache.bundle import verify_script as bundle_verify
 from wheelcache.bundle.disk import check_room, filesystem_type, free_bytes
 from wheelcache.bundle.select import BundleSelection, target_of_description
 from wheelcache.bundle.texts import (
+    CHECK,
+    PROBE,
     REQUIREMENTS,
     render_install_bat,
     render_install_ps1,
@@ -474,7 +476,8 @@ def _text_items(
     Wheels of several targets get one requirements file per target and no install scripts
     (a script cannot know which host it runs on); see :mod:`wheelcache.bundle.texts`.
     """
-    verify = resources.files("wheelcache.bundle").joinpath("verify_script.py").read_bytes()
+    verify = _package_file("wheelcache.bundle", "verify_script.py")
+    scripts: list[_Item] = []
     rows = [*carried, *left_out]
     texts: dict[str, str] = {}
     reqs: dict[str, str] = {}
@@ -505,6 +508,10 @@ def _text_items(
                 "install.ps1": render_install_ps1(py),
             }
         )
+        scripts += [
+            _data_item(CHECK, _package_file("wheelcache.bundle", "install_check.py"), "text"),
+            _data_item(PROBE, _package_file("wheelcache.host", "probe_script.py"), "text"),
+        ]
     texts["README.txt"] = render_readme(
         targets=sel.targets,
         requested=sel.requested,
@@ -517,4 +524,9 @@ def _text_items(
     items = [_data_item(k, v.encode(), "lock") for k, v in locks.items()]
     items += [_data_item(k, v.encode(), "requirements") for k, v in reqs.items()]
     items += [_data_item(k, v.encode(), "text") for k, v in texts.items()]
-    return [*items, _data_item("verify.py", verify, "text")]
+    return [*items, *scripts, _data_item("verify.py", verify, "text")]
+
+
+def _package_file(package: str, name: str) -> bytes:
+    """A standard-library script of wheelcache, copied into the bundle as it is."""
+    return resources.files(package).joinpath(name).read_bytes()

@@ -16,6 +16,11 @@ it is right for one target.  A bundle whose wheels were fetched for several targ
 ``requirements-<variant>-<abi>-<platform>.txt`` per target (the names ``fetch`` uses) and no
 install scripts: a script would have to guess the host; ``README.txt`` gives the pip line.
 
+Before pip, each script runs ``install_check.py before`` with the Python it chose (is it the
+target's version, ABI and platform?) and stops on its one line; after pip, ``install_check.py
+after`` reports torch's build and whether it sees the GPU.  The checks are written once, in
+:mod:`wheelcache.bundle.install_check`, not three times in three shell languages.
+
 ``install.bat``, ``install.ps1`` and ``README.txt`` have CRLF line endings for Windows tools;
 ``install.sh`` has LF (a shell chokes on CR).
 """
@@ -38,6 +43,8 @@ from wheelcache.core.units import human_size
 from wheelcache.store.catalog import CatalogRow
 
 __all__ = [
+    "CHECK",
+    "PROBE",
     "REQUIREMENTS",
     "human_size",
     "render_install_bat",
@@ -50,6 +57,8 @@ __all__ = [
 ]
 
 REQUIREMENTS = "requirements.txt"
+CHECK = "install_check.py"  # the checks before and after pip (wheelcache.bundle.install_check)
+PROBE = "wheelcache-probe.py"  # the probe, which the checks use (and a user may run)
 _DESCRIPTION = re.compile(r"^(\S+)-(\S+) \((\S+)\)$")  # Target.describe(): cp39-win_amd64 (cu118)
 
 
@@ -132,7 +141,8 @@ def render_install_sh(py: str | None) -> str:
 # Install the wheels of this bundle with pip alone: no network, every file's hash checked.
 # Extra arguments go to pip (e.g. --user, --target DIR).  PYTHON=/path/to/python picks the
 # interpreter; else an activated venv or conda environment's python; else the first of
-# {first}python3 python.
+# {first}python3 python.  {CHECK} checks before pip that it is the bundle's target
+# Python and reports after pip whether torch sees the GPU.
 set -e
 here=$(CDPATH= cd -- "$(dirname -- "$0")" && pwd)
 if [ -z "${{PYTHON:-}}" ] && [ -n "${{VIRTUAL_ENV:-}}${{CONDA_PREFIX:-}}" ]; then
@@ -143,8 +153,11 @@ if [ -z "${{PYTHON:-}}" ]; then
     if command -v "$candidate" >/dev/null 2>&1; then PYTHON=$candidate; break; fi
   done
 fi
-exec "${{PYTHON:-python3}}" -m pip install \\
+PYTHON=${{PYTHON:-python3}}
+"$PYTHON" "$here/{CHECK}" before install.sh
+"$PYTHON" -m pip install \\
   {_PIP_ARGS.format(wheels='"$here/wheels"', reqs=f'"$here/{REQUIREMENTS}"')} "$@"
+"$PYTHON" "$here/{CHECK}" after "$@"
 """
 
 
@@ -156,7 +169,8 @@ def render_install_bat(py: str | None) -> str:
 rem Install the wheels of this bundle with pip alone: no network, every file's hash checked.
 rem Extra arguments go to pip (e.g. --user).  set PYTHON=C:\\path\\to\\python.exe picks the
 rem interpreter; else an activated venv or conda environment's python; else the py launcher
-rem with {pyarg} if it has that Python; else python.
+rem with {pyarg} if it has that Python; else python.  {CHECK} checks before pip that it is
+rem the bundle's target Python and reports after pip whether torch sees the GPU.
 setlocal
 set "HERE=%~dp0"
 set "PY=%PYTHON%"
@@ -170,9 +184,12 @@ if not defined PY (
     py {pyarg} -c pass >nul 2>nul && (set "PY=py" & set "PYARGS={pyarg}") || set "PY=python"
   )
 )
+"%PY%" %PYARGS% "%HERE%{CHECK}" before install.bat || exit /b 1
 "%PY%" %PYARGS% -m pip install {
         _PIP_ARGS.format(wheels='"%HERE%wheels"', reqs=f'"%HERE%{REQUIREMENTS}"')
     } %*
+if errorlevel 1 exit /b %ERRORLEVEL%
+"%PY%" %PYARGS% "%HERE%{CHECK}" after %*
 exit /b %ERRORLEVEL%
 """
     return text.replace("\n", "\r\n")
@@ -187,7 +204,8 @@ def render_install_ps1(py: str | None) -> str:
     text = f"""# Install the wheels of this bundle with pip alone: no network, every file's hash
 # checked.  Extra arguments go to pip (e.g. --user).  $env:PYTHON picks the interpreter; else
 # an activated venv or conda environment's python; else the py launcher with {pyarg} if it
-# has that Python; else python.  If scripts are blocked:
+# has that Python; else python.  {CHECK} checks before pip that it is the bundle's
+# target Python and reports after pip whether torch sees the GPU.  If scripts are blocked:
 #   powershell -ExecutionPolicy Bypass -File install.ps1
 $ErrorActionPreference = 'Stop'
 $here = Split-Path -Parent $MyInvocation.MyCommand.Path
@@ -201,11 +219,16 @@ elseif (Get-Command py -ErrorAction SilentlyContinue) {{
   $ErrorActionPreference = 'Stop'
   if ($found) {{ $py = 'py'; $pyArgs = @('{pyarg}') }}
 }}
+$check = Join-Path $here '{CHECK}'
+& $py @pyArgs $check before install.ps1
+if ($LASTEXITCODE -ne 0) {{ exit $LASTEXITCODE }}
 & $py @pyArgs -m pip install {
         _PIP_ARGS.format(
             wheels="(Join-Path $here 'wheels')", reqs=f"(Join-Path $here '{REQUIREMENTS}')"
         )
     } @args
+if ($LASTEXITCODE -ne 0) {{ exit $LASTEXITCODE }}
+& $py @pyArgs $check after @args
 exit $LASTEXITCODE
 """
     return text.replace("\n", "\r\n")
@@ -271,6 +294,8 @@ def render_readme(
             "                   (or: powershell -ExecutionPolicy Bypass -File install.ps1)",
             "     Linux, macOS: sh install.sh",
             "   Extra arguments go to pip (--user, --target DIR); set PYTHON to pick the Python.",
+            "   They stop before pip when that Python is not the one the wheels are for, and",
+            "   after pip print torch's version, CUDA build and whether it sees the GPU.",
             "   By hand: python -m pip install --no-index --find-links wheels --require-hashes "
             f"-r {REQUIREMENTS}",
         ]
