@@ -12,7 +12,7 @@ import pytest
 
 import wheelcache.bundle.install_check as check
 from wheelcache.bundle.texts import render_install_bat, render_install_ps1, render_install_sh
-from wheelcache.core.variants import CUDA_DRIVER_MINIMUM
+from wheelcache.core.cuda import CUDA_DRIVER_MINIMUM
 
 TARGET: dict[str, Any] = {
     "python": "3.9",

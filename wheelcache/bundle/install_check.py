@@ -38,7 +38,7 @@ REQUIREMENTS = "requirements.txt"
 PROBE = "wheelcache-probe.py"
 
 #: Minimum NVIDIA driver per CUDA major version: (Linux, Windows).  The same table as
-#: ``wheelcache.core.variants.CUDA_DRIVER_MINIMUM`` (a test keeps them equal): this file cannot
+#: ``wheelcache.core.cuda.CUDA_DRIVER_MINIMUM`` (a test keeps them equal): this file cannot
 #: import wheelcache on the offline host.
 DRIVER_MINIMUM: dict[int, tuple[str, str]] = {
     11: ("450.80.02", "452.39"),
