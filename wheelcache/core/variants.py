@@ -1,15 +1,20 @@
 """PyTorch build variants (cpu, cu118, rocm6.1 …), the torch family and the driver table.
 
 The PyTorch index publishes one tree per variant (``…/whl/cu118/``); a variant's wheels carry it
-as their local version (``torch-2.4.0+cu118-…``).  Everything here is data plus parsing.
+as their local version (``torch-2.4.0+cu118-…``).  A plain index (the Python package index, a
+mirror of it) carries one build per platform with no local version; which variant that build is
+shows in its requirements (:func:`build_variant`).  Everything here is data plus parsing.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
+from packaging.requirements import Requirement
 from packaging.utils import NormalizedName, canonicalize_name
+from packaging.version import Version
 
 from wheelcache.errors import TargetError
 
@@ -18,6 +23,7 @@ __all__ = [
     "KNOWN_VARIANTS",
     "TORCH_FAMILY",
     "cdn_fallback",
+    "build_variant",
     "is_torch_family",
     "parse_cuda",
     "parse_variant",
@@ -171,3 +177,51 @@ def cdn_fallback(url: str, index_url: str) -> str | None:
     if file.netloc == index.netloc or not index.netloc:
         return None
     return urlunsplit((index.scheme, index.netloc, file.path, file.query, ""))
+
+
+_CUDA_RUNTIME = re.compile(r"^nvidia-cuda-runtime(?:-cu(\d+))?$")
+_CUDA_LIBRARY = re.compile(r"^nvidia-[a-z0-9-]+-cu(\d+)$")
+_MAJOR_MINOR = re.compile(r"^(\d+)\.(\d+)")
+
+
+def build_variant(
+    version: Version,
+    requires_dist: Iterable[Requirement],
+    environments: Sequence[Mapping[str, str]],
+) -> str:
+    """Which PyTorch variant a torch build is: its local version when it has one, else the
+    CUDA runtime it requires on the target (markers judged in *environments*), else ``cpu``.
+
+    A plain index's torch for Linux x86_64 requires ``nvidia-cuda-runtime-cu12==12.4.127``
+    and is the cu124 build; the same release for Windows or macOS requires no CUDA at all and
+    is the CPU build.  The torch wheels of a per-variant index all say it in their version.
+
+    >>> linux = {"platform_system": "Linux", "platform_machine": "x86_64"}
+    >>> windows = {"platform_system": "Windows", "platform_machine": "AMD64"}
+    >>> cuda = [Requirement('nvidia-cuda-runtime-cu12==12.4.127; platform_system == "Linux" '
+    ...                     'and platform_machine == "x86_64"'), Requirement("filelock")]
+    >>> [build_variant(Version("2.5.1"), cuda, [env]) for env in (linux, windows)]
+    ['cu124', 'cpu']
+    >>> build_variant(Version("2.4.0+cu118"), [], [linux])
+    'cu118'
+    """
+    if version.local is not None:
+        return version.local
+    major = None  # from any nvidia-*-cuNN library, when no runtime pin says more
+    for req in requires_dist:
+        name = canonicalize_name(req.name)
+        if req.marker is not None and not any(
+            req.marker.evaluate({**env, "extra": ""}) for env in environments
+        ):
+            continue
+        m = _CUDA_RUNTIME.match(name)
+        if m is None:
+            library = _CUDA_LIBRARY.match(name)
+            major = major or (library.group(1) if library else None)
+            continue
+        for spec in req.specifier:
+            found = _MAJOR_MINOR.match(spec.version)
+            if spec.operator in ("==", "===", "~=", ">=") and found:
+                return f"cu{found.group(1)}{found.group(2)}"
+        major = major or m.group(1)
+    return f"cu{major}" if major else "cpu"  # a CUDA major without its minor: all we know
