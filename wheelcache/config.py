@@ -8,6 +8,7 @@ the first two and the config file arrives as click's ``default_map``.
 from __future__ import annotations
 
 import configparser
+import difflib
 import logging
 import os
 import platform
@@ -18,7 +19,7 @@ from typing import Any
 
 import platformdirs
 
-from wheelcache.errors import WheelcacheError
+from wheelcache.errors import ConfigError, WheelcacheError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -26,11 +27,14 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 __all__ = [
+    "DATA_TABLES",
+    "config_default_map",
     "config_file_path",
     "default_cache_dir",
     "host_platform",
     "host_python",
     "load_config_file",
+    "read_config_file",
     "pip_index_urls",
 ]
 
@@ -50,24 +54,89 @@ def config_file_path(environ: Mapping[str, str] = os.environ) -> Path:
     return Path(platformdirs.user_config_dir(APP, appauthor=False)) / "config.toml"
 
 
-def load_config_file(path: Path) -> dict[str, dict[str, Any]]:
-    """Read the TOML config file into a click ``default_map``.
-
-    Top-level keys apply to every command; ``[fetch]``-style tables to one command.  Keys use
-    the option names (``cache-dir``, ``jobs``); dashes become underscores for click.
-    """
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The TOML document at *path*, ``{}`` when there is none; a file that cannot be read or
+    parsed is one :class:`ConfigError` naming it."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return {}
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise WheelcacheError(f"config file {path}: {exc}") from exc
+        raise ConfigError(f"config file {path}: {exc}") from exc
+
+
+def load_config_file(path: Path) -> dict[str, dict[str, Any]]:
+    """The old reading (internal names, nothing checked), until the CLI uses
+    :func:`config_default_map`."""
+    data = read_config_file(path)
     common = {k.replace("-", "_"): v for k, v in data.items() if not isinstance(v, dict)}
     out: dict[str, dict[str, Any]] = {"*": common}
     for section, values in data.items():
         if isinstance(values, dict):
             out[section] = {**common, **{k.replace("-", "_"): v for k, v in values.items()}}
     return out
+
+
+#: Tables that are not a command's options (``[mirrors.NAME]``, read by ``--mirror NAME``).
+DATA_TABLES = ("mirrors",)
+
+
+def config_default_map(
+    data: Mapping[str, Any], path: Path, options: Mapping[str, Mapping[str, str]]
+) -> dict[str, dict[str, Any]]:
+    """The config file as click's ``default_map``: ``{command: {parameter: value}}``.
+
+    *options* maps each command to its keys — exactly its long option names as typed after
+    ``--`` (``py``, ``platform``, ``cache-dir``) — and the click parameter each sets.  Top-level
+    keys apply to every command that has the option, a ``[fetch]`` table to one command.  A key
+    no command (or not that command) has is refused with the nearest valid key: a misspelt key
+    silently ignored once fetched 2.9 GB of wheels for the wrong machine.
+
+    >>> opts = {"fetch": {"py": "python", "jobs": "jobs"}, "ls": {"cache-dir": "cache_dir"}}
+    >>> config_default_map({"fetch": {"py": "39"}, "cache-dir": "/c"}, Path("c.toml"), opts)
+    {'fetch': {'python': '39'}, 'ls': {'cache_dir': '/c'}}
+    >>> try:
+    ...     config_default_map({"fetch": {"python": "39"}}, Path("c.toml"), opts)
+    ... except ConfigError as exc:
+    ...     print(exc)
+    config file c.toml: unknown key "python" in [fetch]; did you mean "py"?
+    """
+    out: dict[str, dict[str, Any]] = {name: {} for name in options}
+    everywhere = {key: param for keys in options.values() for key, param in keys.items()}
+    for key, value in data.items():
+        if key in DATA_TABLES:
+            continue
+        if isinstance(value, dict):
+            if key not in options:
+                raise ConfigError(_unknown(path, f"[{key}]", "", list(options), {}))
+            for sub, sub_value in value.items():
+                if sub not in options[key]:
+                    raise ConfigError(_unknown(path, sub, f" in [{key}]", [], options[key]))
+                out[key][options[key][sub]] = sub_value
+            continue
+        if key not in everywhere:
+            raise ConfigError(_unknown(path, key, "", [], everywhere))
+        for name, keys in options.items():
+            if key in keys and keys[key] not in out[name]:  # a [command] table wins
+                out[name][keys[key]] = value
+    return out
+
+
+def _unknown(path: Path, key: str, where: str, names: list[str], keys: Mapping[str, str]) -> str:
+    """``unknown key "python" in [fetch]; did you mean "py"?`` (or the valid keys)."""
+    valid = names or sorted(keys)
+    by_param = {param: k for k, param in keys.items()}  # an internal name: python -> py
+    nearest = by_param.get(key.replace("-", "_")) or next(
+        iter(difflib.get_close_matches(key.strip("[]"), valid, n=1, cutoff=0.5)), None
+    )
+    what = "table" if key.startswith("[") else "key"
+    hint = (
+        f'did you mean "{nearest}"?'
+        if nearest
+        else f"valid {what}s: {', '.join(valid[:12])}{' …' if len(valid) > 12 else ''}"
+    )
+    shown = key if key.startswith("[") else f'"{key}"'
+    return f"config file {path}: unknown {what} {shown}{where}; {hint}"
 
 
 def _pip_config_files(environ: Mapping[str, str]) -> list[Path]:

@@ -6,6 +6,7 @@ the edge with ``raise ... from exc`` and never reach the user as they are::
 
     WheelcacheError
     ├── TargetError               bad --cuda/--py/--platform/--target input
+    ├── ConfigError               a config file (or WHEELCACHE_* value) that is not valid
     ├── RequirementError          a requirement string that does not parse
     │   └── RequirementsFileError     a requirements file: unreadable, or a line (file:line)
     ├── LockFileError             a PEP 751 lock: unreadable, invalid, or not for the target
@@ -29,6 +30,7 @@ from collections.abc import Sequence
 __all__ = [
     "BundleError",
     "CacheError",
+    "ConfigError",
     "ConnectionFault",
     "DownloadError",
     "HashMismatchError",
@@ -52,6 +54,11 @@ class WheelcacheError(Exception):
 
 class TargetError(WheelcacheError, ValueError):
     """A target flag or target file that does not describe a usable target."""
+
+
+class ConfigError(WheelcacheError, ValueError):
+    """The config file cannot be read, or names a key or value that is not valid (it says
+    which file, which key and the nearest valid one)."""
 
 
 class RequirementError(WheelcacheError, ValueError):
