@@ -23,9 +23,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from tests.support.cachefill import add_wheel
+from tests.support.torchindex import TorchIndex
 from tests.support.wheels import build_wheel
+from wheelcache.cli.main import main
 from wheelcache.store.cache import Cache
 
 TARGET = "cp39-win_amd64 (cu118)"
@@ -263,3 +266,50 @@ def test_files_written_into_the_cache_follow_the_umask(tmp_path: Path, umask: in
         os.umask(old)
     assert target.stat().st_mode & 0o777 == 0o666 & ~umask
     assert wheel.blob.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_fetch_offline_works_on_a_read_only_cache(torch_index: TorchIndex, tmp_path: Path) -> None:
+    args = [
+        "fetch",
+        "--cpu",
+        "--py",
+        "39",
+        "--platform",
+        "win_amd64",
+        "--torch-index",
+        torch_index.torch_index_url,
+        "--index-url",
+        torch_index.deps_index_url,
+        "jinja2",
+    ]
+    first = CliRunner().invoke(main, [*args, "--cache-dir", str(tmp_path / "rw" / "cache")])
+    assert first.exit_code == 0, first.stderr
+    with _read_only_bind(tmp_path / "rw", tmp_path / "ro") as mnt:
+        cache = str(mnt / "cache")
+        before = _tree(mnt)
+        offline = _run(*args, "--offline", "--cache-dir", cache)
+        assert offline.returncode == 0, offline.stderr
+        assert "2 wheels" in offline.stdout and "2 already in the cache" in offline.stdout
+        assert "Hash-pinned requirements" not in offline.stdout
+        assert "--find-links " + f"{cache}/wheels-v1" in offline.stdout
+        assert offline.stderr == (
+            "wheelcache: WARNING: the cache is read-only: no requirements file or lock "
+            "(--dest DIR writes them there)\n"
+        )
+        dest = tmp_path / "dest"
+        with_dest = _run(*args, "--offline", "--dest", str(dest), "--cache-dir", cache)
+        assert with_dest.returncode == 0, with_dest.stderr
+        assert sorted(p.name for p in dest.iterdir()) == [
+            "MarkupSafe-2.1.5-cp39-cp39-win_amd64.whl",
+            "jinja2-3.1.4-py3-none-any.whl",
+            "pylock.cpu-cp39-win_amd64.toml",
+            "requirements.txt",
+        ]
+        online = _run(*args, "--cache-dir", cache)
+        assert _tree(mnt) == before
+    assert online.returncode == 1
+    assert online.stderr == (
+        f"wheelcache: error: wheelcache fetch needs to write to the cache {cache}, which is "
+        "read-only (it is on a read-only filesystem); remount it read-write, or add --offline "
+        "to use what it holds\n"
+    )

@@ -408,8 +408,10 @@ def _render(result: FetchResult) -> None:
         out("\nIndex options from the requirement files:")
         for line in result.index_options:
             out(f"  {line}")
-    out(f"\nHash-pinned requirements: {result.requirements_file}")
-    out(f"PEP 751 lock:             {result.lock_file}")
+    if result.requirements_file is not None:
+        out(f"\nHash-pinned requirements: {result.requirements_file}")
+    if result.lock_file is not None:
+        out(f"PEP 751 lock:             {result.lock_file}")
     out("\nInstall on the target with either:")
     out("  " + command_line(result.install_files_command))
     out("  " + command_line(result.install_find_links_command))

@@ -267,6 +267,8 @@ def fetch(
     """
     if request.offline:
         http = None
+    else:  # pages and wheels are stored as they arrive
+        cache.require_writable("wheelcache fetch", "add --offline to use what it holds")
     target_text = request.target.describe()
     try:
         downloader = (
@@ -401,14 +403,19 @@ def _write_outputs(
     wheels: Sequence[CachedWheel],
     downloader: Downloader | None,
 ) -> FetchResult:
-    """Record the target, place the wheels (``--dest``) and write the requirements file."""
+    """Record the target, place the wheels (``--dest``) and write the requirements file.
+
+    A read-only cache (``--offline`` only) records nothing and gets no requirements file; a
+    ``--dest`` folder gets one as always.
+    """
     target, dest = request.target, request.dest
     if dest is not None:
         try:
             dest.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise CacheError(describe_os_error(exc, dest)) from exc
-    cache.catalog.add_targets([w.sha256 for w in wheels], target.describe())
+    if not cache.read_only:
+        cache.catalog.add_targets([w.sha256 for w in wheels], target.describe())
     transferred = downloader.transferred if downloader is not None else set()
     files = [
         FetchedFile(
@@ -432,10 +439,23 @@ def _write_outputs(
         if dest is not None
         else f"requirements-{target.variant}-{target.abi}-{target.platform}.txt"
     )
-    req_file = wheels_dir / req_name
-    cache.write_atomic(req_file, _requirements_text(files).encode())
-    lock_file = wheels_dir / lock_filename(target)
-    cache.write_atomic(lock_file, pylock_text([f.locked() for f in files], target).encode())
+    req_file: Path | None = wheels_dir / req_name
+    lock_file: Path | None = wheels_dir / lock_filename(target)
+    texts = {
+        req_name: _requirements_text(files).encode(),
+        lock_filename(target): pylock_text([f.locked() for f in files], target).encode(),
+    }
+    if dest is not None:
+        for name, data in texts.items():
+            _write_file(dest / name, data)
+    elif cache.read_only:
+        log.warning(
+            "the cache is read-only: no requirements file or lock (--dest DIR writes them there)"
+        )
+        req_file = lock_file = None
+    else:
+        for name, data in texts.items():
+            cache.write_atomic(wheels_dir / name, data)
     downloaded = downloader.downloaded_bytes if downloader is not None else 0
     return FetchResult(
         target,
@@ -476,6 +496,17 @@ def _plan(
     index = request.files.reported() if request.files else ()
     wheels_dir = Path(cache.layout.wheels)
     return FetchResult(request.target, requested, plan, wheels_dir, None, True, 0, None, index)
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    """Write a small file into ``--dest`` atomically (a temp file beside it, then a rename)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise CacheError(describe_os_error(exc, path)) from exc
 
 
 def _learn_sizes(http: Http, finder: IndexFinder, cands: Sequence[Candidate], jobs: int) -> None:
