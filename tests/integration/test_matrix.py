@@ -114,7 +114,9 @@ def _fetch(ti: TorchIndex, cache: Path, *args: str) -> tuple[int, str, str]:
     return result.exit_code, result.stdout, result.stderr
 
 
-def test_matrix_of_a_plain_index_is_one_table(torch_index: TorchIndex, tmp_path: Path) -> None:
+def test_matrix_of_a_plain_index_is_one_table_per_build_variant(
+    torch_index: TorchIndex, tmp_path: Path
+) -> None:
     result = CliRunner().invoke(
         main,
         [
@@ -127,8 +129,17 @@ def test_matrix_of_a_plain_index_is_one_table(torch_index: TorchIndex, tmp_path:
         ],
     )
     assert result.exit_code == 0, result.stderr
-    (table,) = json.loads(result.stdout)["variants"]
-    assert table["variant"] == "" and table["sets"]
+    # Used as one plain index, the cu118 tree's builds are told apart by the wheels: the
+    # +cu118 ones, and the plain aarch64 ones, which require no CUDA (issue 10, item 6).
+    tables = {t["variant"]: t for t in json.loads(result.stdout)["variants"]}
+    assert {
+        v: [(s["torch"], sorted(s["available"])) for s in t["sets"]] for v, t in tables.items()
+    } == {
+        "cu118": [
+            (f"{r}+cu118", ["linux_x86_64", "win_amd64"]) for r in ("2.5.1", "2.4.0", "2.3.1")
+        ],
+        "cpu": [(r, ["linux_aarch64"]) for r in ("2.5.1", "2.4.0", "2.3.1")],
+    }
 
 
 def test_matrix_offline_skips_variants_never_fetched(

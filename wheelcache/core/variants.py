@@ -24,6 +24,7 @@ __all__ = [
     "TORCH_FAMILY",
     "cdn_fallback",
     "build_variant",
+    "describe_builds",
     "is_torch_family",
     "parse_cuda",
     "parse_variant",
@@ -225,3 +226,24 @@ def build_variant(
                 return f"cu{found.group(1)}{found.group(2)}"
         major = major or m.group(1)
     return f"cu{major}" if major else "cpu"  # a CUDA major without its minor: all we know
+
+
+def describe_builds(builds: Mapping[Version, str], limit: int = 3) -> str:
+    """Which builds a plain index carries, by variant, newest first (for one-line errors).
+
+    >>> describe_builds({Version("2.5.1"): "cu124", Version("2.5.0"): "cu124",
+    ...                  Version("2.3.1"): "cu121", Version("2.2.0"): "cu121",
+    ...                  Version("2.1.0"): "cu121", Version("2.0.0"): "cu118"})
+    'torch 2.5.1, 2.5.0 as cu124; 2.3.1, 2.2.0, 2.1.0 as cu121; 2.0.0 as cu118'
+    >>> describe_builds({Version(f"2.{i}.0"): "cpu" for i in range(5)})
+    'torch 2.4.0, 2.3.0, 2.2.0 … (5 releases) as cpu'
+    """
+    by_variant: dict[str, list[Version]] = {}
+    for version in sorted(builds, reverse=True):
+        by_variant.setdefault(builds[version], []).append(version)
+    parts = []
+    for variant, versions in by_variant.items():
+        shown = ", ".join(str(v) for v in versions[:limit])
+        more = f" … ({len(versions)} releases)" if len(versions) > limit else ""
+        parts.append(f"{shown}{more} as {variant}")
+    return "torch " + "; ".join(parts)

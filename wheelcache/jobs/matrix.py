@@ -25,7 +25,8 @@ from packaging.version import Version
 
 from wheelcache.core.evaluator import Candidate, variant_wheels
 from wheelcache.core.models import DistFile, ProjectPage
-from wheelcache.core.variants import torch_index_for
+from wheelcache.core.target import make_target
+from wheelcache.core.variants import build_variant, torch_index_for
 from wheelcache.errors import IndexPageError, TargetError, WheelcacheError
 from wheelcache.net.client import Http
 from wheelcache.net.finder import WheelMetadata
@@ -195,9 +196,14 @@ def _torch_pin(
     return None
 
 
+_ByVersion = dict[Version, list[_Wheel]]
+
+
 def _variant_matrix(
     variant: str, template: str, store: PageStore, jobs: int
-) -> VariantMatrix | None:
+) -> list[VariantMatrix]:
+    """The variant's table; for a plain index (no ``{variant}``), one table per variant its
+    torch builds turn out to be (see :func:`_plain_builds`)."""
     url, per_variant = torch_index_for(template, variant or "cpu")
     indexes = Indexes(Sources(url, per_variant, ()), store, variant or "cpu")
     metadata = WheelMetadata(store.cache, store.http, None)
@@ -205,12 +211,11 @@ def _variant_matrix(
     try:
         pages = {p: indexes.page(p) for p in (TORCH, VISION, AUDIO)}
     except TargetError:
-        return None  # this variant does not exist on the index
+        return []  # this variant does not exist on the index
     if pages[TORCH] is None:
-        return None
+        return []
     by = {p: _wheels_by_version(pages[p], p, local) for p in pages}
-    torch_versions = sorted(by[TORCH], reverse=True)
-    fulls = {t: [w[2] for w in by[TORCH][t]] for t in torch_versions}
+    fulls = {t: [w[2] for w in wheels] for t, wheels in by[TORCH].items()}
     pairs: dict[NormalizedName, dict[Version, Version]] = {}
     with concurrent.futures.ThreadPoolExecutor(max(1, jobs)) as pool:
         for comp in (VISION, AUDIO):
@@ -219,23 +224,69 @@ def _variant_matrix(
             }
             pins = {v: fut.result() for v, fut in futs.items()}
             pairs[comp] = pair_companions(fulls, pins)
+        if per_variant:
+            return [VariantMatrix(variant, url, _rows(by, by[TORCH], pairs))]
+        builds = _plain_builds(metadata, by[TORCH], pool)
+    return [VariantMatrix(v, url, _rows(by, torch_by, pairs)) for v, torch_by in builds.items()]
+
+
+def _rows(
+    by: Mapping[NormalizedName, _ByVersion],
+    torch_by: _ByVersion,
+    pairs: Mapping[NormalizedName, Mapping[Version, Version]],
+) -> tuple[MatrixRow, ...]:
     rows = []
-    for t in torch_versions:
+    for t in sorted(torch_by, reverse=True):
         tv, ta = pairs[VISION].get(t), pairs[AUDIO].get(t)
-        slots = _slots(by[TORCH][t])
+        slots = _slots(torch_by[t])
         for comp, version in ((VISION, tv), (AUDIO, ta)):
             slots = (
                 _intersect(slots, _with_any(_slots(by[comp][version]), slots)) if version else {}
             )
         rows.append(
             MatrixRow(
-                _label(by[TORCH][t]),
+                _label(torch_by[t]),
                 _label(by[VISION][tv]) if tv else None,
                 _label(by[AUDIO][ta]) if ta else None,
                 {k: tuple(sorted(v, key=_py_key)) for k, v in sorted(slots.items())},
             )
         )
-    return VariantMatrix(variant, url, tuple(rows))
+    return tuple(rows)
+
+
+def _plain_builds(
+    metadata: WheelMetadata, torch_by: _ByVersion, pool: concurrent.futures.Executor
+) -> dict[str, _ByVersion]:
+    """A plain index's torch wheels by the variant each build is: one wheel's metadata per
+    release and platform family decides, with markers judged for that platform
+    (:func:`~wheelcache.core.variants.build_variant`, the rule ``fetch`` follows).  Variants
+    come newest torch first."""
+    groups: dict[tuple[Version, str], list[_Wheel]] = {}
+    for t, wheels in torch_by.items():
+        for w in wheels:
+            for family in {platform_family(tag.platform) for tag in w[1]}:
+                groups.setdefault((t, family), []).append(w)
+    keys = list(groups)
+    found = pool.map(lambda key: _build_of(metadata, groups[key]), keys)
+    out: dict[str, _ByVersion] = {}
+    for (t, _family), variant in sorted(zip(keys, found, strict=True), reverse=True):
+        if variant is not None:
+            out.setdefault(variant, {}).setdefault(t, []).extend(groups[(t, _family)])
+    return out
+
+
+def _build_of(metadata: WheelMetadata, wheels: Sequence[_Wheel]) -> str | None:
+    """Which variant one release's build for one platform family is (None: unknown)."""
+    f, tags, version = sorted(wheels, key=lambda w: (not w[0].core_metadata, w[0].filename))[0]
+    tag = min(tags, key=str)
+    digits = "".join(ch for ch in _python_of(tag)[2:] if ch.isdigit())
+    try:
+        target = make_target(python=f"{digits[:1]}.{digits[1:]}", platform=tag.platform)
+        md = metadata.get_metadata(Candidate(TORCH, version, f, 0))
+    except (WheelcacheError, ValueError) as exc:
+        log.warning("%s: cannot tell which build it is (%s); left out", f.filename, exc)
+        return None
+    return build_variant(version, md.requires_dist, target.marker_environments)
 
 
 def build_matrix(
@@ -250,24 +301,23 @@ def build_matrix(
     """The matrix for each variant the index has (missing variants are left out).
 
     *http* is the command's one client (None offline); one page store serves every variant.
-    An index URL without ``{variant}`` is one index: one table, whatever *variants* says.
+    An index URL without ``{variant}`` is one index: one table per variant its torch builds
+    are (read from the wheels), of those in *variants* when they were given explicitly.
     Offline, a variant whose pages were never fetched is left out unless it was asked for
     (*variants* given explicitly): then it is an error naming the page.
     """
     pages = PageStore(cache, http)
     if "{variant}" not in torch_index:
-        m = _variant_matrix("", torch_index, pages, jobs)
-        return [m] if m is not None else []
+        found = _variant_matrix("", torch_index, pages, jobs)
+        return [m for m in found if not explicit or m.variant in variants]
     out = []
     for v in variants:
         try:
-            m = _variant_matrix(v, torch_index, pages, jobs)
+            out += _variant_matrix(v, torch_index, pages, jobs)
         except IndexPageError:
             if http is None and not explicit:
                 continue
             raise
-        if m is not None:
-            out.append(m)
     return out
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from packaging.specifiers import SpecifierSet
 from packaging.utils import NormalizedName, canonicalize_name
+from packaging.version import Version
 
 from wheelcache.core.evaluator import (
     Candidate,
@@ -29,6 +30,7 @@ from wheelcache.core.evaluator import (
 )
 from wheelcache.core.models import CoreMetadata, DistFile, ProjectPage, parse_core_metadata
 from wheelcache.core.target import Target
+from wheelcache.core.variants import build_variant, describe_builds
 from wheelcache.core.zipmeta import (
     TAIL_SIZE,
     ZipFormatError,
@@ -46,6 +48,8 @@ from wheelcache.store.cache import Cache
 __all__ = ["IndexFinder", "WheelMetadata"]
 
 log = logging.getLogger(__name__)
+
+_TORCH = canonicalize_name("torch")
 
 
 class WheelMetadata:
@@ -197,6 +201,9 @@ class IndexFinder:
         self.indexes = indexes
         self.metadata = metadata
         self._cands: dict[NormalizedName, list[Candidate]] = {}
+        #: torch release → which build a plain index has of it for the target (see
+        #: :meth:`_builds_of_the_variant`); empty for a per-variant index.
+        self.builds: dict[Version, str] = {}
         self._lock = threading.Lock()
         self._warmed: set[NormalizedName] = set()
         self._prefetch_metadata = prefetch_metadata
@@ -260,6 +267,8 @@ class IndexFinder:
                 if not ev.ok:
                     log.debug("skip %s: %s", ev.file.filename, ev.reason)
             cands = best_per_version(evaluations)
+            if name == _TORCH and self.indexes.variant_for(name) is None:
+                cands = self._builds_of_the_variant(cands)
         with self._lock:
             self._cands[name] = cands
         return cands
@@ -275,11 +284,43 @@ class IndexFinder:
         cands = [ev.candidate for ev in evaluations if ev.candidate is not None]
         return sorted(cands, key=lambda c: c.sort_key, reverse=True)
 
+    def _builds_of_the_variant(self, cands: list[Candidate]) -> list[Candidate]:
+        """On a plain torch index (no ``{variant}``: the package index, a mirror of it) each
+        release has one build per platform, without ``+cu124``: keep the builds that are the
+        variant asked for, judged from each wheel's own metadata (:func:`build_variant`), and
+        remember what the others are, for :meth:`explain`."""
+        envs = self.target.marker_environments
+
+        def variant(c: Candidate) -> str | None:
+            try:
+                requires = self.metadata.get_metadata(c).requires_dist
+            except WheelcacheError as exc:  # offline and never read, or a broken wheel
+                log.debug("cannot tell which build %s is: %s", c.file.filename, exc)
+                return None
+            return build_variant(c.version, requires, envs)
+
+        with concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="wheelcache-var") as pool:
+            variants = list(pool.map(variant, cands))
+        self.builds = {c.version: v for c, v in zip(cands, variants, strict=True) if v}
+        want = self.target.variant
+        return [c for c, v in zip(cands, variants, strict=True) if v == want]
+
     def explain(self, name: NormalizedName, specifier: SpecifierSet | None = None) -> str:
         page = self.page(name)
         if page is None:
             return f"{name} is not on {self.indexes.where(name)}"
         variant = self.indexes.variant_for(name)
+        builds = {
+            v: b
+            for v, b in self.builds.items()
+            if specifier is None or specifier.contains(v, prereleases=True)
+        }
+        if name == _TORCH and variant is None and builds:
+            return (
+                f"torch{specifier or ''} on {self.indexes.where(name)} (a plain index: each "
+                f"build's variant read from its wheel) has no {self.target.variant} build for "
+                f"{self.target.abi}-{self.target.platform}; it carries {describe_builds(builds)}"
+            )
         return describe_availability(name, page.files, self.target, specifier, variant=variant)
 
     # -- MetadataSource -------------------------------------------------------------------
