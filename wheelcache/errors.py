@@ -26,6 +26,7 @@ the edge with ``raise ... from exc`` and never reach the user as they are::
 from __future__ import annotations
 
 from collections.abc import Sequence
+from urllib.parse import urlsplit
 
 __all__ = [
     "BundleError",
@@ -132,13 +133,19 @@ class IndexPageError(WheelcacheError):
 
 
 class IndexUnreachableError(IndexPageError):
-    """The index did not answer at all (network error, timeout or server error)."""
+    """The index did not answer at all (network error, timeout or server error).
+
+    ``hint`` says what to do instead, in the caller's terms (``--mirror``, ``--offline``…).
+    """
+
+    def __init__(self, url: str, reason: str, hint: str = "") -> None:
+        super().__init__(url, reason)
+        self.hint = hint
 
     def __str__(self) -> str:
-        return (
-            f"cannot reach {self.url}: {self.reason} "
-            "(check the URL and the network, or use --offline to work from the cache)"
-        )
+        host = urlsplit(self.url).netloc or self.url
+        hint = self.hint or "check the URL and the network, or use --offline to work from the cache"
+        return f"cannot reach {host}: {self.reason} ({self.url}); {hint}"
 
 
 class ResolutionError(WheelcacheError):
@@ -184,10 +191,21 @@ class ConnectionFault(DownloadError):
     http(s)); ``timed_out`` marks a read or connect timeout (a stalled connection).
     """
 
-    def __init__(self, url: str, reason: str, *, retryable: bool, timed_out: bool = False) -> None:
+    def __init__(
+        self,
+        url: str,
+        reason: str,
+        *,
+        retryable: bool,
+        timed_out: bool = False,
+        unreachable: bool = False,
+    ) -> None:
         super().__init__(url, reason)
         self.retryable = retryable
         self.timed_out = timed_out
+        #: The host cannot be reached at all (name not resolved, connection refused, TLS
+        #: failure, no answer to connect): waiting does not help a page request.
+        self.unreachable = unreachable
 
 
 class HashMismatchError(DownloadError):

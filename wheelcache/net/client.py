@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 import random
+import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -19,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -128,14 +131,39 @@ def _translated(url: str) -> Iterator[None]:
     """The one place where httpx errors become ours (see :class:`ConnectionFault`)."""
     try:
         yield
+    except httpx.ConnectTimeout as exc:  # no answer at all: the host is unreachable
+        fault = ConnectionFault(
+            url, "timed out connecting", retryable=True, timed_out=True, unreachable=True
+        )
+        raise fault from exc
     except httpx.TimeoutException as exc:
         raise ConnectionFault(url, _describe(exc), retryable=True, timed_out=True) from exc
     except NOT_RETRYABLE as exc:  # a bad URL does not get better by waiting
         raise ConnectionFault(url, _describe(exc), retryable=False) from exc
+    except httpx.ConnectError as exc:
+        why = _unreachable(exc)
+        fault = ConnectionFault(url, why or _describe(exc), retryable=True, unreachable=bool(why))
+        raise fault from exc
     except httpx.TransportError as exc:
         raise ConnectionFault(url, _describe(exc), retryable=True) from exc
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
         raise ConnectionFault(url, _describe(exc), retryable=False) from exc
+
+
+def _unreachable(exc: BaseException) -> str | None:
+    """Why a connection could not be made at all — the name does not resolve, nothing listens,
+    TLS fails — or None for a fault that waiting may mend.  httpx keeps the socket error as
+    the cause of its own."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, socket.gaierror):
+            return "name not resolved"
+        if isinstance(seen, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(seen, ssl.SSLError):
+            return f"TLS failure ({getattr(seen, 'reason', None) or seen})"
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _describe(exc: BaseException) -> str:
@@ -187,6 +215,10 @@ class Http:
             trust_env=True,
         )
         self.cancelled = threading.Event()
+        #: Hosts that could not be reached at all in this run, and why: every later request
+        #: to them fails at once instead of trying again (one answer per host, not per page).
+        self._unreachable: dict[str, str] = {}
+        self._unreachable_lock = threading.Lock()
 
     def cancel(self) -> None:
         """Stop every retry wait at once and refuse new requests (Ctrl-C, a failed run)."""
@@ -198,25 +230,39 @@ class Http:
     def with_retries(
         self, url: str, fn: Callable[[], T], *, on_fail: Callable[[str], WheelcacheError]
     ) -> T:
-        """Run *fn*, retrying transport errors and retryable statuses with backoff."""
+        """Run *fn*, retrying transient faults (a reset, a stall, 5xx, 429) with backoff.
+
+        A host that cannot be reached at all (its name does not resolve, nothing listens, TLS
+        fails, no answer to connect) is no transient fault: it fails at once, and so does
+        every later request to that host in this run.
+        """
+        host = urlsplit(url).netloc
         attempt = 0
         while True:
             attempt += 1
             if self.cancelled.is_set():
                 raise on_fail("cancelled")
+            with self._unreachable_lock:
+                known = self._unreachable.get(host)
+            if known is not None:
+                raise on_fail(known)
             retry_after: str | None = None
             cause: Exception
             try:
                 with _translated(url):
                     return fn()
             except ConnectionFault as exc:
-                if not exc.retryable:
+                if exc.unreachable:
+                    with self._unreachable_lock:
+                        self._unreachable.setdefault(host, exc.reason)
+                if not exc.retryable or exc.unreachable:
                     raise on_fail(exc.reason) from exc
                 reason, cause = exc.reason, exc
             except RetryableStatus as exc:
                 reason, cause, retry_after = str(exc), exc, exc.retry_after
             if attempt > self.settings.retries:
-                raise on_fail(f"{reason} (gave up after {attempt} attempts)") from cause
+                tries = f"{attempt} attempt{'s' if attempt > 1 else ''}"
+                raise on_fail(f"{reason} (gave up after {tries})") from cause
             delay = retry_delay(attempt, retry_after, self.settings)
             log.warning("%s: %s; retrying in %.1fs", url, reason, delay)
             if self.cancelled.wait(delay):

@@ -149,7 +149,10 @@ class Indexes:
                 self._check_variant_exists()
         else:
             for index in self.sources.index_urls:
-                page = self._get_page(project_url(index, name), name)
+                try:
+                    page = self._get_page(project_url(index, name), name)
+                except IndexUnreachableError as exc:
+                    raise self._with_hint(exc, "check --index-url (or pip's index-url)") from exc
                 if page is not None:
                     break
         page = self._with_links(name, page)
@@ -265,4 +268,13 @@ class Indexes:
                     self.mirror_hashed.add(name)
                 listed = tuple(sorted(files.values(), key=lambda f: f.filename))
                 return ProjectPage(name, mirror.base(self.variant), listed)
-        raise exc
+        todo = "use --mirror URL, or --torch-index URL of an index that carries these builds"
+        raise self._with_hint(exc, todo) from exc
+
+    def _with_hint(self, exc: IndexUnreachableError, todo: str) -> IndexUnreachableError:
+        """*exc* with what to do instead, and ``--offline`` when the cache has the page."""
+        if exc.hint:
+            return exc
+        if self.pages.http is not None and self.pages.has_stored(exc.url):
+            todo += ", or --offline (the cache has this page)"
+        return IndexUnreachableError(exc.url, exc.reason, todo)

@@ -47,6 +47,9 @@ class PageStore:
         self.cache = cache
         self.http = http
         self._memo: dict[str, PageResponse] = {}
+        #: Pages that failed in this run: asked again (a prefetch, then the resolver), they
+        #: fail with the same error at once, so a page costs one retry loop, not one per caller.
+        self._failed: dict[str, IndexPageError] = {}
         self._lock = threading.Lock()
         self._url_locks: dict[str, threading.Lock] = {}
 
@@ -63,9 +66,19 @@ class PageStore:
         with self._url_lock(url):
             if url in self._memo and not fresh:
                 return self._memo[url]
-            page = self._fetch(url, accept, fresh)
+            if url in self._failed and not fresh:
+                raise self._failed[url]
+            try:
+                page = self._fetch(url, accept, fresh)
+            except IndexPageError as exc:
+                self._failed[url] = exc
+                raise
             self._memo[url] = page
             return page
+
+    def has_stored(self, url: str) -> bool:
+        """Whether the disk cache holds this page (so ``--offline`` could use it)."""
+        return Path(self.cache.layout.page(url)[1]).is_file()
 
     def _fetch(self, url: str, accept: str, fresh: bool = False) -> PageResponse:
         body_path, meta_path = (Path(p) for p in self.cache.layout.page(url))
