@@ -40,11 +40,12 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 @pytest.fixture(autouse=True)
 def _restore_wheelcache_logger() -> Iterator[None]:
     """The CLI configures the "wheelcache" logger for a terminal (own handler, no
-    propagation); undo that after each test so caplog keeps seeing library records."""
+    propagation) and silences it after a run's last line; undo that after each test so caplog
+    keeps seeing library records."""
     logger = logging.getLogger("wheelcache")
-    saved = (logger.handlers[:], logger.level, logger.propagate)
+    saved = (logger.handlers[:], logger.level, logger.propagate, logger.disabled)
     yield
-    logger.handlers[:], logger.level, logger.propagate = saved
+    logger.handlers[:], logger.level, logger.propagate, logger.disabled = saved
 
 
 @pytest.fixture

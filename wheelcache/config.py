@@ -7,15 +7,18 @@ the first two and the config file arrives as click's ``default_map``.
 
 from __future__ import annotations
 
+import ast
 import configparser
 import difflib
 import logging
 import os
 import platform
 import sys
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
 
 import platformdirs
 
@@ -33,7 +36,6 @@ __all__ = [
     "default_cache_dir",
     "host_platform",
     "host_python",
-    "load_config_file",
     "read_config_file",
     "pip_index_urls",
 ]
@@ -63,18 +65,6 @@ def read_config_file(path: Path) -> dict[str, Any]:
         return {}
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"config file {path}: {exc}") from exc
-
-
-def load_config_file(path: Path) -> dict[str, dict[str, Any]]:
-    """The old reading (internal names, nothing checked), until the CLI uses
-    :func:`config_default_map`."""
-    data = read_config_file(path)
-    common = {k.replace("-", "_"): v for k, v in data.items() if not isinstance(v, dict)}
-    out: dict[str, dict[str, Any]] = {"*": common}
-    for section, values in data.items():
-        if isinstance(values, dict):
-            out[section] = {**common, **{k.replace("-", "_"): v for k, v in values.items()}}
-    return out
 
 
 #: Tables that are not a command's options (``[mirrors.NAME]``, read by ``--mirror NAME``).
@@ -169,14 +159,47 @@ def _pip_config_files(environ: Mapping[str, str]) -> list[Path]:
     return files
 
 
-def _pip_default_index() -> str | None:
-    """pip's built-in default index, read from the installed pip (not written down here)."""
+def _pip_default_index() -> tuple[str, str] | None:
+    """pip's built-in default index and where it was read: the installed pip, else — in an
+    environment without pip, as uv makes them — the pip wheel that Python's ``ensurepip``
+    carries, so the standard public index is never written down here."""
     try:
         from pip._internal.models.index import PyPI
 
-        return str(PyPI.simple_url)
+        return str(PyPI.simple_url), "pip's default"
     except Exception:  # pip missing or its internals moved
+        pass
+    url = _bundled_pip_index()
+    if url is None:
         return None
+    return url, "the standard public index (no pip here: pip's default, read from ensurepip)"
+
+
+def _bundled_pip_index() -> str | None:
+    """``PyPI.simple_url`` from the pip wheel bundled with ``ensurepip``, without running it."""
+    try:
+        import ensurepip
+    except ImportError:
+        return None
+    folders = [Path(ensurepip.__file__).parent / "_bundled"]
+    folders.append(Path(str(getattr(ensurepip, "_WHEEL_PKG_DIR", None) or folders[0])))
+    for wheel in sorted(p for d in folders if d.is_dir() for p in d.glob("pip-*.whl")):
+        try:
+            with zipfile.ZipFile(wheel) as zf:
+                source = zf.read("pip/_internal/models/index.py").decode("utf-8")
+        except (OSError, KeyError, UnicodeDecodeError, zipfile.BadZipFile):
+            continue
+        for node in ast.walk(ast.parse(source)):
+            if (
+                isinstance(node, ast.Assign)
+                and any(isinstance(t, ast.Name) and t.id == "PyPI" for t in node.targets)
+                and isinstance(node.value, ast.Call)
+                and node.value.args
+                and isinstance(node.value.args[0], ast.Constant)
+                and isinstance(node.value.args[0].value, str)
+            ):
+                return urljoin(node.value.args[0].value, "simple")  # as PackageIndex does
+    return None
 
 
 def pip_index_urls(environ: Mapping[str, str] = os.environ) -> tuple[list[str], str]:
@@ -207,7 +230,9 @@ def pip_index_urls(environ: Mapping[str, str] = os.environ) -> tuple[list[str], 
     if environ.get("PIP_EXTRA_INDEX_URL"):
         extra, extra_origin = environ["PIP_EXTRA_INDEX_URL"].split(), "PIP_EXTRA_INDEX_URL"
     if index is None:
-        index = _pip_default_index()
+        found = _pip_default_index()
+        if found is not None:
+            index, origin = found
     urls = [u for u in [index, *extra] if u]
     usable = [u for u in urls if u.startswith(("http://", "https://"))]
     for u in urls:

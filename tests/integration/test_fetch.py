@@ -343,32 +343,45 @@ def test_dest_places_wheels_and_requirements(torch_index: TorchIndex, tmp_path: 
 
 
 @pytest.mark.parametrize(
-    ("args", "message"),
+    ("args", "message", "code"),
     [
-        (("--variant", "cu999"), "the PyTorch index has no variant 'cu999'"),
-        (("--cuda", "12x"), "is not a CUDA version; known: cu92"),
+        # Bad option values are usage errors: exit 2 (issue 10).
+        (
+            ("--cuda", "12x"),
+            "invalid value for '--cuda': '12x' is not a CUDA version; known: cu92",
+            2,
+        ),
+        (
+            ("--platform", "solaris", "--cpu"),
+            "invalid value for '--platform': 'solaris' is not a platform tag",
+            2,
+        ),
+        # The rest: exit 1.
+        (("--variant", "cu999"), "the PyTorch index has no variant 'cu999'", 1),
+        (("--cpu", "torch>>2"), "invalid requirement 'torch>>2'", 1),
         (
             ("--py", "3.13", "--platform", "win_amd64", "--cuda", "118", "--torch", "2.4.0"),
             "torch 2.4.0+cu118 has wheels for cp38–cp312 on linux_x86_64 and win_amd64; "
             "none for cp313 on win_amd64",
+            1,
         ),
         (
             ("--platform", "macosx_11_0_arm64", "--py", "39", "--cuda", "118", "--torch", "2.4.0"),
             "none for cp39 on macosx_11_0_arm64",
+            1,
         ),
-        (("--platform", "solaris", "--cpu"), "is not a platform tag"),
         (
             ("--cpu", "--py", "39", "--platform", "win_amd64", "no-such-project"),
             "no-such-project is not on",
+            1,
         ),
-        (("--cpu", "torch>>2"), "invalid requirement 'torch>>2'"),
     ],
 )
 def test_bad_inputs_give_one_clear_line(
-    torch_index: TorchIndex, tmp_path: Path, args: tuple[str, ...], message: str
+    torch_index: TorchIndex, tmp_path: Path, args: tuple[str, ...], message: str, code: int
 ) -> None:
     result = run(torch_index, tmp_path / "c", *args, json_out=False)
-    assert result.exit_code == 1
+    assert result.exit_code == code
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("wheelcache: error: "), result.stderr
     assert message in lines[0]

@@ -20,6 +20,8 @@ from wheelcache.bundle.verify_script import (
     format_problem,
 )
 from wheelcache.cli.options import (
+    CUDA_OR_AUTO,
+    VARIANT,
     cache_dir_option,
     command_line,
     existing_cache,
@@ -89,7 +91,7 @@ def _render_export(result: ExportResult, requested: tuple[str, ...]) -> None:
         out(f"\nSelected: {' '.join(requested)}")
 
 
-@click.command("export")
+@click.command("export", short_help="Write a self-checking bundle for an offline host.")
 @click.argument("dest", type=click.Path(file_okay=False, path_type=Path))
 @click.argument("requirements", nargs=-1)
 @requirement_option(
@@ -107,13 +109,16 @@ def _render_export(result: ExportResult, requested: tuple[str, ...]) -> None:
 )
 @click.option(
     "--cuda",
+    type=CUDA_OR_AUTO,
     metavar="VER",
     help="The PyTorch CUDA variant: 118, 11.8 or cu118; "
     "'auto' picks the newest build in the cache that the target file's driver "
     "runs.",
 )
 @click.option("--cpu", is_flag=True, help="The CPU-only PyTorch variant.")
-@click.option("--variant", metavar="NAME", help="Any PyTorch variant: cu118, cpu, rocm6.1 …")
+@click.option(
+    "--variant", type=VARIANT, metavar="NAME", help="Any PyTorch variant: cu118, cpu, rocm6.1 …"
+)
 @click.option(
     "--exclude-present",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
@@ -186,7 +191,7 @@ def export_command(
         _render_export(result, selection.requested)
 
 
-@click.command("import")
+@click.command("import", short_help="Add a bundle's wheels to this machine's cache.")
 @click.argument("src", type=click.Path(file_okay=False, exists=True, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
 @cache_dir_option
@@ -243,7 +248,7 @@ def import_command(ctx: click.Context, src: Path, as_json: bool, cache_dir: Path
         ctx.exit(1)
 
 
-@click.command("verify")
+@click.command("verify", short_help="Check a bundle or the cache, file by file.")
 @click.argument("path", required=False, type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
 @cache_dir_option

@@ -32,7 +32,7 @@ def _when(ts: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
 
 
-@click.command("ls")
+@click.command("ls", short_help="List the cached wheels and their targets.")
 @click.option(
     "--json",
     "as_json",
@@ -86,7 +86,7 @@ def ls_command(
     click.echo(f"{len(wheels)} wheels, {human_size(total)}", err=True)
 
 
-@click.command("rm")
+@click.command("rm", short_help="Remove wheels from the cache.")
 @click.argument("specs", nargs=-1, required=True, metavar="SPEC...")
 @click.option("--dry-run", is_flag=True, help="Show what would be removed.")
 @cache_dir_option
@@ -102,7 +102,7 @@ def rm_command(specs: tuple[str, ...], dry_run: bool, cache_dir: Path | None) ->
             click.echo(f"kept {row.filename}: another wheelcache process is using it")
 
 
-@click.command("gc")
+@click.command("gc", short_help="Remove stale partials and least recently used wheels.")
 @click.option(
     "--max-size",
     type=SIZE,
@@ -129,7 +129,7 @@ def gc_command(
     _render_gc(res, dry_run)
 
 
-@click.command("info")
+@click.command("info", short_help="Where the cache is, its size and what it holds.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
 @cache_dir_option
 def info_command(as_json: bool, cache_dir: Path | None) -> None:

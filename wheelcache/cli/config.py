@@ -9,7 +9,15 @@ from typing import Any
 
 import click
 
-from wheelcache.config import config_file_path, default_cache_dir, load_config_file, pip_index_urls
+from wheelcache.cli.options import config_keys
+from wheelcache.config import (
+    DATA_TABLES,
+    config_default_map,
+    config_file_path,
+    default_cache_dir,
+    pip_index_urls,
+    read_config_file,
+)
 from wheelcache.errors import WheelcacheError
 
 __all__ = ["register", "settings_report"]
@@ -40,15 +48,16 @@ def settings_report(
 ) -> list[dict[str, Any]]:
     """One entry per (command, option): name, value, origin (flags win over all of these)."""
     path = config_file_path(environ)
-    data = load_config_file(path)
-    common = data.get("*", {})
+    data = read_config_file(path)
+    sections = config_default_map(data, path, config_keys(group))
     rows: list[dict[str, Any]] = []
     for cmd_name in sorted(group.commands):
         cmd = group.commands[cmd_name]
-        section = {**common, **data.get(cmd_name, {})}
+        section = sections.get(cmd_name, {})
         for param in cmd.params:
             if not isinstance(param, click.Option) or param.name in ("help", "as_json"):
                 continue
+            key = next((o[2:] for o in param.opts if o.startswith("--")), str(param.name))
             if param.is_flag and not param.envvar and param.name not in section:
                 continue  # plain switches have nothing to configure
             value, origin = _origin_of(param, section, str(path), environ)
@@ -64,7 +73,7 @@ def settings_report(
                 value = list(value)
             rows.append(
                 {
-                    "setting": f"{cmd_name}.{param.name.replace('_', '-')}",
+                    "setting": f"{cmd_name}.{key}",
                     "value": value,
                     "origin": origin,
                 }
@@ -78,8 +87,8 @@ def settings_report(
             else "default (platformdirs)",
         }
     )
-    mirrors = data.get("mirrors", {})
-    for name, table in sorted(mirrors.items()):
+    mirrors = data.get(DATA_TABLES[0], {})
+    for name, table in sorted(mirrors.items() if isinstance(mirrors, dict) else ()):
         if isinstance(table, dict):
             rows.append(
                 {"setting": f"mirrors.{name}", "value": table, "origin": f"config file {path}"}
@@ -100,7 +109,7 @@ def settings_report(
 def register(group: click.Group) -> None:
     """Add ``config show`` to *group*."""
 
-    @group.group("config")
+    @group.group("config", short_help="Show every setting and where it comes from.")
     def config_group() -> None:
         """Show the settings and where they come from."""
 

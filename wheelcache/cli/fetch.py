@@ -17,8 +17,12 @@ from pathlib import Path
 import click
 
 from wheelcache.cli.options import (
+    CUDA_OR_AUTO,
+    PLATFORM,
+    PYTHON,
     REQUIREMENT_FILE,
     SIZE,
+    VARIANT,
     cache_dir_option,
     check_url,
     command_line,
@@ -64,7 +68,7 @@ __all__ = ["register"]
 log = logging.getLogger("wheelcache")
 
 
-@click.command("fetch")
+@click.command("fetch", short_help="Resolve and download wheels for a target.")
 @click.argument("requirements", nargs=-1)
 @requirement_option(
     "Requirements from FILE in pip's format (-r/-c inside, markers, --hash, index options); "
@@ -82,14 +86,21 @@ log = logging.getLogger("wheelcache")
 )
 @click.option(
     "--cuda",
+    type=CUDA_OR_AUTO,
     metavar="VER",
     help="CUDA variant: 118, 11.8 or cu118; 'auto' picks the newest the target's driver runs.",
 )
 @click.option("--cpu", is_flag=True, help="The CPU-only variant.")
-@click.option("--variant", metavar="NAME", help="Any PyTorch variant: cu118, cpu, rocm6.1, xpu …")
+@click.option(
+    "--variant",
+    type=VARIANT,
+    metavar="NAME",
+    help="Any PyTorch variant: cu118, cpu, rocm6.1, xpu …",
+)
 @click.option(
     "--py",
     "python",
+    type=PYTHON,
     metavar="VER",
     help="Target Python: 39, 3.9, 3.9.13 or cp39; 3.9 means 3.9.0, as in pip and uv "
     "(default: this interpreter).",
@@ -97,6 +108,7 @@ log = logging.getLogger("wheelcache")
 @click.option(
     "--platform",
     "platform_tag",
+    type=PLATFORM,
     metavar="TAG",
     help="Target platform: win_amd64, linux_x86_64, manylinux_2_28_x86_64, "
     "linux_aarch64, macosx_11_0_arm64 … (default: this machine).",

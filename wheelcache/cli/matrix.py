@@ -7,10 +7,10 @@ from pathlib import Path
 
 import click
 
-from wheelcache.cli.options import cache_dir_option
+from wheelcache.cli.options import CUDA, PLATFORM, PYTHON, VARIANT, cache_dir_option
 from wheelcache.config import default_cache_dir
 from wheelcache.core.target import parse_python
-from wheelcache.core.variants import DEFAULT_TORCH_INDEX, KNOWN_VARIANTS, parse_cuda, parse_variant
+from wheelcache.core.variants import DEFAULT_TORCH_INDEX, KNOWN_VARIANTS
 from wheelcache.jobs.matrix import VariantMatrix, build_matrix, filter_rows, platform_family
 from wheelcache.net.client import HttpSettings, http_session
 from wheelcache.store.cache import Cache
@@ -66,14 +66,19 @@ def _render(matrices: list[VariantMatrix]) -> None:
         click.echo()
 
 
-@click.command("matrix")
-@click.option("--cuda", multiple=True, metavar="VER", help="CUDA variant(s): 118, 12.1 …")
+@click.command("matrix", short_help="Which torch/torchvision/torchaudio sets exist.")
+@click.option(
+    "--cuda", type=CUDA, multiple=True, metavar="VER", help="CUDA variant(s): 118, 12.1 …"
+)
 @click.option("--cpu", is_flag=True, help="The CPU variant.")
-@click.option("--variant", multiple=True, metavar="NAME", help="Any variant(s).")
-@click.option("--py", "python", metavar="VER", help="Only sets with wheels for this Python.")
+@click.option("--variant", type=VARIANT, multiple=True, metavar="NAME", help="Any variant(s).")
+@click.option(
+    "--py", "python", type=PYTHON, metavar="VER", help="Only sets with wheels for this Python."
+)
 @click.option(
     "--platform",
     "platform_tag",
+    type=PLATFORM,
     metavar="TAG",
     help="Only sets for this platform (win_amd64, linux_x86_64, …).",
 )
@@ -99,7 +104,7 @@ def matrix_command(
     as_json: bool,
 ) -> None:
     """Which torch/torchvision/torchaudio sets exist (versions × Pythons × platforms)."""
-    variants = [parse_cuda(c) for c in cuda] + [parse_variant(v) for v in variant]
+    variants = [*cuda, *variant]
     variants += ["cpu"] if cpu else []
     explicit = bool(variants)
     if not variants:

@@ -102,7 +102,7 @@ def _fetch_args(desc: TargetDescription) -> tuple[list[str], str, str]:
     return [*args, "--cuda", variant[2:]], variant, reason
 
 
-@click.command("probe")
+@click.command("probe", short_help="Describe this machine as a target file.")
 @click.option(
     "-o",
     "--output",
@@ -135,7 +135,7 @@ def probe_command(output: Path | None, write_script: str | None, no_nvidia: bool
     click.echo(f"Wrote {output}; fetch for it with: wheelcache fetch --target {output}", err=True)
 
 
-@click.command("detect")
+@click.command("detect", short_help="Show this machine as a target, and its fetch flags.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
 def detect_command(as_json: bool) -> None:
     """Show this machine as a target and the `wheelcache fetch` flags it implies."""

@@ -13,9 +13,10 @@ from urllib.parse import urlsplit
 import click
 from click.core import ParameterSource
 
-from wheelcache.config import config_file_path, default_cache_dir, load_config_file
+from wheelcache.config import config_file_path, default_cache_dir, read_config_file
 from wheelcache.core.cuda import AUTO
 from wheelcache.core.layout import CacheLayout
+from wheelcache.core.target import parse_platform, parse_python
 from wheelcache.core.units import parse_age, parse_size
 from wheelcache.core.variants import DEFAULT_TORCH_INDEX, parse_cuda, parse_variant
 from wheelcache.errors import CacheError
@@ -25,7 +26,12 @@ from wheelcache.store.cache import Cache
 __all__ = [
     "AGE",
     "REQUIREMENT_FILE",
+    "CUDA",
+    "CUDA_OR_AUTO",
+    "PLATFORM",
+    "PYTHON",
     "SIZE",
+    "VARIANT",
     "Parsed",
     "cache_dir_option",
     "check_url",
@@ -35,6 +41,7 @@ __all__ = [
     "requirement_option",
     "upstream_options",
     "writable_cache",
+    "config_keys",
     "variant_choice",
 ]
 
@@ -177,7 +184,8 @@ def mirror_option(value: str) -> Mirror:
         mirror = Mirror.parse(value)
         check_url(mirror.url)
         return mirror
-    table = load_config_file(config_file_path()).get("mirrors", {}).get(value)
+    mirrors = read_config_file(config_file_path()).get("mirrors", {})
+    table = mirrors.get(value) if isinstance(mirrors, dict) else None
     if not isinstance(table, dict) or "url" not in table:
         raise click.UsageError(
             f"unknown mirror {value!r}: give a URL, or define it in {config_file_path()} as "
@@ -191,7 +199,11 @@ def mirror_option(value: str) -> Mirror:
 
 
 class Parsed(click.ParamType):  # type: ignore[type-arg]
-    """A click type from a parser that raises ``ValueError`` (sizes, ages)."""
+    """A click type from a parser that raises ``ValueError`` (sizes, ages, variants, targets).
+
+    A bad value is then a usage error (exit 2) found while the options are read, wherever the
+    value came from (the command line, the config file, the environment).
+    """
 
     def __init__(self, name: str, parse: Callable[[str], Any]) -> None:
         self.name = name
@@ -201,11 +213,47 @@ class Parsed(click.ParamType):  # type: ignore[type-arg]
         try:
             return self._parse(str(value))
         except ValueError as exc:
-            self.fail(str(exc), param, ctx)
+            text = str(exc)
+            for opt in param.opts if param is not None else ():
+                text = text.removeprefix(f"{opt} ")  # the error line names the option itself
+            self.fail(text, param, ctx)
+
+
+def _cuda_or_auto(value: str) -> str:
+    return AUTO if value.strip().lower() == AUTO else parse_cuda(value)
+
+
+def _checked(parse: Callable[[str], object]) -> Callable[[str], str]:
+    """Validate with *parse* but keep the text (the target is built from it later)."""
+
+    def check(value: str) -> str:
+        parse(value)
+        return value.strip()
+
+    return check
 
 
 SIZE = Parsed("size", parse_size)
 AGE = Parsed("age", parse_age)
+CUDA = Parsed("cuda", parse_cuda)
+CUDA_OR_AUTO = Parsed("cuda", _cuda_or_auto)
+VARIANT = Parsed("variant", parse_variant)
+PYTHON = Parsed("python", _checked(parse_python))
+PLATFORM = Parsed("platform", _checked(parse_platform))
+
+
+def config_keys(group: click.Group) -> dict[str, dict[str, str]]:
+    """Each command's config keys — its long option names — and the parameter each sets."""
+    out: dict[str, dict[str, str]] = {}
+    for name, cmd in group.commands.items():
+        keys: dict[str, str] = {}
+        for param in cmd.params:
+            if isinstance(param, click.Option) and param.name and param.name != "help":
+                for opt in param.opts:
+                    if opt.startswith("--"):
+                        keys[opt[2:]] = param.name
+        out[name] = keys
+    return out
 
 
 def writable_cache(cache_dir: Path | None) -> Cache:

@@ -114,7 +114,7 @@ def install_lines(
     return [command_line(pip), command_line(uv)]
 
 
-@click.command("serve")
+@click.command("serve", short_help="Serve the cache as a package index for pip and uv.")
 @click.option(
     "--host",
     default="127.0.0.1",
@@ -266,7 +266,7 @@ def _serve_pull(
     _run(server)
 
 
-@click.command("index")
+@click.command("index", short_help="Write a static index of the cache for a web server.")
 @click.argument("outdir", type=click.Path(file_okay=False, path_type=Path))
 @click.option(
     "--base-url",

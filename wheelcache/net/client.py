@@ -263,6 +263,8 @@ class Http:
             if attempt > self.settings.retries:
                 tries = f"{attempt} attempt{'s' if attempt > 1 else ''}"
                 raise on_fail(f"{reason} (gave up after {tries})") from cause
+            if self.cancelled.is_set():  # the run is over: no retry, and nothing to say
+                raise on_fail("cancelled") from cause
             delay = retry_delay(attempt, retry_after, self.settings)
             log.warning("%s: %s; retrying in %.1fs", url, reason, delay)
             if self.cancelled.wait(delay):
