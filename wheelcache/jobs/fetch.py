@@ -270,12 +270,12 @@ def fetch(
     else:  # pages and wheels are stored as they arrive
         cache.require_writable("wheelcache fetch", "add --offline to use what it holds")
     target_text = request.target.describe()
+    downloader = None
     try:
-        downloader = (
-            Downloader(http, cache, reporter, jobs=request.jobs, settings=request.transfer)
-            if http is not None
-            else None
-        )
+        if http is not None and not request.dry_run:  # a dry run stores no wheel, not even
+            downloader = Downloader(  # for metadata (see WheelMetadata._whole)
+                http, cache, reporter, jobs=request.jobs, settings=request.transfer
+            )
         if request.lock is not None:
             return _fetch_lock(request, request.lock, cache, downloader)
         plan = plan_fetch(
@@ -297,6 +297,8 @@ def fetch(
     except BaseException:
         if http is not None:
             http.cancel()
+        if downloader is not None:
+            downloader.cancel.set()  # a whole-wheel metadata read in another thread stops too
         raise
 
 

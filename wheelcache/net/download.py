@@ -126,6 +126,19 @@ class Downloader:
         finally:
             lock.release()
 
+    def discard(self, job: DownloadJob) -> None:
+        """Remove what a failed or cancelled download of *job* left in ``partial-v1/`` (for a
+        metadata read: a run that did not get that far has no use for its bytes); a partial
+        another process or thread is writing is left alone."""
+        key = job.sha256 or url_key(job.url)
+        lock = self.cache.lock(key)
+        if not lock.acquire(timeout=0):
+            return
+        try:
+            _discard(*self._paths(key))
+        finally:
+            lock.release()
+
     # -- one file -------------------------------------------------------------------------
     def _paths(self, key: str) -> tuple[Path, Path]:
         part, state = self.cache.layout.partial_files(key)

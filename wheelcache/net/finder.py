@@ -13,10 +13,12 @@ from __future__ import annotations
 import concurrent.futures
 import hashlib
 import logging
+import tempfile
 import threading
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
+from typing import IO
 
 from packaging.specifiers import SpecifierSet
 from packaging.utils import NormalizedName, canonicalize_name
@@ -50,6 +52,7 @@ __all__ = ["IndexFinder", "WheelMetadata"]
 log = logging.getLogger(__name__)
 
 _TORCH = canonicalize_name("torch")
+_WHOLE_LIMIT = 8 << 30
 
 
 class WheelMetadata:
@@ -116,11 +119,19 @@ class WheelMetadata:
         try:
             data = self._ranged(f)
         except (ZipFormatError, DownloadError) as exc:
+            self._stop_if_cancelled(f, exc)
             log.warning("%s: range read failed (%s); downloading the whole wheel", f.filename, exc)
             data = None
         if data is None:
+            self._stop_if_cancelled(f, None)
             data = self._whole(candidate)
         return self._store_metadata(f, data)
+
+    def _stop_if_cancelled(self, f: DistFile, exc: Exception | None) -> None:
+        """A cancelled run (Ctrl-C, an error elsewhere) reads no more and says nothing: its
+        failures are not the server's (a cancelled range read is no missing range support)."""
+        if self.http is not None and self.http.cancelled.is_set():
+            raise MetadataError(f.filename, "cancelled") from exc
 
     def _pep658(self, f: DistFile) -> bytes | None:
         assert self.http is not None
@@ -167,18 +178,53 @@ class WheelMetadata:
         return read_local_entry(entry, span)
 
     def _whole(self, candidate: Candidate) -> bytes:
-        if self.downloader is None:
-            raise MetadataError(candidate.file.filename, "no way to read it without a download")
+        """The METADATA of a wheel whose server ignores ranges: the whole wheel is read.
+
+        Through the downloader it stays in the cache (verified, resumable); a failed or
+        cancelled read leaves no partial.  Without one (``--dry-run``) it is streamed into a
+        temporary file outside the cache and dropped.
+        """
         f = candidate.file
+        if self.downloader is None:
+            log.warning(
+                "%s: the server does not support ranges; reading it whole for its metadata",
+                f.filename,
+            )
+            return self._read_whole_once(candidate)
         log.warning(
             "%s: the server does not support ranges; downloading it whole to read "
             "its metadata (it stays in the cache)",
             f.filename,
         )
-        wheel = self.downloader.fetch(
-            DownloadJob(f.url, f.filename, candidate.name, str(candidate.version), f.sha256, f.size)
+        job = DownloadJob(
+            f.url, f.filename, candidate.name, str(candidate.version), f.sha256, f.size
         )
+        try:
+            wheel = self.downloader.fetch(job)
+        except BaseException:
+            self.downloader.discard(job)
+            raise
         return _metadata_from_wheel(wheel.path, f.filename, candidate.name)
+
+    def _read_whole_once(self, candidate: Candidate) -> bytes:
+        assert self.http is not None
+        f = candidate.file
+        with tempfile.TemporaryFile() as tmp:
+            try:
+                with self.http.stream(f.url, {"Accept-Encoding": "identity"}) as r:
+                    if r.status != 200:
+                        raise MetadataError(f.filename, f"HTTP {r.status} for the whole wheel")
+                    limit = f.size or _WHOLE_LIMIT  # bounded: the index's size, or 8 GiB
+                    for chunk in r.chunks:
+                        if self.http.cancelled.is_set():
+                            raise MetadataError(f.filename, "cancelled")
+                        tmp.write(chunk)
+                        if tmp.tell() > limit:
+                            raise MetadataError(f.filename, f"longer than {limit} bytes")
+            except DownloadError as exc:
+                raise MetadataError(f.filename, exc.reason) from exc
+            tmp.seek(0)
+            return _metadata_from_wheel(tmp, f.filename, candidate.name)
 
 
 class IndexFinder:
@@ -330,7 +376,7 @@ class IndexFinder:
         return md
 
 
-def _metadata_from_wheel(path: Path, filename: str, project: str) -> bytes:
+def _metadata_from_wheel(path: Path | IO[bytes], filename: str, project: str) -> bytes:
     """The wheel's own METADATA (not a vendored project's: see ``metadata_member``)."""
     try:
         with zipfile.ZipFile(path) as zf:
