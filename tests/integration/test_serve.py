@@ -674,9 +674,7 @@ def test_uv_installs_from_serve(served: Served, tmp_path: Path) -> None:
 
 
 # -- the command ---------------------------------------------------------------------------
-def test_serve_command_port_0_prints_the_pip_line_and_logs_requests(
-    demo_cache: Cache, tmp_path: Path
-) -> None:
+def _serve_command(demo_cache: Cache, *args: str) -> tuple[str, int, subprocess.Popen[str]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WHEELCACHE_")}
     env["WHEELCACHE_CACHE_DIR"] = str(demo_cache.root)
     proc = subprocess.Popen(
@@ -689,31 +687,66 @@ def test_serve_command_port_0_prints_the_pip_line_and_logs_requests(
             "0",
             "--project",
             "torch",
+            *args,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env=env,
     )
-    try:
-        assert proc.stdout is not None
-        lines = [proc.stdout.readline() for _ in range(4)]
-        m = re.search(
-            r"^  pip install --index-url (http://127\.0\.0\.1:(\d+)/simple/) torch$", lines[2], re.M
-        )
-        assert m, lines
-        assert lines[0].startswith("Serving 2 wheels of 1 projects from ")
-        assert lines[3].startswith(f"  uv pip install --index-url {m.group(1)} torch")
-        conn = http.client.HTTPConnection("127.0.0.1", int(m.group(2)), timeout=10)
-        conn.request("GET", "/simple/torch/")
-        assert conn.getresponse().status == 200
-        conn.close()
-    finally:
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=20)
+    assert proc.stdout is not None
+    lines = [proc.stdout.readline() for _ in range(4)]
+    m = re.search(
+        r"^  pip install --index-url (http://127\.0\.0\.1:(\d+)/simple/) torch$", lines[2], re.M
+    )
+    assert m, lines
+    assert lines[0].startswith("Serving 2 wheels of 1 projects from ")
+    assert lines[3].startswith(f"  uv pip install --index-url {m.group(1)} torch")
+    return m.group(1), int(m.group(2)), proc
+
+
+def _get_page_and_wheel(port: int) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    agent = 'pip/24.0 {"ci":null,"cpu":"x86_64","implementation":{"name":"CPython"}}'
+    for path in ("/simple/torch/", TORCH_URL):
+        conn.request("GET", path, headers={"User-Agent": agent})
+        resp = conn.getresponse()
+        resp.read()
+        assert resp.status == 200
+    conn.close()
+
+
+def _stop(proc: subprocess.Popen[str]) -> str:
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
-    assert re.search(r'127\.0\.0\.1 "GET /simple/torch/" 200 \d+ [\d.]+ms', err), err
     assert "Traceback" not in err
+    return err
+
+
+def test_serve_command_port_0_prints_the_pip_line_and_logs_wheels_served(
+    demo_cache: Cache, tmp_path: Path
+) -> None:
+    """The access log is one short line per wheel served by default (pages with -v); the
+    client is its first product token, not pip's long JSON user agent (issue 10)."""
+    _, port, proc = _serve_command(demo_cache)
+    try:
+        _get_page_and_wheel(port)
+    finally:
+        err = _stop(proc)
+    assert re.search(
+        rf'^wheelcache: INFO: 127\.0\.0\.1 "GET {re.escape(TORCH_URL)}" 200 \d+ [\d.]+ms '
+        r"pip/24\.0$",
+        err,
+        re.M,
+    ), err
+    assert "/simple/torch/" not in err and "implementation" not in err
+    _, port, proc = _serve_command(demo_cache, "-v")
+    try:
+        _get_page_and_wheel(port)
+    finally:
+        err = _stop(proc)
+    assert re.search(r'127\.0\.0\.1 "GET /simple/torch/" 200 \d+ [\d.]+ms pip/24\.0$', err, re.M)
 
 
 def test_serve_command_errors_are_one_line(demo_cache: Cache, tmp_path: Path) -> None:

@@ -150,7 +150,7 @@ def _os_error(exc: OSError, where: Path | str) -> BundleError:
             f"disk full while writing to {where}; free some space or use a bigger "
             "disk, then run the same export again (it finishes what is missing)"
         )
-    return BundleError(describe_os_error(exc, where))
+    return BundleError(describe_os_error(exc, where, "export to another folder"))
 
 
 def _pages(cache: Cache, rows: Sequence[CatalogRow]) -> list[_Item]:

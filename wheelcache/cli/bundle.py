@@ -258,6 +258,8 @@ def verify_command(
 ) -> None:
     """Check a bundle (PATH) or the cache (no PATH): every missing, extra, truncated or
     corrupt file is named; corrupt cache blobs are moved to quarantine-v1/."""
+    if path is not None and not path.exists():
+        raise BundleError(f"{path} does not exist; give the folder of a bundle or a cache")
     if path is not None and ((path / MANIFEST).exists() or (path / INCOMPLETE_MARKER).exists()):
         report = verify_bundle(path)
         if as_json:

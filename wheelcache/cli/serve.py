@@ -19,6 +19,7 @@ from wheelcache.cli.options import (
     cache_dir_option,
     check_url,
     command_line,
+    existing_cache,
     mirror_option,
     requirement_option,
     upstream_options,
@@ -70,7 +71,8 @@ def _view(cache_dir: Path | None, files: tuple[Path, ...], projects: tuple[str, 
     pins: tuple[Pin, ...] = ()
     for f in files:
         pins += read_selection_file(f)
-    view = CacheView(Cache(cache_dir or default_cache_dir()), Selection.of(projects, pins))
+    # A --cache-dir that is no cache (a typo) is refused: serving an empty one helps nobody.
+    view = CacheView(existing_cache(cache_dir), Selection.of(projects, pins))
     view.check_selection()
     return view
 
@@ -201,11 +203,15 @@ def serve_command(
 
 
 def _show_access_log() -> None:
-    # One access line per request: shown without -v, unlike the rest of the library's INFO.
-    for name in ("wheelcache.serve.server", "wheelcache.serve.shared_transfer"):
-        logger = logging.getLogger(name)
-        if logger.getEffectiveLevel() > logging.INFO:
-            logger.setLevel(logging.INFO)
+    """The access log: wheels served and failures by default, every request with -v, none
+    with -q (the rest of the library's INFO needs -v, as everywhere); the pull-through
+    transfers' lines unless -q."""
+    verbosity = (click.get_current_context().find_root().obj or {}).get("verbose", 0)
+    levels = {-1: logging.WARNING, 0: logging.INFO, 1: logging.DEBUG}
+    logging.getLogger("wheelcache.serve.access").setLevel(levels[max(-1, min(verbosity, 1))])
+    shared = logging.getLogger("wheelcache.serve.shared_transfer")
+    if verbosity >= 0 and shared.getEffectiveLevel() > logging.INFO:
+        shared.setLevel(logging.INFO)
 
 
 def _run(server: IndexServer) -> None:

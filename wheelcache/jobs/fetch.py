@@ -48,7 +48,13 @@ from wheelcache.core.variants import (
     is_torch_family,
     torch_index_for,
 )
-from wheelcache.errors import CacheError, IndexPageError, ResolutionError, TargetError
+from wheelcache.errors import (
+    CacheError,
+    IndexPageError,
+    ResolutionError,
+    TargetError,
+    WheelcacheError,
+)
 from wheelcache.net.client import Http, HttpSettings
 from wheelcache.net.download import Downloader, DownloadJob, TransferSettings
 from wheelcache.net.finder import IndexFinder, WheelMetadata
@@ -60,6 +66,8 @@ from wheelcache.store.cache import Cache, CachedWheel, describe_os_error, link_o
 __all__ = ["DEFAULT_REQUIREMENTS", "FetchRequest", "FetchResult", "FetchedFile", "fetch"]
 
 log = logging.getLogger(__name__)
+
+_DEST_FIX = "choose another --dest folder"
 
 
 @dataclass(frozen=True)
@@ -226,7 +234,7 @@ def _requirements_text(files: Sequence[FetchedFile]) -> str:
 def _place(wheel: CachedWheel, dest: Path) -> Path:
     """Put a copy (hard link where possible) of *wheel* in *dest* under its real name."""
     tmp = dest / f".{wheel.filename}.{os.getpid()}.tmp"
-    return link_or_copy(wheel.blob, dest / wheel.filename, tmp)
+    return link_or_copy(wheel.blob, dest / wheel.filename, tmp, fix=_DEST_FIX)
 
 
 def _job(c: Candidate, finder: IndexFinder) -> DownloadJob:
@@ -356,6 +364,8 @@ def _resolve(
         if finder.metadata.http is not None:
             finder.metadata.http.cancel()  # wake prefetch threads sleeping in a retry
         finder.close(wait=False)
+        if isinstance(exc, ResolutionError):
+            _no_project_at_all(reqs, finder)
         raise
     finder.close()
     for line in resolution.warnings:  # a missing extra, a companion matched by deduction
@@ -370,6 +380,26 @@ def _resolve(
                 c.file.yanked_reason or "no reason given",
             )
     return resolution
+
+
+def _no_project_at_all(reqs: Sequence[Req], finder: IndexFinder) -> None:
+    """An index that has none of the projects asked for (a 404 or a page without files for
+    each) is most likely no package index at all: say that, not what cannot be resolved."""
+    empty: dict[str, list[str]] = {}
+    for name in dict.fromkeys(r.name for r in reqs):
+        try:
+            page = finder.page(name)
+        except WheelcacheError:
+            return
+        if page is not None and page.files:
+            return
+        empty.setdefault(finder.indexes.where(name), []).append(name)
+    where, names = next(iter(empty.items()))
+    option = "--torch-index" if is_torch_family(names[0]) else "--index-url"
+    raise ResolutionError(
+        f"{where} has none of {', '.join(names)} (no page, or a page without files): is it a "
+        f"package index? Check {option}"
+    )
 
 
 def _download(
@@ -415,7 +445,7 @@ def _write_outputs(
         try:
             dest.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise CacheError(describe_os_error(exc, dest)) from exc
+            raise CacheError(describe_os_error(exc, dest, _DEST_FIX)) from exc
     if not cache.read_only:
         cache.catalog.add_targets([w.sha256 for w in wheels], target.describe())
     transferred = downloader.transferred if downloader is not None else set()
@@ -508,7 +538,7 @@ def _write_file(path: Path, data: bytes) -> None:
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise CacheError(describe_os_error(exc, path)) from exc
+        raise CacheError(describe_os_error(exc, path, _DEST_FIX)) from exc
 
 
 def _learn_sizes(http: Http, finder: IndexFinder, cands: Sequence[Candidate], jobs: int) -> None:

@@ -75,6 +75,8 @@ from wheelcache.serve.request import (
 __all__ = ["FILES_PREFIX", "TIMEOUT", "AccessRecord", "IndexServer"]
 
 log = logging.getLogger(__name__)
+#: The access log: one line per request (see ``_log_access``).
+access = logging.getLogger("wheelcache.serve.access")
 
 FILES_PREFIX = "/wheels/"
 TIMEOUT = 60.0  # seconds a connection may sit idle or stalled before it is dropped
@@ -147,6 +149,15 @@ class _Pages:
             body = render(project, entries, files_base=FILES_PREFIX)
         # One ETag per representation: the same HTML bytes under two content types differ.
         return _Page(body, f'"{hashlib.sha256(body).hexdigest()[:32]}-{rep}"')
+
+
+def _client_name(agent: str) -> str:
+    """The client's first product token: ``pip/24.0`` of pip's long JSON user agent.
+
+    >>> _client_name('pip/24.0 {"ci":null,"cpu":"x86_64"}'), _client_name("-")
+    ('pip/24.0', '-')
+    """
+    return agent.split(None, 1)[0][:60] if agent.strip() else "-"
 
 
 def _printable(text: str) -> str:
@@ -393,15 +404,19 @@ class _Handler(socketserver.StreamRequestHandler):
             seconds=time.perf_counter() - self._started,
             user_agent=_printable(self._agent),
         )
-        log.info(
-            '%s "%s %s" %d %d %.1fms "%s"',
+        # One short line per request on its own logger: wheels served and failures at INFO
+        # (shown by default), pages, .metadata, HEAD and 304 at DEBUG (``serve -v``).
+        wheel = record.method == "GET" and record.status in (200, 206) and ".whl" in record.path
+        access.log(
+            logging.INFO if wheel or record.status >= 400 else logging.DEBUG,
+            '%s "%s %s" %d %d %.1fms %s',
             record.client,
             record.method,
             record.path,
             record.status,
             record.sent,
             record.seconds * 1000,
-            record.user_agent,
+            _client_name(record.user_agent),
         )
         if self.server.on_request is not None:
             self.server.on_request(record)

@@ -290,7 +290,9 @@ def write_static_index(
         removed = _remove_stale(outdir, previous, current)
     except OSError as exc:
         where = getattr(exc, "filename", None) or outdir
-        raise CacheError(describe_os_error(exc, where)) from exc
+        raise CacheError(
+            describe_os_error(exc, where, "write the index to another folder")
+        ) from exc
     log.info(
         "static index in %s: %d files, %d projects", outdir, len(published), len(snapshot.projects)
     )

@@ -57,13 +57,20 @@ _NOT_OURS = "this user may not write to it"
 _FIXES = {_READ_ONLY_FS: "remount it read-write", _NOT_OURS: "run as the user who owns it"}
 
 
-def describe_os_error(exc: OSError, where: Path | str) -> str:
-    """One actionable line for a disk error."""
+def describe_os_error(exc: OSError, where: Path | str, fix: str | None = None) -> str:
+    """One actionable line for a disk error; *fix* says what to do in the terms of the folder
+    it is (``choose another --dest folder``); by default the cache's (``--cache-dir``)."""
     if exc.errno == errno.ENOSPC:
-        return f"disk full while writing to {where}; free some space or use --cache-dir elsewhere"
+        return f"disk full while writing to {where}; {fix or _CACHE_FIXES[0]}"
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return f"cannot write to {where} ({exc.strerror}); use --cache-dir with a writable folder"
+        return f"cannot write to {where} ({exc.strerror}); {fix or _CACHE_FIXES[1]}"
     return f"{where}: {exc.strerror or exc}"
+
+
+_CACHE_FIXES = (
+    "free some space or use --cache-dir elsewhere",
+    "use --cache-dir with a writable folder",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,13 +168,16 @@ def _replace(src: Path, dest: Path) -> None:
             time.sleep(0.05)
 
 
-def link_or_copy(src: Path, dest: Path, tmp: Path, *, force: bool = False) -> Path:
+def link_or_copy(
+    src: Path, dest: Path, tmp: Path, *, force: bool = False, fix: str | None = None
+) -> Path:
     """Make *dest* a hard link to *src*, else a copy (built at *tmp*, then moved into place).
 
     A *dest* already there with *src*'s size is kept as it is (unless *force*): where hard
     links are impossible (FAT/exFAT sticks, some network shares) it is a copy, and copying
     2.5 GB again on every lookup, or replacing a file pip or ``serve`` holds open, must not
-    happen.  *tmp* must be on *dest*'s filesystem and unique to this process.
+    happen.  *tmp* must be on *dest*'s filesystem and unique to this process.  *fix* is the
+    hint of a disk error (see :func:`describe_os_error`).
     """
     try:
         if not force and dest.exists() and dest.stat().st_size == src.stat().st_size:
@@ -178,7 +188,7 @@ def link_or_copy(src: Path, dest: Path, tmp: Path, *, force: bool = False) -> Pa
             shutil.copyfile(src, tmp)
         _replace(tmp, dest)
     except OSError as exc:
-        raise CacheError(describe_os_error(exc, dest)) from exc
+        raise CacheError(describe_os_error(exc, dest, fix)) from exc
     return dest
 
 
@@ -240,7 +250,12 @@ class Cache:
             if not ignore.exists():
                 ignore.write_text("*\n", encoding="ascii")
         except OSError as exc:
-            raise CacheError(describe_os_error(exc, root)) from exc
+            if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC):
+                raise CacheError(describe_os_error(exc, root)) from exc
+            raise CacheError(  # a file where a folder should be, a missing drive …
+                f"cannot create the cache at {root} ({exc.strerror or exc}); "
+                "check --cache-dir (or WHEELCACHE_CACHE_DIR)"
+            ) from exc
 
     # -- small atomic files ----------------------------------------------------------------
     def temp_path(self, suffix: str = ".tmp") -> Path:
