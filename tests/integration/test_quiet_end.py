@@ -1,9 +1,9 @@
 """Nothing after the last line, nothing left behind.
 
 torch 2.3.1 has no PEP 658 file on the test index, so its METADATA is read from the wheel;
-when the server ignores ranges, the whole wheel is read.  A dry run stores nothing of it (not
-even a partial), a failed read leaves no partial, and Ctrl-C during such a read ends with the
-"interrupted" line — no false "does not support ranges", no 0-byte partial after it.
+when the server ignores ranges, the whole wheel is read (and kept, verified).  A dry run
+writes nothing to partial-v1, a failed read leaves no partial, and Ctrl-C during such a read
+ends with the "interrupted" line — no false "does not support ranges", no 0-byte partial.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def _wheel_path(ti: TorchIndex) -> str:
     return ti.built(WHEEL).spec.url_path
 
 
-def test_a_dry_run_reads_a_wheel_without_ranges_and_stores_nothing(
+def test_a_dry_run_reads_a_wheel_without_ranges_outside_partial_v1(
     torch_index: TorchIndex, tmp_path: Path
 ) -> None:
     torch_index.cdn.fault(_wheel_path(torch_index), no_ranges=True, times=None)
@@ -56,9 +56,10 @@ def test_a_dry_run_reads_a_wheel_without_ranges_and_stores_nothing(
     assert WHEEL in result.stdout and "nothing was downloaded (--dry-run)" in result.stdout
     assert result.stderr == (
         f"wheelcache: WARNING: {WHEEL}: the server does not support ranges; reading it whole "
-        "for its metadata\n"
+        "for its metadata (it stays in the cache)\n"
     )
-    assert _files(cache / "partial-v1") == [] and _files(cache / "blobs-v1") == []
+    assert _files(cache / "partial-v1") == [] and _files(cache / "tmp-v1") == []
+    assert WHEEL in _files(cache / "wheels-v1")  # verified and kept: no second transfer
 
 
 def test_a_failed_metadata_read_leaves_no_partial(torch_index: TorchIndex, tmp_path: Path) -> None:

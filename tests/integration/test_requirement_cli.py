@@ -153,7 +153,7 @@ def _uv_lock(torch_index: TorchIndex, tmp_path: Path) -> Path:
 @pytest.mark.parametrize(
     ("name", "text", "code", "message"),
     [
-        ("missing", None, 2, "Error: Invalid value for '-r' / '--requirement': File"),
+        ("missing", None, 2, "wheelcache: error: invalid value for '-r' / '--requirement': File"),
         ("r.txt", "mpmath\nnumpy=>2\n", 1, "r.txt:2: not a requirement: 'numpy=>2'"),
         ("r.txt", "--frobnicate\nmpmath\n", 1, "r.txt:1: unknown option --frobnicate"),
         ("r.txt", "-r nested.txt\n", 1, "r.txt:1: {tmp}/nested.txt: no such file"),

@@ -386,6 +386,7 @@ def _no_project_at_all(reqs: Sequence[Req], finder: IndexFinder) -> None:
     """An index that has none of the projects asked for (a 404 or a page without files for
     each) is most likely no package index at all: say that, not what cannot be resolved."""
     empty: dict[str, list[str]] = {}
+    junk = False  # a page that lists no file at all: no package index answers like that
     for name in dict.fromkeys(r.name for r in reqs):
         try:
             page = finder.page(name)
@@ -393,8 +394,11 @@ def _no_project_at_all(reqs: Sequence[Req], finder: IndexFinder) -> None:
             return
         if page is not None and page.files:
             return
+        junk = junk or page is not None
         empty.setdefault(finder.indexes.where(name), []).append(name)
     where, names = next(iter(empty.items()))
+    if len(names) == 1 and not junk:
+        return  # one project an index does not have: the resolver's line says so
     option = "--torch-index" if is_torch_family(names[0]) else "--index-url"
     raise ResolutionError(
         f"{where} has none of {', '.join(names)} (no page, or a page without files): is it a "

@@ -13,13 +13,13 @@ from __future__ import annotations
 import concurrent.futures
 import hashlib
 import logging
-import tempfile
+import os
 import threading
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
-from typing import IO
 
+from blake3 import blake3
 from packaging.specifiers import SpecifierSet
 from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
@@ -30,7 +30,14 @@ from wheelcache.core.evaluator import (
     describe_availability,
     evaluate_file,
 )
-from wheelcache.core.models import CoreMetadata, DistFile, ProjectPage, parse_core_metadata
+from wheelcache.core.models import (
+    Blake3,
+    CoreMetadata,
+    DistFile,
+    ProjectPage,
+    Sha256,
+    parse_core_metadata,
+)
 from wheelcache.core.target import Target
 from wheelcache.core.variants import build_variant, describe_builds
 from wheelcache.core.zipmeta import (
@@ -41,11 +48,11 @@ from wheelcache.core.zipmeta import (
     metadata_member,
     read_local_entry,
 )
-from wheelcache.errors import DownloadError, MetadataError, WheelcacheError
+from wheelcache.errors import DownloadError, HashMismatchError, MetadataError, WheelcacheError
 from wheelcache.net.client import Http
 from wheelcache.net.download import Downloader, DownloadJob
 from wheelcache.net.indexes import Indexes
-from wheelcache.store.cache import Cache
+from wheelcache.store.cache import Cache, CachedWheel
 
 __all__ = ["IndexFinder", "WheelMetadata"]
 
@@ -53,6 +60,7 @@ log = logging.getLogger(__name__)
 
 _TORCH = canonicalize_name("torch")
 _WHOLE_LIMIT = 8 << 30
+_IDENTITY = {"Accept-Encoding": "identity"}  # the bytes of the file, not a compressed form
 
 
 class WheelMetadata:
@@ -178,53 +186,75 @@ class WheelMetadata:
         return read_local_entry(entry, span)
 
     def _whole(self, candidate: Candidate) -> bytes:
-        """The METADATA of a wheel whose server ignores ranges: the whole wheel is read.
+        """The METADATA of a wheel whose server ignores ranges: the whole wheel is read, and
+        stays in the cache, so the run that installs it transfers nothing again.
 
-        Through the downloader it stays in the cache (verified, resumable); a failed or
-        cancelled read leaves no partial.  Without one (``--dry-run``) it is streamed into a
-        temporary file outside the cache and dropped.
+        Through the downloader (resumable, several connections); a failed or cancelled read
+        leaves no partial.  A dry run has no downloader: one plain request into a temp file,
+        never ``partial-v1/`` (:meth:`_read_whole_once`).
         """
         f = candidate.file
-        if self.downloader is None:
-            log.warning(
-                "%s: the server does not support ranges; reading it whole for its metadata",
-                f.filename,
-            )
-            return self._read_whole_once(candidate)
         log.warning(
-            "%s: the server does not support ranges; downloading it whole to read "
-            "its metadata (it stays in the cache)",
+            "%s: the server does not support ranges; reading it whole for its metadata (it "
+            "stays in the cache)",
             f.filename,
         )
-        job = DownloadJob(
-            f.url, f.filename, candidate.name, str(candidate.version), f.sha256, f.size
-        )
-        try:
-            wheel = self.downloader.fetch(job)
-        except BaseException:
-            self.downloader.discard(job)
-            raise
+        if self.downloader is None:
+            wheel = self._read_whole_once(candidate)
+        else:
+            job = DownloadJob(
+                f.url, f.filename, candidate.name, str(candidate.version), f.sha256, f.size
+            )
+            try:
+                wheel = self.downloader.fetch(job)
+            except BaseException:
+                self.downloader.discard(job)
+                raise
         return _metadata_from_wheel(wheel.path, f.filename, candidate.name)
 
-    def _read_whole_once(self, candidate: Candidate) -> bytes:
+    def _read_whole_once(self, candidate: Candidate) -> CachedWheel:
+        """One GET into a temp file of the cache, both digests while the bytes arrive; stored
+        when the sha256 is the index's, dropped on any failure (bounded by the index's size,
+        else 8 GiB)."""
         assert self.http is not None
         f = candidate.file
-        with tempfile.TemporaryFile() as tmp:
-            try:
-                with self.http.stream(f.url, {"Accept-Encoding": "identity"}) as r:
-                    if r.status != 200:
-                        raise MetadataError(f.filename, f"HTTP {r.status} for the whole wheel")
-                    limit = f.size or _WHOLE_LIMIT  # bounded: the index's size, or 8 GiB
-                    for chunk in r.chunks:
-                        if self.http.cancelled.is_set():
-                            raise MetadataError(f.filename, "cancelled")
-                        tmp.write(chunk)
-                        if tmp.tell() > limit:
-                            raise MetadataError(f.filename, f"longer than {limit} bytes")
-            except DownloadError as exc:
-                raise MetadataError(f.filename, exc.reason) from exc
-            tmp.seek(0)
-            return _metadata_from_wheel(tmp, f.filename, candidate.name)
+        tmp = self.cache.temp_path(".whl")
+        sha, b3, size = hashlib.sha256(), blake3(), 0
+        limit = f.size or _WHOLE_LIMIT
+        try:
+            with open(tmp, "wb") as fh, self.http.stream(f.url, _IDENTITY) as r:
+                if r.status != 200:
+                    raise MetadataError(f.filename, f"HTTP {r.status} for the whole wheel")
+                for chunk in r.chunks:
+                    if self.http.cancelled.is_set():
+                        raise MetadataError(f.filename, "cancelled")
+                    fh.write(chunk)
+                    sha.update(chunk)
+                    b3.update(chunk)
+                    size += len(chunk)
+                    if size > limit:
+                        raise MetadataError(f.filename, f"longer than {limit} bytes")
+                fh.flush()
+                os.fsync(fh.fileno())
+            if f.sha256 is not None and sha.hexdigest() != f.sha256:
+                raise HashMismatchError(f.url, f.filename, f.sha256, sha.hexdigest())
+            return self.cache.ingest(
+                tmp,
+                sha256=Sha256(sha.hexdigest()),
+                blake3=Blake3(b3.hexdigest()),
+                size=size,
+                filename=f.filename,
+                project=candidate.name,
+                version=str(candidate.version),
+                url=f.url,
+                hash_origin="index" if f.sha256 else "computed",
+            )
+        except DownloadError as exc:
+            tmp.unlink(missing_ok=True)
+            raise MetadataError(f.filename, exc.reason) from exc
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
 
 class IndexFinder:
@@ -376,7 +406,7 @@ class IndexFinder:
         return md
 
 
-def _metadata_from_wheel(path: Path | IO[bytes], filename: str, project: str) -> bytes:
+def _metadata_from_wheel(path: Path, filename: str, project: str) -> bytes:
     """The wheel's own METADATA (not a vendored project's: see ``metadata_member``)."""
     try:
         with zipfile.ZipFile(path) as zf:
