@@ -182,3 +182,47 @@ def test_the_live_package_index_as_a_plain_torch_index(tmp_path: Path) -> None:
     assert "has no cu124 build for cp311-win_amd64; it carries torch 2.5.1 as cpu" in (
         windows.stderr
     )
+
+
+@pytest.fixture(scope="module")
+def old_releases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """As on the package index: torchvision 0.11.3 declares a bare ``torch`` requirement."""
+    root = tmp_path_factory.mktemp("old-releases")
+    cache = Cache(root / "cache")
+    for name, version, requires in [
+        ("torch", "1.9.0", []),
+        ("torch", "1.10.0", []),
+        ("torchvision", "0.10.0", ["torch==1.9.0"]),
+        ("torchvision", "0.11.3", ["torch"]),
+        ("torchaudio", "0.9.0", ["torch==1.9.0"]),
+        ("torchaudio", "0.10.0", ["torch==1.10.0"]),
+    ]:
+        wheel = build_wheel(
+            root / "b", name, version, "cp39-cp39-win_amd64", requires_dist=requires
+        )
+        add_wheel(cache, wheel, name, version)
+    with serve(cache) as served:
+        yield served
+
+
+def test_matrix_and_fetch_pair_an_unpinned_companion_by_one_rule(
+    old_releases: Served, tmp_path: Path
+) -> None:
+    """matrix paired torchvision 0.11.3 with torch 1.9 too, while fetch --torch 1.9.0 took
+    torchvision 0.10.0; both now follow the torch line derived from the index."""
+    index = old_releases.index_url
+    result = CliRunner().invoke(
+        main, ["matrix", "--torch-index", index, "--cache-dir", str(tmp_path / "c"), "--json"]
+    )
+    assert result.exit_code == 0, result.stderr
+    (table,) = json.loads(result.stdout)["variants"]
+    assert [(s["torch"], s["torchvision"], s["torchaudio"]) for s in table["sets"]] == [
+        ("1.10.0", "0.11.3", "0.10.0"),
+        ("1.9.0", "0.10.0", "0.9.0"),
+    ]
+    code, out, err = _fetch(
+        old_releases, tmp_path, "--cpu", "--platform", "win_amd64", "--torch", "1.9.0", "--json"
+    )
+    assert code == 0, err
+    chosen = {f["project"]: f["version"] for f in json.loads(out)["files"]}
+    assert (chosen["torchvision"], chosen["torchaudio"]) == ("0.10.0", "0.9.0")

@@ -413,11 +413,13 @@ class WheelProvider(AbstractProvider):  # type: ignore[type-arg]
 
     # -- companions -----------------------------------------------------------------------
     def _companion_requirement(self, candidate: Candidate, md: CoreMetadata) -> Req | None:
-        """A companion that declares no torch requirement gets its release line's torch as
-        one, when torch itself was asked for (issue 15: torchaudio 2.11 next to torch 2.4)."""
+        """A companion that pins no torch exactly gets its release line's torch as a
+        requirement, when torch itself was asked for (issue 15: torchaudio 2.11 next to torch
+        2.4; issue 10: torchvision 0.11.3 requires a bare ``torch``, yet is torch 1.10's).
+        ``matrix`` pairs by the same rule."""
         if candidate.name not in COMPANIONS or TORCH not in self.roots:
             return None
-        if any(canonicalize_name(r.name) == TORCH for r in md.requires_dist):
+        if torch_pin(md) is not None:
             return None
         choice = self.line_of(candidate)
         return Req(
@@ -464,9 +466,11 @@ class WheelProvider(AbstractProvider):  # type: ignore[type-arg]
         """Whether companion *candidate* may sit next to *torch* (its pin, else its line)."""
         md = self.get_metadata(candidate)
         reqs = [r for r in md.requires_dist if canonicalize_name(r.name) == TORCH]
-        if reqs:
-            return all(r.specifier.contains(torch, prereleases=True) for r in reqs)
-        return self.line_of(candidate).specifier.contains(torch, prereleases=True)
+        if not all(r.specifier.contains(torch, prereleases=True) for r in reqs):
+            return False
+        return torch_pin(md) is not None or self.line_of(candidate).specifier.contains(
+            torch, prereleases=True
+        )
 
 
 def _build_resolution(provider: WheelProvider, result: Any) -> Resolution:

@@ -23,8 +23,9 @@ from packaging.utils import (
 )
 from packaging.version import Version
 
+from wheelcache.core.companions import torch_line_for, torch_pin
 from wheelcache.core.evaluator import Candidate, variant_wheels
-from wheelcache.core.models import DistFile, ProjectPage
+from wheelcache.core.models import CoreMetadata, DistFile, ProjectPage
 from wheelcache.core.target import make_target
 from wheelcache.core.variants import build_variant, torch_index_for
 from wheelcache.errors import IndexPageError, TargetError, WheelcacheError
@@ -105,6 +106,7 @@ class VariantMatrix:
 
 
 _Wheel = tuple[DistFile, frozenset[Tag], Version]  # file, its tags, its full version
+_ByVersion = dict[Version, list[_Wheel]]
 
 
 def _wheels_by_version(
@@ -180,23 +182,58 @@ def pair_companions(
     return out
 
 
-def _torch_pin(
+def _companion_metadata(
     metadata: WheelMetadata, project: NormalizedName, files: Sequence[_Wheel]
-) -> str | None:
-    """The torch specifier in the METADATA of one wheel of this companion release."""
+) -> CoreMetadata | None:
+    """The METADATA of one wheel of this companion release (None: unreadable, said once)."""
     f, _tags, version = sorted(files, key=lambda w: (not w[0].core_metadata, w[0].filename))[0]
     try:
-        md = metadata.get_metadata(Candidate(project, version, f, 0))
+        return metadata.get_metadata(Candidate(project, version, f, 0))
     except WheelcacheError as exc:
         log.warning("%s: cannot read its metadata (%s); left out of the matrix", f.filename, exc)
         return None
-    for req in md.requires_dist:
-        if canonicalize_name(req.name) == TORCH and req.marker is None:
-            return str(req.specifier)
-    return None
 
 
-_ByVersion = dict[Version, list[_Wheel]]
+def _first_upload(wheels: Sequence[_Wheel]) -> str | None:
+    times = [w[0].upload_time for w in wheels if w[0].upload_time]
+    return min(times) if times else None
+
+
+def companion_specs(
+    name: NormalizedName,
+    found: Mapping[Version, CoreMetadata | None],
+    by_companion: _ByVersion,
+    by_torch: _ByVersion,
+) -> dict[Version, str | None]:
+    """Each companion release's torch specifier, by the rule ``fetch`` follows
+    (:mod:`wheelcache.core.companions`): its own exact pin where it has one; a release that
+    pins no torch exactly (``torchvision 0.11.3`` requires a bare ``torch``) goes with the
+    torch line derived from the index, not with every torch."""
+    pins = {v: p for v, md in found.items() if md is not None and (p := torch_pin(md))}
+    uploads = {v: t for v, w in by_companion.items() if (t := _first_upload(w))}
+    torch_uploads = {v: t for v, w in by_torch.items() if (t := _first_upload(w))}
+    out: dict[Version, str | None] = {}
+    for version, md in found.items():
+        if md is None:
+            out[version] = None
+        elif version in pins:
+            exact = [
+                str(r.specifier)
+                for r in md.requires_dist
+                if canonicalize_name(r.name) == TORCH and r.marker is None
+            ]
+            out[version] = exact[0] if exact else f"=={pins[version]}"
+        else:
+            line = torch_line_for(
+                name,
+                version,
+                pins=pins,
+                torch_versions=set(by_torch),
+                companion_uploads=uploads,
+                torch_uploads=torch_uploads,
+            )
+            out[version] = str(line.specifier)
+    return out
 
 
 def _variant_matrix(
@@ -220,10 +257,12 @@ def _variant_matrix(
     with concurrent.futures.ThreadPoolExecutor(max(1, jobs)) as pool:
         for comp in (VISION, AUDIO):
             futs = {
-                v: pool.submit(_torch_pin, metadata, comp, files) for v, files in by[comp].items()
+                v: pool.submit(_companion_metadata, metadata, comp, files)
+                for v, files in by[comp].items()
             }
-            pins = {v: fut.result() for v, fut in futs.items()}
-            pairs[comp] = pair_companions(fulls, pins)
+            found = {v: fut.result() for v, fut in futs.items()}
+            specs = companion_specs(comp, found, by[comp], by[TORCH])
+            pairs[comp] = pair_companions(fulls, specs)
         if per_variant:
             return [VariantMatrix(variant, url, _rows(by, by[TORCH], pairs))]
         builds = _plain_builds(metadata, by[TORCH], pool)
