@@ -130,3 +130,17 @@ def test_a_transient_fault_is_retried_once_per_page(
         f"wheelcache: error: cannot reach {torch_index.index.url.split('/')[2]}: HTTP 503 "
         "(gave up after 2 attempts)"
     )
+
+
+def test_one_attempt_is_one_attempt(torch_index: TorchIndex, tmp_path: Path) -> None:
+    """``--retries 0``: "gave up after 1 attempt", not "1 attempts"."""
+    torch_index.index.fault("/whl/cu118/torch/", status=503, times=None)
+    result = _cli(
+        tmp_path, "fetch", *TARGET, "--torch-index", torch_index.torch_index_url, "--retries", "0"
+    )
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-1].endswith(
+        "HTTP 503 (gave up after 1 attempt) (http://"
+        f"{torch_index.index.url.split('/')[2]}/whl/cu118/torch/); use --mirror URL, or "
+        "--torch-index URL of an index that carries these builds"
+    )

@@ -327,7 +327,8 @@ class Transfer:
                         continue
                     raise DownloadError(
                         src.url,
-                        f"{exc.reason} (gave up after {failures} attempts without progress; "
+                        f"{exc.reason} (gave up after {failures} attempt"
+                        f"{'s' if failures > 1 else ''} without progress; "
                         f"{self.st.done} bytes kept, run again to resume)"
                         + self._earlier_failures(),
                     ) from exc
