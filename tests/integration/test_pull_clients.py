@@ -144,7 +144,7 @@ def test_eight_pips_and_uv_at_once_pull_each_file_once(
 # -- the command ---------------------------------------------------------------------------------
 @contextmanager
 def _serve_command(
-    cache: Path, config: Path, port: int, log: Path
+    cache: Path, config: Path, port: int, log: Path, *extra: str
 ) -> Iterator[subprocess.Popen[bytes]]:
     """``wheelcache serve --pull`` as a process; its upstreams come from the config file."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("WHEELCACHE_")}
@@ -162,6 +162,7 @@ def _serve_command(
                 str(port),
                 "--cache-dir",
                 str(cache),
+                *extra,
             ],
             stdout=out,
             stderr=out,
@@ -225,7 +226,8 @@ def test_the_command_prints_the_lan_lines_and_refuses_pull_options_without_pull(
 ) -> None:
     ti = torch_index
     port, log = free_port(), tmp_path / "serve.log"
-    with _serve_command(tmp_path / "cache", _config(tmp_path, ti), port, log):
+    # -v: the access log shows pages too (by default only wheels served and failures)
+    with _serve_command(tmp_path / "cache", _config(tmp_path, ti), port, log, "-v"):
         assert get(port, "/whl/cu118/torch/")[0] == 200  # upstreams from the config file
         assert get(port, "/simple/filelock/")[0] == 200
     text = log.read_text()
