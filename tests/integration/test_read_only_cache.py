@@ -87,7 +87,7 @@ def _run(*args: str, as_user: str | None = None) -> subprocess.CompletedProcess[
         user = pwd.getpwnam(as_user)
         cmd = [sys.executable, "-c", _AS_NOBODY, str(user.pw_uid), str(user.pw_gid), *args]
         env["HOME"] = "/nonexistent"
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120, cwd="/")
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd="/")
 
 
 @pytest.fixture
@@ -142,7 +142,7 @@ def _serve_and_get(cache: Path, tmp_path: Path, as_user: str | None = None) -> l
         conn.close()
     finally:
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=20)
+        _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert "WARNING" not in err.upper() and "error" not in err, err
     return statuses
@@ -157,7 +157,7 @@ def _check_reading_commands(cache: Path, tmp_path: Path, as_user: str | None = N
     rows = json.loads(ls.stdout)["wheels"]
     assert [(w["project"], w["targets"]) for w in rows] == [("alpha", [TARGET]), ("beta", [TARGET])]
     info = _run("info", "--cache-dir", str(cache), as_user=as_user)
-    assert info.returncode == 0 and "Wheels:     2" in info.stdout, info.stderr
+    assert info.returncode == 0 and "Wheels:     2" in info.stdout, info.stdout + info.stderr
     verify = _run("verify", "--cache-dir", str(cache), as_user=as_user)
     assert verify.returncode == 0 and verify.stdout.startswith("OK: checked 2 wheels"), (
         verify.stdout + verify.stderr
