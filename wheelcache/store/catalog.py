@@ -8,6 +8,7 @@ bytes: it can be rebuilt by scanning the blobs.  sqlite errors become :class:`Ca
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -61,6 +62,7 @@ class Catalog:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._local = threading.local()
         # Two processes may create the catalog at the same moment; switching to WAL takes an
         # exclusive lock that sqlite's busy timeout does not always wait for, so retry.
         for attempt in range(50):
@@ -76,17 +78,27 @@ class Catalog:
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
+        """This thread's connection, opened on first use and kept for the next operation:
+        opening one (file, WAL index, schema) cost more than most of our queries, and a
+        fetch makes several per wheel.  A connection that failed is closed and not reused."""
+        db = getattr(self._local, "db", None)
+        if db is None:
+            try:
+                db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+                db.execute("PRAGMA synchronous=NORMAL")
+            except sqlite3.Error as exc:
+                raise CacheError(f"cannot open the catalog {self.path}: {exc}") from exc
+            self._local.db = db
         try:
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        except sqlite3.Error as exc:
-            raise CacheError(f"cannot open the catalog {self.path}: {exc}") from exc
-        try:
-            db.execute("PRAGMA synchronous=NORMAL")
             yield db
         except sqlite3.Error as exc:
-            raise CacheError(f"catalog {self.path}: {exc}") from exc
-        finally:
+            self._local.db = None
             db.close()
+            raise CacheError(f"catalog {self.path}: {exc}") from exc
+        except BaseException:
+            if db.in_transaction:  # never leave a transaction open on a kept connection
+                db.execute("ROLLBACK")
+            raise
 
     def add(self, row: CatalogRow) -> None:
         with self._connect() as db:
