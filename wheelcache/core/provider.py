@@ -500,11 +500,11 @@ class _PinReporter(BaseReporter):  # type: ignore[type-arg]
     """Tells *on_pin* about every wheel the resolver settles on, as it does: the caller can
     start that wheel's download while resolution goes on (a later backtrack may drop it)."""
 
-    def __init__(self, on_pin: Callable[[Candidate], None] | None) -> None:
+    def __init__(self, on_pin: Callable[[Candidate], None]) -> None:
         self.on_pin = on_pin
 
     def pinning(self, candidate: AnyCandidate) -> None:
-        if self.on_pin is None or isinstance(candidate, PythonCandidate):
+        if isinstance(candidate, PythonCandidate):
             return
         self.on_pin(candidate.base if isinstance(candidate, ExtrasCandidate) else candidate)
 
@@ -534,7 +534,8 @@ def resolve(
         no_deps=no_deps,
         roots=requirements,
     )
-    resolver: Resolver[Req, AnyCandidate, str] = Resolver(provider, _PinReporter(on_pin))
+    reporter = _PinReporter(on_pin) if on_pin is not None else BaseReporter()
+    resolver: Resolver[Req, AnyCandidate, str] = Resolver(provider, reporter)
     try:
         result = resolver.resolve(list(requirements), max_rounds=max_rounds)
     except ResolutionImpossible as exc:
