@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
-"""Download benchmark: wheelcache against curl, aria2c and pip download, in one run.
+"""Download benchmark: wheelcache against curl, aria2c, pip download and uv, in one run.
 
 nginx serves one large wheel and a set of small ones from a simple index on 127.0.0.1, once
 unthrottled and once with a per-connection cap (``limit_rate``, the case segmented downloads
 are for).  Every tool is timed end to end including its verification (curl is followed by
 ``sha256sum``, aria2c checks ``--checksum``, pip and wheelcache check the index's hash), the
-median of ``--runs`` is printed with the ratio to wheelcache and each tool's peak RSS (from
-``wait4``).  A resume scenario kills wheelcache at 50 % and reports the bytes nginx sent in
-total relative to the file size.  Finally the two hashing designs (hash while downloading vs
+median of ``--runs`` is printed with the ratio to wheelcache, each tool's CPU time and peak
+RSS.  pip and uv are the newest releases, installed into a throw-away venv (the pip in the
+project's environment may be old); ``uv pip install --target`` also unpacks the wheels.  A
+resume scenario kills wheelcache at 50 % and reports the bytes nginx sent in total relative
+to the file size.  Finally the two hashing designs (hash while downloading vs
 one pass after the last byte) are compared on the unthrottled large file.
 
 Needs nginx, curl and aria2c on PATH (``apt-get install nginx curl aria2``).  Loopback only.
@@ -22,7 +24,6 @@ import argparse
 import hashlib
 import json
 import os
-import platform
 import random
 import shutil
 import signal
@@ -34,22 +35,28 @@ import tempfile
 import time
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-MiB = 1 << 20
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from benchlib import (  # noqa: E402
+    Measure,
+    MiB,
+    Peers,
+    clean_env,
+    free_port,
+    install_peers,
+    install_wheelcache,
+    machine_line,
+    median,
+    timed,
+)
 
 
 def parse_size(text: str) -> int:
     units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
     t = text.strip().upper()
     return int(float(t[:-1]) * units[t[-1]]) if t[-1] in units else int(t)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def make_wheel(dest: Path, name: str, size: int, seed: int) -> Path:
@@ -84,6 +91,7 @@ def sha256_of(path: Path) -> str:
 
 
 def build_tree(root: Path, size: int, throttled_size: int, small: int) -> dict[str, str]:
+    shutil.rmtree(root, ignore_errors=True)  # a reused --workdir
     files = root / "files"
     files.mkdir(parents=True)
     wheels = [make_wheel(files, "bigpkg", size, 1), make_wheel(files, "midpkg", throttled_size, 2)]
@@ -170,55 +178,13 @@ class Nginx:
         self.proc.wait(10)
 
 
-@dataclass
-class Measure:
-    seconds: float
-    rss_mb: float
-
-
-def _hwm_kib(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def timed(cmd: list[str], env: dict[str, str] | None = None) -> Measure:
-    """Run *cmd*; its wall time and peak RSS.
-
-    The peak is the kernel's VmHWM of the process, polled every 10 ms (``ru_maxrss`` from
-    wait4 would include the RSS this script had when it forked).
-    """
-    start = time.perf_counter()
-    errors = tempfile.TemporaryFile()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=errors)
-    peak = 0
-    while proc.poll() is None:
-        peak = max(peak, _hwm_kib(proc.pid))
-        time.sleep(0.01)
-    elapsed = time.perf_counter() - start
-    status = proc.returncode
-    if status != 0:
-        errors.seek(0)
-        err = errors.read().decode(errors="replace")
-        raise SystemExit(f"{cmd[0]} failed ({status}): {err[-2000:]}")
-    errors.close()
-    return Measure(elapsed, peak / 1024)
-
-
-def clean_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "WHEELCACHE_"))}
-    env["PIP_CONFIG_FILE"] = os.devnull
-    return env
-
-
 class Tools:
-    def __init__(self, work: Path, server: Nginx, digests: dict[str, str], connections: int):
+    def __init__(
+        self, work: Path, server: Nginx, digests: dict[str, str], connections: int, peers: Peers
+    ) -> None:
         self.work = work
+        self.peers = peers
+        self.wc = [str(install_wheelcache(work.parent))]
         self.server = server
         self.digests = digests
         self.connections = connections
@@ -233,9 +199,7 @@ class Tools:
     def wheelcache(self, projects: list[str], slow: bool) -> Measure:
         base = self.server.url(slow)
         cmd = [
-            sys.executable,
-            "-m",
-            "wheelcache",
+            *self.wc,
             "fetch",
             *projects,
             "--no-deps",
@@ -265,7 +229,7 @@ class Tools:
             cmd += ["-o", str(out / name), f"{self.server.url(slow)}/files/{name}"]
         m = timed(cmd)
         check = timed(["sha256sum", *(str(out / self._filename(p)) for p in projects)])
-        return Measure(m.seconds + check.seconds, max(m.rss_mb, check.rss_mb))
+        return Measure(m.seconds + check.seconds, max(m.rss_mb, check.rss_mb), m.cpu + check.cpu)
 
     def aria2c(self, projects: list[str], slow: bool) -> Measure:
         out = self._fresh("aria2")
@@ -306,7 +270,7 @@ class Tools:
         out = self._fresh("pip")
         return timed(
             [
-                sys.executable,
+                str(self.peers.python),
                 "-m",
                 "pip",
                 "download",
@@ -323,12 +287,16 @@ class Tools:
             self.env,
         )
 
+    def uv(self, projects: list[str], slow: bool) -> Measure:
+        out = self._fresh("uv")
+        cache = self._fresh("uv-cache")
+        cmd = [str(self.peers.uv), "pip", "install", "-q", "--no-config", "--no-deps"]
+        cmd += ["--target", str(out), "--python", sys.executable, "--cache-dir", str(cache)]
+        cmd += ["--index-url", f"{self.server.url(slow)}/simple", *projects]
+        return timed(cmd, self.env)
+
     def _filename(self, project: str) -> str:
         return f"{project}-1.0-py3-none-any.whl"
-
-
-def median(ms: list[Measure]) -> Measure:
-    return Measure(statistics.median(m.seconds for m in ms), max(m.rss_mb for m in ms))
 
 
 def bench_resume(tools: Tools, server: Nginx, size: int) -> float:
@@ -336,9 +304,7 @@ def bench_resume(tools: Tools, server: Nginx, size: int) -> float:
     cache = tools._fresh("resume")
     base = server.url(True)
     cmd = [
-        sys.executable,
-        "-m",
-        "wheelcache",
+        *tools.wc,
         "fetch",
         "midpkg",
         "--no-deps",
@@ -425,17 +391,20 @@ def main() -> None:
             raise SystemExit(f"{tool} not found; apt-get install nginx curl aria2 coreutils")
     size, tsize = parse_size(args.size), parse_size(args.throttled_size)
     work = Path(args.workdir or tempfile.mkdtemp(prefix="wc-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
     work.chmod(0o755)  # nginx workers run as an unprivileged user
     print(f"building files in {work} …", file=sys.stderr)
     digests = build_tree(work / "www", size, tsize, args.small)
     server = Nginx(work / "www", work / "nginx", args.rate)
-    tools = Tools(work / "out", server, digests, args.connections)
+    peers = install_peers(work)
+    tools = Tools(work / "out", server, digests, args.connections, peers)
     small = [f"small{i}" for i in range(args.small)]
     peers: dict[str, Callable[[list[str], bool], Measure]] = {
         "wheelcache": tools.wheelcache,
         "curl+sha256sum": tools.curl,
         f"aria2c -x{args.connections}": tools.aria2c,
-        "pip download": tools.pip,
+        f"pip {peers.pip_version} download": tools.pip,
+        f"uv {peers.uv_version} pip install --target": tools.uv,
     }
     only = set(args.only.split(","))
     scenarios = [
@@ -462,7 +431,7 @@ def main() -> None:
         for title, projects, slow, nbytes in scenarios:
             results: dict[str, Measure] = {}
             for name, fn in peers.items():
-                if args.skip_pip_throttled and name == "pip download" and slow and nbytes:
+                if args.skip_pip_throttled and name.startswith("pip") and slow and nbytes:
                     continue
                 print(f"  {title}: {name} …", file=sys.stderr)
                 results[name] = median([fn(projects, slow) for _ in range(args.runs)])
@@ -477,15 +446,13 @@ def main() -> None:
         hashing = bench_hash_designs(tools, args.runs) if "hash" in only else {}
     finally:
         server.stop()
-    print(
-        f"\nmachine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}, medians of {args.runs} runs\n"
-    )
-    print("| scenario | tool | seconds | MiB/s | peer time / wheelcache time | peak RSS MiB |")
-    print("|---|---|---:|---:|---:|---:|")
+    print(f"\n{machine_line(args.runs)}\n")
+    print("| scenario | tool | seconds | MiB/s | peer time / wheelcache | CPU s | peak RSS MiB |")
+    print("|---|---|---:|---:|---:|---:|---:|")
     for title, name, m, rate, ratio in rows:
         print(
-            f"| {title} | {name} | {m.seconds:.2f} | {rate:.0f} | {ratio:.2f}× | {m.rss_mb:.0f} |"
+            f"| {title} | {name} | {m.seconds:.2f} | {rate:.0f} | {ratio:.2f}× | {m.cpu:.2f} "
+            f"| {m.rss_mb:.0f} |"
         )
     if resume is not None:
         print(

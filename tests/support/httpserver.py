@@ -53,6 +53,7 @@ class RequestRecord:
     status: int = 0
     fault: Fault | None = None
     body_bytes: int = 0  # body bytes actually written (updated while streaming)
+    at: float = field(default_factory=time.monotonic)  # when the request arrived
 
 
 @dataclass

@@ -511,6 +511,20 @@ def ti(universe: Universe) -> Iterator[TorchIndex]:
         yield t
 
 
+def test_universe_pads_chosen_wheels(universe: Universe, tmp_path: Path) -> None:
+    """The benchmark's realistic sizes: the chosen wheel grows by its payload, stays a valid
+    wheel with the same name and metadata, and nothing else changes."""
+    name = "fsspec-2024.6.1-py3-none-any.whl"
+    padded = build_universe(tmp_path, {name: 150_000})
+    big, small = padded.files[name], universe.files[name]
+    assert big.size >= small.size + 150_000
+    assert big.sha256 == hashlib.sha256(big.path.read_bytes()).hexdigest() != small.sha256
+    assert read_wheel_metadata(big.path) == read_wheel_metadata(small.path)
+    assert {k: v.sha256 for k, v in padded.files.items() if k != name} == {
+        k: v.sha256 for k, v in universe.files.items() if k != name
+    }
+
+
 def test_universe_deterministic_and_valid(universe: Universe, tmp_path: Path) -> None:
     t0 = time.monotonic()
     again = build_universe(tmp_path)

@@ -17,9 +17,9 @@ from __future__ import annotations
 import hashlib
 import html
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import quote
 
@@ -522,11 +522,17 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def build_universe(dest: Path) -> Universe:
-    """Build every file in ``FILES`` under ``dest`` (``cdn/…`` and ``deps/…``); deterministic."""
+def build_universe(dest: Path, payload_sizes: Mapping[str, int] | None = None) -> Universe:
+    """Build every file in ``FILES`` under ``dest`` (``cdn/…`` and ``deps/…``); deterministic.
+
+    *payload_sizes* (filename → bytes) pads chosen wheels, so a benchmark gets realistic sizes
+    (``scripts/bench_closure.py``) from the same tables the tests use.
+    """
     dest = Path(dest)
     uni = Universe(dest)
     for spec in FILES:
+        if payload_sizes and spec.filename in payload_sizes:
+            spec = replace(spec, payload_size=payload_sizes[spec.filename])
         target = dest / spec.origin / spec.url_path.lstrip("/").rsplit("/", 1)[0]
         if spec.tag is None:
             path = build_sdist(

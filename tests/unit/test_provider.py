@@ -251,3 +251,33 @@ def test_python_full_version_markers_use_x_y_0_unless_the_micro_is_given() -> No
     provider = WheelProvider(exact, src, src)
     assert provider._applies(Marker('python_full_version >= "3.9.1"'))
     assert not provider._applies(Marker('python_full_version < "3.9.2"'))
+
+
+def test_on_pin_reports_torch_first_and_every_final_wheel() -> None:
+    """Transfers start from these calls: torch is pinned first, every chosen wheel is
+    reported, and a wheel a backtrack replaced (torch 2.5.1 on win/cp39, whose torchaudio
+    is missing) may appear too but is not final."""
+    src = DictSource(WIN39)
+    pinned: list[str] = []
+    res = resolve(
+        _reqs("torch", "torchvision", "torchaudio"),
+        WIN39,
+        src,
+        src,
+        on_pin=lambda c: pinned.append(c.file.filename),
+    )
+    assert pinned[0].startswith("torch-")
+    assert {c.file.filename for c in res.candidates} <= set(pinned)
+    assert "torch-2.5.1+cu118-cp39-cp39-win_amd64.whl" in pinned  # tried, then replaced
+    assert "torch-2.5.1+cu118-cp39-cp39-win_amd64.whl" not in {
+        c.file.filename for c in res.candidates
+    }
+
+
+def test_on_pin_reports_the_base_wheel_of_an_extra() -> None:
+    src = DictSource(WIN310)
+    pinned: list[Candidate] = []
+    resolve(_reqs("torch[opt-einsum]==2.4.0"), WIN310, src, src, on_pin=pinned.append)
+    assert all(isinstance(c, Candidate) for c in pinned)
+    assert [c.name for c in pinned].count("torch") >= 1
+    assert "opt-einsum" in {c.name for c in pinned}

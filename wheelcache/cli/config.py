@@ -51,8 +51,11 @@ def settings_report(
     data = read_config_file(path)
     sections = config_default_map(data, path, config_keys(group))
     rows: list[dict[str, Any]] = []
-    for cmd_name in sorted(group.commands):
-        cmd = group.commands[cmd_name]
+    ctx = click.Context(group)
+    for cmd_name in group.list_commands(ctx):  # a lazy group imports each command here
+        cmd = group.get_command(ctx, cmd_name)
+        if cmd is None:
+            continue
         section = sections.get(cmd_name, {})
         for param in cmd.params:
             if not isinstance(param, click.Option) or param.name in ("help", "as_json"):

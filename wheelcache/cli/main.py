@@ -11,29 +11,50 @@ Every way a run can end prints at most one line on stderr, and it is the last li
 After that line the library's log is silenced: work still winding down in other threads (a
 cancelled metadata read, a download saving its state) has nothing left to say.  ``-v`` and
 ``-q`` are accepted anywhere on the line, as pip and uv accept them.
+
+The group is lazy: commands are registered by name with the module that defines them, and a
+module is imported only when its command runs, so ``wheelcache --version`` and ``--help``
+import click and nothing of ours beyond this module, and ``fetch`` never loads the server or
+the bundle code (issue 14: start-up under 80 ms).
 """
 
 from __future__ import annotations
 
-import logging
+import importlib
 import re
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import click
 from click.core import ParameterSource
 
 from wheelcache import __version__
-from wheelcache.cli.options import config_keys
-from wheelcache.config import config_default_map, config_file_path, read_config_file
 from wheelcache.errors import ConfigError, WheelcacheError
 
-__all__ = ["main"]
+__all__ = ["COMMANDS", "main"]
 
-log = logging.getLogger("wheelcache")
+#: Command name → (module whose ``register(group)`` adds it, its ``short_help`` as ``--help``
+#: lists it).  A test checks both against the loaded commands.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "config": ("wheelcache.cli.config", "Show every setting and where it comes from."),
+    "detect": ("wheelcache.cli.offline", "Show this machine as a target, and its fetch flags."),
+    "export": ("wheelcache.cli.bundle", "Write a self-checking bundle for an offline host."),
+    "fetch": ("wheelcache.cli.fetch", "Resolve and download wheels for a target."),
+    "gc": ("wheelcache.cli.cache", "Remove stale partials and least recently used wheels."),
+    "import": ("wheelcache.cli.bundle", "Add a bundle's wheels to this machine's cache."),
+    "index": ("wheelcache.cli.serve", "Write a static index of the cache for a web server."),
+    "info": ("wheelcache.cli.cache", "Where the cache is, its size and what it holds."),
+    "ls": ("wheelcache.cli.cache", "List the cached wheels and their targets."),
+    "matrix": ("wheelcache.cli.matrix", "Which torch/torchvision/torchaudio sets exist."),
+    "probe": ("wheelcache.cli.offline", "Describe this machine as a target file."),
+    "rm": ("wheelcache.cli.cache", "Remove wheels from the cache."),
+    "serve": ("wheelcache.cli.serve", "Serve the cache as a package index for pip and uv."),
+    "verify": ("wheelcache.cli.bundle", "Check a bundle or the cache, file by file."),
+}
+
 
 INTERRUPTED = "wheelcache: interrupted; partial downloads are kept and resume on the next run"
 _HELP = ("-h", "--help")
@@ -42,7 +63,9 @@ _WANTS_HELP = "wheelcache.wants_help"
 
 def _silence() -> None:
     """Nothing more from the library's log once the final line is out."""
-    logging.getLogger("wheelcache").disabled = True
+    logging = sys.modules.get("logging")  # not imported: nothing has logged (--version)
+    if logging is not None:
+        logging.getLogger("wheelcache").disabled = True
 
 
 def _last_line(text: str) -> None:
@@ -80,6 +103,8 @@ def _origin(exc: click.BadParameter) -> str:
         return ""
     source = ctx.get_parameter_source(param.name)
     if source is ParameterSource.DEFAULT_MAP:
+        from wheelcache.config import config_file_path
+
         key = next((o[2:] for o in param.opts if o.startswith("--")), param.name)
         return f" (key {key!r} in the config file {config_file_path()})"
     if source is ParameterSource.ENVIRONMENT:
@@ -100,7 +125,41 @@ def _usage_line(exc: click.UsageError) -> str:
     return f"wheelcache: error: {text} (see {path} --help)"
 
 
-class _Group(click.Group):
+class _LazyGroup(click.Group):
+    """Commands from :data:`COMMANDS`, each module imported the first time one of its
+    commands is looked up; ``--help`` lists them from the registry without importing any."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            register: Callable[[click.Group], None] = importlib.import_module(
+                COMMANDS[cmd_name][0]
+            ).register
+            register(self)
+        return self.commands.get(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        names = self.list_commands(ctx)
+        if not names:
+            return
+        limit = formatter.width - 6 - max(len(n) for n in names)
+        rows = []
+        for name in names:
+            loaded = self.commands.get(name)
+            if loaded is not None:
+                if loaded.hidden:
+                    continue
+                rows.append((name, loaded.get_short_help_str(limit)))
+            else:
+                stand_in = click.Command(name, short_help=COMMANDS[name][1])
+                rows.append((name, stand_in.get_short_help_str(limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+class _Group(_LazyGroup):
     """Turns every ending into one last line and its exit code (see the module docstring)."""
 
     def main(
@@ -163,6 +222,8 @@ def _terminate_like_interrupt() -> None:
 
 def _setup_logging(verbosity: int) -> None:
     """``-q``: errors only; default: warnings; ``-v``: info; ``-vv``: debug."""
+    import logging
+
     levels = {-1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO}
     level = logging.DEBUG if verbosity >= 2 else levels.get(verbosity, logging.CRITICAL)
     handler = logging.StreamHandler(sys.stderr)
@@ -178,11 +239,23 @@ def _default_map(ctx: click.Context) -> dict[str, Any]:
     """The config file as click's default_map (keys checked against the commands' options).
 
     A broken file or an unknown key is a usage error (exit 2) — a command must not run with
-    half a configuration — except for ``--help``, which says it once as a warning.
+    half a configuration — except for ``--help``, which says it once as a warning.  Only a
+    config file that exists makes every command module load (its keys are checked against all
+    of them); without one, a run imports just its own command.
     """
+    from wheelcache.cli.options import config_keys
+    from wheelcache.config import config_default_map, config_file_path, read_config_file
+
     path = config_file_path()
     try:
-        return config_default_map(read_config_file(path), path, config_keys(main))
+        data = read_config_file(path)
+        if not data:
+            return {}
+        group = ctx.command
+        if isinstance(group, click.Group):
+            for name in group.list_commands(ctx):
+                group.get_command(ctx, name)
+        return config_default_map(data, path, config_keys(main))
     except ConfigError as exc:
         if not ctx.meta.get(_WANTS_HELP):
             raise
@@ -202,25 +275,3 @@ def main(ctx: click.Context, verbose: int, quiet: int) -> None:
     _setup_logging(verbose - quiet)
     ctx.default_map = _default_map(ctx)
     _terminate_like_interrupt()
-
-
-def _register_commands() -> None:
-    """Commands that live in their own modules (serving, offline hosts) join the group here."""
-    from wheelcache.cli import bundle as cli_bundle
-    from wheelcache.cli import cache as cli_cache
-    from wheelcache.cli import config as cli_config
-    from wheelcache.cli import fetch as cli_fetch
-    from wheelcache.cli import matrix as cli_matrix
-    from wheelcache.cli import offline as cli_offline
-    from wheelcache.cli import serve as cli_serve
-
-    cli_fetch.register(main)
-    cli_config.register(main)
-    cli_matrix.register(main)
-    cli_serve.register(main)
-    cli_offline.register(main)
-    cli_bundle.register(main)
-    cli_cache.register(main)
-
-
-_register_commands()

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -500,6 +500,19 @@ def _build_resolution(provider: WheelProvider, result: Any) -> Resolution:
     )
 
 
+class _PinReporter(BaseReporter):  # type: ignore[type-arg]
+    """Tells *on_pin* about every wheel the resolver settles on, as it does: the caller can
+    start that wheel's download while resolution goes on (a later backtrack may drop it)."""
+
+    def __init__(self, on_pin: Callable[[Candidate], None]) -> None:
+        self.on_pin = on_pin
+
+    def pinning(self, candidate: AnyCandidate) -> None:
+        if isinstance(candidate, PythonCandidate):
+            return
+        self.on_pin(candidate.base if isinstance(candidate, ExtrasCandidate) else candidate)
+
+
 def resolve(
     requirements: Sequence[Req],
     target: Target,
@@ -509,8 +522,14 @@ def resolve(
     allow_prereleases: bool = False,
     no_deps: bool = False,
     max_rounds: int = MAX_ROUNDS,
+    on_pin: Callable[[Candidate], None] | None = None,
 ) -> Resolution:
-    """Resolve *requirements* for *target*; raise :class:`ResolutionError` on conflict."""
+    """Resolve *requirements* for *target*; raise :class:`ResolutionError` on conflict.
+
+    *on_pin* is called (in this thread) with each wheel as the resolver pins it — torch
+    first — so its transfer can start before resolution ends.  A pinned wheel may still be
+    replaced by a backtrack; only the returned :class:`Resolution` is final.
+    """
     provider = WheelProvider(
         target,
         candidates,
@@ -519,7 +538,8 @@ def resolve(
         no_deps=no_deps,
         roots=requirements,
     )
-    resolver: Resolver[Req, AnyCandidate, str] = Resolver(provider, BaseReporter())
+    reporter = _PinReporter(on_pin) if on_pin is not None else BaseReporter()
+    resolver: Resolver[Req, AnyCandidate, str] = Resolver(provider, reporter)
     try:
         result = resolver.resolve(list(requirements), max_rounds=max_rounds)
     except ResolutionImpossible as exc:

@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from packaging.specifiers import SpecifierSet
-from packaging.utils import canonicalize_name
+from packaging.utils import NormalizedName, canonicalize_name
 
 from wheelcache.core.evaluator import Candidate
 from wheelcache.core.lockfile import LockedWheel, lock_filename
@@ -57,6 +57,7 @@ from wheelcache.errors import (
 )
 from wheelcache.net.client import Http, HttpSettings
 from wheelcache.net.download import Downloader, DownloadJob, TransferSettings
+from wheelcache.net.early import EarlyTransfers
 from wheelcache.net.finder import IndexFinder, WheelMetadata
 from wheelcache.net.indexes import Indexes, Mirror, Sources, with_file_options
 from wheelcache.net.locked import fetch_locked, lock_candidates
@@ -279,6 +280,7 @@ def fetch(
         cache.require_writable("wheelcache fetch", "add --offline to use what it holds")
     target_text = request.target.describe()
     downloader = None
+    early: EarlyTransfers | None = None
     try:
         if http is not None and not request.dry_run:  # a dry run stores no wheel, not even
             downloader = Downloader(  # for metadata (see WheelMetadata._whole)
@@ -293,21 +295,34 @@ def fetch(
             log.warning("leaving out %s: its marker does not hold on %s", text, target_text)
         finder = _finder(request, WheelMetadata(cache, http, downloader), pages)
         source = pinned_source(plan.pins, finder, finder.all_candidates, request.target)
-        resolution = _resolve(request, plan.roots, finder, source)
+        if downloader is not None and not request.dry_run:
+            early = EarlyTransfers(
+                downloader,
+                lambda c: _job(c, finder),
+                hold_together=(r.name for r in plan.roots if is_torch_family(r.name)),
+            )
+        resolution = _resolve(request, plan.roots, finder, source, early)
         _warn_unpinned(request.files, plan, resolution)
         requested = _requested_pins(plan.roots, resolution)
         if request.dry_run:
             if http is not None:
                 _learn_sizes(http, finder, resolution.candidates, request.jobs)
             return _plan(request, cache, requested, resolution, finder.metadata.sizes)
-        wheels = _download(resolution, cache, finder, downloader)
+        wheels = _download(resolution, cache, finder, early)
         return _write_outputs(request, cache, resolution, requested, wheels, downloader)
     except BaseException:
         if http is not None:
             http.cancel()
         if downloader is not None:
-            downloader.cancel.set()  # a whole-wheel metadata read in another thread stops too
+            # Started transfers save their partials and stop; a whole-wheel metadata read in
+            # another thread stops too.
+            downloader.cancel.set()
         raise
+    finally:
+        if early is not None:
+            early.close()  # a late start_exact thread starts nothing now
+        if downloader is not None:
+            downloader.close()
 
 
 def _warn_unpinned(
@@ -337,16 +352,30 @@ def _finder(request: FetchRequest, metadata: WheelMetadata, pages: PageStore | N
         target,
         indexes,
         metadata,
-        prefetch=max(request.jobs, 4),
+        # Pages and metadata are small and wait on round trips, not bandwidth: more of them
+        # in flight than files being downloaded.
+        prefetch=max(2 * request.jobs, 8),
         prefetch_metadata=not request.no_deps,
+        allow_prereleases=request.allow_prereleases or bool(request.files and request.files.pre),
     )
 
 
 def _resolve(
-    request: FetchRequest, reqs: Sequence[Req], finder: IndexFinder, source: CandidateSource
+    request: FetchRequest,
+    reqs: Sequence[Req],
+    finder: IndexFinder,
+    source: CandidateSource,
+    early: EarlyTransfers | None,
 ) -> Resolution:
-    """Run the resolver with prefetching; warn about yanked files taken by an exact pin."""
-    finder.prefetch(r.name for r in reqs)
+    """Run the resolver with prefetching, starting each pinned wheel's transfer at once
+    (*early*); warn about yanked files taken by an exact pin."""
+    wanted: dict[NormalizedName, SpecifierSet] = {}
+    for r in reqs:  # "torch" and --torch's "torch==2.4.0" prefetch one torch, the pinned one
+        wanted[r.name] = wanted.get(r.name, SpecifierSet()) & r.specifier
+    finder.require(wanted)
+    if early is not None:
+        for name, spec in wanted.items():
+            early.start_exact(name, spec, source.find_candidates)
     try:
         resolution = resolve(
             reqs,
@@ -356,6 +385,7 @@ def _resolve(
             allow_prereleases=request.allow_prereleases
             or bool(request.files and request.files.pre),
             no_deps=request.no_deps,
+            on_pin=early.on_pin if early is not None else None,
         )
     except BaseException as exc:
         if isinstance(exc, ResolutionError):
@@ -407,10 +437,11 @@ def _no_project_at_all(reqs: Sequence[Req], finder: IndexFinder) -> None:
 
 
 def _download(
-    resolution: Resolution, cache: Cache, finder: IndexFinder, downloader: Downloader | None
+    resolution: Resolution, cache: Cache, finder: IndexFinder, early: EarlyTransfers | None
 ) -> list[CachedWheel]:
-    """The resolved wheels in the cache, downloading what is missing (offline: none)."""
-    if downloader is None:
+    """The resolved wheels in the cache, downloading what is missing (offline: none); most
+    transfers started while the resolver was still working."""
+    if early is None:
         found = [cache.find(c.file.filename, c.file.sha256) for c in resolution.candidates]
         missing = [
             c.file.filename for c, w in zip(resolution.candidates, found, strict=True) if w is None
@@ -422,13 +453,7 @@ def _download(
                 "run once without --offline"
             )
         return [w for w in found if w is not None]
-    # Biggest first: the long downloads start at once and small ones fill the gaps.
-    sizes = finder.metadata.sizes
-    order = sorted(
-        resolution.candidates, key=lambda c: -(c.file.size or sizes.get(c.file.url) or 0)
-    )
-    got = dict(zip(order, downloader.fetch_many([_job(c, finder) for c in order]), strict=True))
-    return [got[c] for c in resolution.candidates]
+    return early.finish(resolution, finder.metadata.sizes)
 
 
 def _write_outputs(

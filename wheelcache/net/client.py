@@ -260,6 +260,8 @@ class Http:
                 reason, cause = exc.reason, exc
             except RetryableStatus as exc:
                 reason, cause, retry_after = str(exc), exc, exc.retry_after
+            if self.cancelled.is_set():  # the run is over (its client closed under us): no
+                raise on_fail("cancelled") from cause  # retry, and no warning after its error
             if attempt > self.settings.retries:
                 tries = f"{attempt} attempt{'s' if attempt > 1 else ''}"
                 raise on_fail(f"{reason} (gave up after {tries})") from cause

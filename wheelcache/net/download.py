@@ -23,7 +23,7 @@ from wheelcache.core.partial import PartialState
 from wheelcache.core.progress import NullReporter, Reporter
 from wheelcache.errors import CacheError, DownloadError, HashMismatchError, IncompleteDownloadError
 from wheelcache.net.client import Http
-from wheelcache.net.transfer import HostLimiter, Restart, Transfer, TransferSettings
+from wheelcache.net.transfer import HostLimiter, Restart, StopFlag, Transfer, TransferSettings
 from wheelcache.net.transfer_state import boot_marker
 from wheelcache.store.cache import Cache, CachedWheel, describe_os_error
 
@@ -74,40 +74,80 @@ class Downloader:
         self.downloaded_bytes = 0
         self.transferred: set[str] = set()  # filenames this process downloaded
         self._count_lock = threading.Lock()
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._started: dict[str, concurrent.futures.Future[CachedWheel]] = {}
+        self._abandoned: dict[str, threading.Event] = {}
+        self._this_file = threading.local()
 
     def _count(self, n: int) -> None:
         with self._count_lock:
             self.downloaded_bytes += n
 
     # -- public ---------------------------------------------------------------------------
-    def fetch_many(self, jobs: list[DownloadJob]) -> list[CachedWheel]:
-        """Download all *jobs* (``self.jobs`` files at once); the first error is raised after
-        the others have stopped and saved their partials."""
-        if not jobs:
-            return []
-        results: dict[int, CachedWheel] = {}
+    def start(self, job: DownloadJob) -> concurrent.futures.Future[CachedWheel]:
+        """Begin downloading *job* in the background (``self.jobs`` files at once) and return
+        its future; starting a file again returns the same future (or restarts one that was
+        abandoned).  Resolution calls this as it settles on each wheel."""
+        with self._count_lock:
+            started = self._started.get(job.filename)
+            if started is not None and not self._abandoned[job.filename].is_set():
+                return started
+            if self._pool is None:
+                self._pool = concurrent.futures.ThreadPoolExecutor(
+                    self.jobs, thread_name_prefix="wheelcache"
+                )
+            stop = self._abandoned[job.filename] = threading.Event()
+            future = self._pool.submit(self.fetch, job, stop)
+            self._started[job.filename] = future
+            return future
+
+    def abandon(self, filename: str) -> None:
+        """Stop a started download that is no longer wanted (a backtrack replaced it); its
+        partial stays, so a later run that wants it resumes."""
+        with self._count_lock:
+            stop = self._abandoned.get(filename)
+        if stop is not None:
+            stop.set()
+
+    def wait(self, futures: list[concurrent.futures.Future[CachedWheel]]) -> list[CachedWheel]:
+        """The wheels of *futures*, in order; the first error is raised after every other
+        download has stopped and saved its partial."""
         errors: list[BaseException] = []
-        pool = concurrent.futures.ThreadPoolExecutor(self.jobs, thread_name_prefix="wheelcache")
         try:
-            futures = {pool.submit(self.fetch, job): i for i, job in enumerate(jobs)}
             for fut in concurrent.futures.as_completed(futures):
-                try:
-                    results[futures[fut]] = fut.result()
-                except Exception as exc:  # collected; the first is raised below
+                exc = fut.exception()
+                if exc is not None:
                     errors.append(exc)
                     self.cancel.set()  # the run fails anyway: stop the others, keep partials
         except BaseException:
             self.cancel.set()  # Ctrl-C: transfers save their state and stop
+            self.close()
             raise
-        finally:
-            pool.shutdown(wait=True)
         if errors:
+            self.close()
             real = [e for e in errors if "cancelled" not in str(e)]
             raise (real or errors)[0]
-        return [results[i] for i in range(len(jobs))]
+        return [fut.result() for fut in futures]
 
-    def fetch(self, job: DownloadJob) -> CachedWheel:
-        """Return the cached wheel for *job*, downloading it if needed."""
+    def close(self) -> None:
+        """Wait for every started download to end (abandoned ones stop at once)."""
+        with self._count_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=self.cancel.is_set())
+
+    def fetch_many(self, jobs: list[DownloadJob]) -> list[CachedWheel]:
+        """Download all *jobs* (``self.jobs`` files at once); the first error is raised after
+        the others have stopped and saved their partials."""
+        try:
+            return self.wait([self.start(job) for job in jobs])
+        finally:
+            self.close()
+
+    def fetch(self, job: DownloadJob, stop: threading.Event | None = None) -> CachedWheel:
+        """Return the cached wheel for *job*, downloading it if needed; *stop* (set by
+        :meth:`abandon`) ends the transfer early, keeping its partial."""
+        stopping = _AnyOf(self.cancel, stop) if stop is not None else self.cancel
         found = self.cache.find(job.filename, job.sha256)
         if found is not None:
             return found
@@ -116,14 +156,18 @@ class Downloader:
         if not lock.acquire(timeout=0):
             log.warning("%s: another wheelcache process is downloading it; waiting", job.filename)
             while not lock.acquire(timeout=1.0):
-                if self.cancel.is_set():
+                if stopping.is_set():
                     raise CacheError(f"{job.filename}: cancelled while waiting for another process")
         try:
             found = self.cache.find(job.filename, job.sha256)
             if found is not None:  # the other process finished it
                 return found
+            # What this thread's transfers poll (a thread-local, so subclasses' _transfer
+            # keeps its signature).
+            self._this_file.stop = stopping
             return self._download(job, key)
         finally:
+            self._this_file.stop = None
             lock.release()
 
     def discard(self, job: DownloadJob) -> None:
@@ -205,7 +249,7 @@ class Downloader:
             settings=self.settings,
             limiter=self.limiter,
             reporter=self.reporter,
-            cancel=self.cancel,
+            cancel=getattr(self._this_file, "stop", None) or self.cancel,
             save=lambda snapshot, durable: self._save_state(snapshot, state_path, durable=durable),
             count=self._count,
             mirrors=mirrors,
@@ -308,6 +352,16 @@ class Downloader:
             url=job.url,
             hash_origin=job.hash_origin if job.sha256 else "computed",
         )
+
+
+class _AnyOf:
+    """Set when either flag is: the run's cancel or this file's abandon."""
+
+    def __init__(self, *flags: StopFlag) -> None:
+        self.flags = flags
+
+    def is_set(self) -> bool:
+        return any(f.is_set() for f in self.flags)
 
 
 def _discard(*paths: Path) -> None:

@@ -16,7 +16,7 @@ import logging
 import os
 import threading
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from blake3 import blake3
@@ -39,7 +39,7 @@ from wheelcache.core.models import (
     parse_core_metadata,
 )
 from wheelcache.core.target import Target
-from wheelcache.core.variants import build_variant, describe_builds
+from wheelcache.core.variants import build_variant, describe_builds, is_torch_family
 from wheelcache.core.zipmeta import (
     TAIL_SIZE,
     ZipFormatError,
@@ -101,7 +101,9 @@ class WheelMetadata:
         return md
 
     def _store_metadata(self, f: DistFile, data: bytes) -> bytes:
-        self.cache.write_atomic(Path(self.cache.layout.metadata(f.url)), data)
+        # Not fsynced (it sits on the resolver's path): a copy torn by a power loss does not
+        # parse and is fetched again (get_metadata).
+        self.cache.write_atomic(Path(self.cache.layout.metadata(f.url)), data, durable=False)
         return data
 
     def _metadata_bytes(self, candidate: Candidate) -> bytes:
@@ -272,6 +274,7 @@ class IndexFinder:
         *,
         prefetch: int = 8,
         prefetch_metadata: bool = True,
+        allow_prereleases: bool = False,
     ) -> None:
         self.target = target
         self.indexes = indexes
@@ -281,8 +284,12 @@ class IndexFinder:
         #: :meth:`_builds_of_the_variant`); empty for a per-variant index.
         self.builds: dict[Version, str] = {}
         self._lock = threading.Lock()
-        self._warmed: set[NormalizedName] = set()
+        self._warmed: set[tuple[NormalizedName, str]] = set()
+        self._warmed_metadata: set[str] = set()
+        self._roots: dict[NormalizedName, SpecifierSet] = {}
+        self._project_locks: dict[NormalizedName, threading.Lock] = {}
         self._prefetch_metadata = prefetch_metadata
+        self.allow_prereleases = allow_prereleases
         self._pool = (
             concurrent.futures.ThreadPoolExecutor(prefetch, thread_name_prefix="wheelcache-pre")
             if metadata.http is not None and prefetch > 0
@@ -296,35 +303,75 @@ class IndexFinder:
             self._pool.shutdown(wait=wait, cancel_futures=True)
 
     # -- prefetching ------------------------------------------------------------------------
-    def prefetch(self, names: Iterable[NormalizedName]) -> None:
-        """Load these projects' pages, and the newest candidate's metadata, in the background."""
+    def prefetch(
+        self, wanted: Iterable[NormalizedName | tuple[NormalizedName, SpecifierSet]]
+    ) -> None:
+        """Load these projects' pages, and the metadata of the candidate the resolver will
+        most likely take (the newest one a given specifier allows), in the background."""
         if self._pool is None:
             return
-        for name in names:
+        for item in wanted:
+            name, spec = (item, SpecifierSet()) if isinstance(item, str) else item
             with self._lock:
-                if name in self._warmed:
+                if (name, str(spec)) in self._warmed:
                     continue
-                self._warmed.add(name)
+                self._warmed.add((name, str(spec)))
             try:
-                self._pool.submit(self._warm, name)
+                self._pool.submit(self._warm, name, spec)
             except RuntimeError:  # shut down
                 return
 
-    def _warm(self, name: NormalizedName) -> None:
+    def require(self, roots: Mapping[NormalizedName, SpecifierSet]) -> None:
+        """The user's requirements: every resolution satisfies them, so what is fetched
+        ahead for a project is narrowed by them too (a companion's ``torch==2.5.1`` does not
+        fetch torch 2.5.1's metadata when torch is pinned to 2.4.0), then prefetch them."""
+        self._roots = dict(roots)
+        self.prefetch(self._roots.items())
+
+    def _warm(self, name: NormalizedName, spec: SpecifierSet) -> None:
         try:
             cands = self.find_candidates(name)
-            if cands and self._prefetch_metadata:
-                self.get_metadata(cands[0])
+            spec = spec & self._roots.get(name, SpecifierSet())
+            likely = _likely_choice(cands, spec, self.allow_prereleases)
+            if likely is not None and self._prefetch_metadata:
+                self._warm_metadata(likely)
         except WheelcacheError as exc:  # the resolver meets it again if it matters
             log.debug("prefetch of %s: %s", name, exc)
+
+    def _warm_metadata(self, candidate: Candidate) -> None:
+        with self._lock:
+            if candidate.file.url in self._warmed_metadata:
+                return
+            self._warmed_metadata.add(candidate.file.url)
+        self._metadata_and_dependencies(candidate)
 
     def _prefetch_dependencies(self, md: CoreMetadata) -> None:
         env = {**self.target.marker_environment, "extra": ""}
         self.prefetch(
-            canonicalize_name(r.name)
+            (canonicalize_name(r.name), r.specifier)
             for r in md.requires_dist
             if r.marker is None or r.marker.evaluate(env)
         )
+
+    def _prefetch_next(self, candidate: Candidate) -> None:
+        """The resolver asked for a torch-family wheel's metadata: the next older candidate
+        is the one a backtrack over the companions' pins asks for next."""
+        if self._pool is None or not self._prefetch_metadata or not is_torch_family(candidate.name):
+            return
+        with self._lock:
+            cands = self._cands.get(candidate.name, [])
+        older = [c for c in cands if c.version < candidate.version and not c.file.yanked]
+        if older:
+            try:
+                self._pool.submit(self._warm_next, older[0])
+            except RuntimeError:  # shut down
+                pass
+
+    def _warm_next(self, candidate: Candidate) -> None:
+        try:
+            self._warm_metadata(candidate)
+        except WheelcacheError as exc:
+            log.debug("prefetch of %s: %s", candidate.file.filename, exc)
 
     def page(self, name: NormalizedName) -> ProjectPage | None:
         return self.indexes.page(name)
@@ -334,6 +381,14 @@ class IndexFinder:
         with self._lock:
             if name in self._cands:
                 return self._cands[name]
+            project_lock = self._project_locks.setdefault(name, threading.Lock())
+        with project_lock:  # a prefetch and the resolver: one parse and one judging, not two
+            with self._lock:
+                if name in self._cands:
+                    return self._cands[name]
+            return self._judge(name)
+
+    def _judge(self, name: NormalizedName) -> list[Candidate]:
         page = self.page(name)
         cands: list[Candidate] = []
         if page is not None:
@@ -401,9 +456,30 @@ class IndexFinder:
 
     # -- MetadataSource -------------------------------------------------------------------
     def get_metadata(self, candidate: Candidate) -> CoreMetadata:
+        self._prefetch_next(candidate)  # only for the resolver's own asks: no chains
+        return self._metadata_and_dependencies(candidate)
+
+    def _metadata_and_dependencies(self, candidate: Candidate) -> CoreMetadata:
         md = self.metadata.get_metadata(candidate)
         self._prefetch_dependencies(md)
         return md
+
+
+def _likely_choice(
+    cands: Sequence[Candidate], spec: SpecifierSet, allow_prereleases: bool
+) -> Candidate | None:
+    """The candidate resolution takes first for *spec*: the newest it allows, skipping yanked
+    files and pre-releases as the provider does (when anything else is left).
+
+    Prefetching the newest file regardless (a yanked 3.16.2, an ``rc``, the version a pin
+    rules out) costs a request the resolver never uses and leaves the one it wants unfetched.
+    """
+    pre = allow_prereleases or bool(spec.prereleases)
+    allowed = [c for c in cands if spec.contains(c.version, prereleases=True)]
+    kept = [c for c in allowed if not c.file.yanked]
+    final = [c for c in kept if pre or not c.version.is_prerelease]
+    best = final or kept
+    return best[0] if best else None
 
 
 def _metadata_from_wheel(path: Path, filename: str, project: str) -> bytes:

@@ -6,6 +6,7 @@ The page store sits on top of the one :class:`~wheelcache.net.client.Http`; with
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
@@ -95,6 +96,8 @@ class PageStore:
                 )
             except (OSError, KeyError, ValueError):
                 cached = None
+            if cached is not None and not _intact(cached.body, meta):
+                cached = None  # torn by a power loss (the copy is not fsynced): fetch again
         if self.http is None:
             if cached is None:
                 raise IndexPageError(
@@ -124,8 +127,19 @@ class PageStore:
             "etag": r.headers.get("etag"),
             "last_modified": r.headers.get("last-modified"),
             "fetched_at": time.time(),
+            "sha256": hashlib.sha256(page.body).hexdigest(),
         }
+        # A copy of what the index serves, so no fsync on the resolver's path (two per page
+        # were most of a cold run's disk waits): a copy torn by a power loss fails the sha256
+        # above and is fetched again.  Writes stay atomic for readers and killed processes.
         if page.status == 200:
-            self.cache.write_atomic(body_path, page.body)
-        self.cache.write_atomic(meta_path, json.dumps(new_meta).encode())
+            self.cache.write_atomic(body_path, page.body, durable=False)
+        self.cache.write_atomic(meta_path, json.dumps(new_meta).encode(), durable=False)
         return page
+
+
+def _intact(body: bytes, meta: dict[str, object]) -> bool:
+    """Whether a stored body is the one its meta file describes (metas written before the
+    digest was recorded are taken as they are)."""
+    want = meta.get("sha256")
+    return want is None or hashlib.sha256(body).hexdigest() == want

@@ -33,7 +33,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from blake3 import blake3
@@ -53,7 +53,7 @@ from wheelcache.net.transfer_plan import (
 from wheelcache.net.transfer_state import Checkpoints
 from wheelcache.store.cache import describe_os_error
 
-__all__ = ["HostLimiter", "Restart", "Transfer", "TransferSettings"]
+__all__ = ["HostLimiter", "Restart", "StopFlag", "Transfer", "TransferSettings"]
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,13 @@ class HostLimiter:
             yield
 
 
+class StopFlag(Protocol):
+    """What a transfer polls to know it should stop: the run's cancel event, or one that
+    also says the resolver no longer wants this file (see ``Downloader.abandon``)."""
+
+    def is_set(self) -> bool: ...
+
+
 class Transfer:
     """Runs one file's segments to completion; returns ``(sha256, blake3, size)``."""
 
@@ -108,7 +115,7 @@ class Transfer:
         settings: TransferSettings,
         limiter: HostLimiter,
         reporter: Reporter,
-        cancel: threading.Event,
+        cancel: StopFlag,
         save: Any,  # Callable[[PartialState], None]
         count: Any,  # Callable[[int], None]: bytes received, for the run's total
         mirrors: Sequence[str] = (),
@@ -176,6 +183,8 @@ class Transfer:
                 if not alive:
                     break
                 alive[0].join(self.settings.save_seconds)
+                if not alive[0].is_alive() and len(alive) == 1:
+                    continue  # the last worker ended: no state to save for a finished file
                 sync = time.monotonic() - synced >= self.settings.fsync_seconds
                 self._checkpoint(sync=sync)
                 synced = time.monotonic() if sync else synced

@@ -12,6 +12,7 @@ be created (nobody has the catalog open), with ``immutable=1``, which is then tr
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -66,6 +67,7 @@ class Catalog:
     def __init__(self, path: Path, *, read_only: bool = False) -> None:
         self.path = path
         self.read_only = read_only
+        self._local = threading.local()
         if read_only:
             if not path.is_file():
                 raise CacheError(f"the catalog {path} is missing and the cache is read-only")
@@ -95,20 +97,30 @@ class Catalog:
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
+        """This thread's connection, opened on first use and kept for the next operation:
+        opening one (file, WAL index, schema) cost more than most of our queries, and a
+        fetch makes several per wheel.  A connection that failed is closed and not reused."""
+        db = getattr(self._local, "db", None)
+        if db is None:
+            try:
+                if self.read_only:
+                    db = self._open_read_only()
+                else:
+                    db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+                    db.execute("PRAGMA synchronous=NORMAL")
+            except sqlite3.Error as exc:
+                raise CacheError(f"cannot open the catalog {self.path}: {exc}") from exc
+            self._local.db = db
         try:
-            if self.read_only:
-                db = self._open_read_only()
-            else:
-                db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        except sqlite3.Error as exc:
-            raise CacheError(f"cannot open the catalog {self.path}: {exc}") from exc
-        try:
-            db.execute("PRAGMA synchronous=NORMAL")
             yield db
         except sqlite3.Error as exc:
-            raise CacheError(f"catalog {self.path}: {exc}") from exc
-        finally:
+            self._local.db = None
             db.close()
+            raise CacheError(f"catalog {self.path}: {exc}") from exc
+        except BaseException:
+            if db.in_transaction:  # never leave a transaction open on a kept connection
+                db.execute("ROLLBACK")
+            raise
 
     def add(self, row: CatalogRow) -> None:
         with self._connect() as db:

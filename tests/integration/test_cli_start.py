@@ -1,0 +1,75 @@
+"""Start-up: the command group is lazy, so a command imports only what it uses."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import click
+import pytest
+
+from wheelcache.cli.main import COMMANDS
+
+PROBE = """
+import json, sys
+from wheelcache.cli.main import main
+try:
+    main(sys.argv[1:], prog_name="wheelcache")
+except SystemExit:
+    pass
+print(json.dumps(sorted(sys.modules)), file=sys.stderr)
+"""
+
+
+def _modules_after(*args: str) -> set[str]:
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=60
+    )
+    last = proc.stderr.strip().splitlines()[-1]
+    return set(json.loads(last))
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_registry_names_the_module_and_help_of_each_command(name: str) -> None:
+    """--help shows the registry's text without importing the command: it must be what the
+    loaded command would show, at any terminal width."""
+    module, first_sentence = COMMANDS[name]
+    group = click.Group()
+    __import__(module, fromlist=["register"]).register(group)
+    assert name in group.commands
+    for width in (25, 45, 70, 200):
+        stand_in = click.Command(name, short_help=first_sentence)
+        assert stand_in.get_short_help_str(width) == group.commands[name].get_short_help_str(width)
+
+
+def test_every_registered_command_is_in_the_registry() -> None:
+    """A command module left out of COMMANDS would silently lose its commands."""
+    import pkgutil
+
+    import wheelcache.cli
+
+    modules = {f"wheelcache.cli.{m.name}" for m in pkgutil.iter_modules(wheelcache.cli.__path__)}
+    with_commands = {
+        m for m in modules if hasattr(__import__(m, fromlist=["register"]), "register")
+    }
+    assert with_commands == {m for m, _ in COMMANDS.values()}
+    group = click.Group()
+    for module in with_commands:
+        __import__(module, fromlist=["register"]).register(group)
+    assert set(group.commands) == set(COMMANDS)
+
+
+@pytest.mark.parametrize("args", [("--version",), ("--help",)])
+def test_version_and_help_import_no_command(args: tuple[str, ...]) -> None:
+    loaded = _modules_after(*args)
+    ours = {m for m in loaded if m.startswith("wheelcache")}
+    assert ours <= {"wheelcache", "wheelcache.cli", "wheelcache.cli.main", "wheelcache.errors"}
+    assert not {"httpx", "packaging", "resolvelib", "sqlite3", "logging"} & loaded
+
+
+def test_a_command_imports_its_own_module_only() -> None:
+    loaded = _modules_after("fetch", "--help")
+    assert "wheelcache.cli.fetch" in loaded
+    others = {"wheelcache.cli.serve", "wheelcache.cli.bundle", "wheelcache.cli.cache"}
+    assert not (others | {"wheelcache.serve.server", "wheelcache.bundle.export"}) & loaded
