@@ -17,6 +17,7 @@ from blake3 import blake3
 from click.testing import CliRunner, Result
 
 from tests.support.cachefill import add_wheel
+from tests.support.fetchcli import fetch_json
 from tests.support.torchindex import TorchIndex
 from tests.support.wheels import build_wheel
 from wheelcache.cli.main import main
@@ -329,31 +330,8 @@ def test_rm_after_fetch_leaves_a_consistent_cache(
     assert cli(cache, "verify").exit_code == 0
 
 
-def _fetch(ti: TorchIndex, cache: Path, *args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(
-        main,
-        [
-            "fetch",
-            "--cpu",
-            "--py",
-            "39",
-            "--platform",
-            "win_amd64",
-            "--torch-index",
-            ti.torch_index_url,
-            "--index-url",
-            ti.deps_index_url,
-            "--cache-dir",
-            str(cache),
-            "--json",
-            *args,
-        ],
-    )
-    return result.exit_code, result.stdout, result.stderr
-
-
 def test_verify_really_remakes_a_damaged_view(torch_index: TorchIndex, tmp_path: Path) -> None:
-    code, out, err = _fetch(torch_index, tmp_path / "c", "filelock")
+    code, out, err = fetch_json(torch_index, tmp_path / "c", "filelock")
     assert code == 0, err
     view = Path(json.loads(out)["files"][0]["path"])
     good = view.read_bytes()
@@ -370,7 +348,7 @@ def test_serving_a_wheel_counts_as_use_for_gc(torch_index: TorchIndex, tmp_path:
     from wheelcache.serve.server import IndexServer
     from wheelcache.store.cache import Cache
 
-    code, out, err = _fetch(torch_index, tmp_path / "c", "filelock")
+    code, out, err = fetch_json(torch_index, tmp_path / "c", "filelock")
     assert code == 0, err
     cache = Cache(tmp_path / "c")
     (row,) = cache.catalog.all()

@@ -14,6 +14,7 @@ import pytest
 from blake3 import blake3
 from click.testing import CliRunner, Result
 
+from tests.support.fetchcli import fetch_json
 from tests.support.torchindex import (
     CUDA_DEPS,
     WIN_CU118_PY39,
@@ -564,36 +565,13 @@ def test_dependency_pages_are_asked_for_as_pep691_json(
     assert all(r.headers["accept"].startswith("application/vnd.pypi.simple.v1+json") for r in pages)
 
 
-def _fetch(ti: TorchIndex, cache: Path, *args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(
-        main,
-        [
-            "fetch",
-            "--cpu",
-            "--py",
-            "39",
-            "--platform",
-            "win_amd64",
-            "--torch-index",
-            ti.torch_index_url,
-            "--index-url",
-            ti.deps_index_url,
-            "--cache-dir",
-            str(cache),
-            "--json",
-            *args,
-        ],
-    )
-    return result.exit_code, result.stdout, result.stderr
-
-
 def test_a_damaged_page_once_does_not_poison_the_page_cache(
     torch_index: TorchIndex, tmp_path: Path
 ) -> None:
     torch_index.deps.fault("/simple/filelock/", corrupt=True, times=1)
-    code, _, err = _fetch(torch_index, tmp_path / "c", "filelock")
+    code, _, err = fetch_json(torch_index, tmp_path / "c", "filelock")
     assert code == 1 and "cannot parse the page" in err
-    code, out, err = _fetch(torch_index, tmp_path / "c", "filelock")
+    code, out, err = fetch_json(torch_index, tmp_path / "c", "filelock")
     assert code == 0, err
     assert "is unreadable" in err and "fetching it again" in err
     assert json.loads(out)["files"][0]["project"] == "filelock"
@@ -602,7 +580,7 @@ def test_a_damaged_page_once_does_not_poison_the_page_cache(
 def test_markers_on_requested_projects_are_judged_for_the_target(
     torch_index: TorchIndex, tmp_path: Path
 ) -> None:
-    code, out, err = _fetch(
+    code, out, err = fetch_json(
         torch_index, tmp_path / "c", "jinja2", 'filelock; sys_platform == "linux"'
     )
     assert code == 0, err

@@ -91,29 +91,6 @@ def test_offline_matrix_from_cached_pages(torch_index: TorchIndex, tmp_path: Pat
     assert sum(len(s.requests) for s in torch_index.servers) == 0
 
 
-def _fetch(ti: TorchIndex, cache: Path, *args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(
-        main,
-        [
-            "fetch",
-            "--cpu",
-            "--py",
-            "39",
-            "--platform",
-            "win_amd64",
-            "--torch-index",
-            ti.torch_index_url,
-            "--index-url",
-            ti.deps_index_url,
-            "--cache-dir",
-            str(cache),
-            "--json",
-            *args,
-        ],
-    )
-    return result.exit_code, result.stdout, result.stderr
-
-
 def test_matrix_of_a_plain_index_is_one_table_per_build_variant(
     torch_index: TorchIndex, tmp_path: Path
 ) -> None:
