@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests.unit.test_targetfile import WINDOWS_PY39
 from wheelcache.core.checks import parse_sha256, safe_filename, safe_tag
 from wheelcache.core.layout import CacheLayout
 from wheelcache.core.simple import parse_flat_listing, parse_project_page
@@ -25,7 +26,6 @@ from wheelcache.core.zipmeta import (
 )
 from wheelcache.errors import TargetError
 from wheelcache.host.targetfile import parse_target_description
-from tests.unit.test_targetfile import WINDOWS_PY39
 
 BASE = "https://index.invalid/simple/demo/"
 GOOD = "demo-1.0-py3-none-any.whl"
@@ -35,7 +35,9 @@ PATH64 = ("../" * 21 + "x")[:64]  # 64 characters, not hex: the old length check
 
 
 def _json(*files: dict[str, Any]) -> bytes:
-    return json.dumps({"meta": {"api-version": "1.1"}, "name": "demo", "files": list(files)}).encode()
+    return json.dumps(
+        {"meta": {"api-version": "1.1"}, "name": "demo", "files": list(files)}
+    ).encode()
 
 
 def _entry(filename: str = GOOD, **kw: Any) -> dict[str, Any]:

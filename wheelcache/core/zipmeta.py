@@ -4,7 +4,7 @@ A wheel is a zip whose central directory sits at the end.  With the last few KiB
 end-of-central-directory record (ZIP64 too), with the central directory we find the
 ``*.dist-info/METADATA`` entry, and with one more range we read and inflate it.  This module only
 does the byte arithmetic; the client does the range requests (and
-:mod:`wheelcache.store.wheelmeta` the same reads on a local file).
+:func:`wheelcache.store.metadata.read_wheel_metadata` the same reads on a local file).
 
 The zip comes from outside, so every size it states is bounded before anything is read or
 inflated: a central directory larger than :data:`MAX_CENTRAL_DIRECTORY`, a METADATA member that
