@@ -181,3 +181,30 @@ def run_wheelcache(
 ) -> Run:
     """Run ``python -m wheelcache ARGS`` to its end (killed after *timeout* seconds)."""
     return Started(args, cwd, env).finish(timeout)
+
+
+def metadata_bomb(dest: Path, name: str = "bomb", inflated: int = 1 << 30) -> Path:
+    """A small, valid wheel whose METADATA inflates to *inflated* bytes (headers, then a long
+    description of one repeated byte: deflate packs it about 1000 to 1)."""
+    import zipfile
+
+    dest.mkdir(parents=True, exist_ok=True)
+    path = dest / f"{name}-1.0-py3-none-any.whl"
+    head = f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n\n".encode()
+    dist = f"{name}-1.0.dist-info"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(f"{name}/__init__.py", b"")
+        info = zipfile.ZipInfo(f"{dist}/METADATA", (1980, 1, 1, 0, 0, 0))
+        info.compress_type = zipfile.ZIP_DEFLATED
+        with zf.open(info, "w", force_zip64=True) as fh:
+            fh.write(head)
+            block = b"A" * MIB
+            left = inflated - len(head)
+            while left > 0:
+                fh.write(block[: min(MIB, left)])
+                left -= MIB
+        zf.writestr(
+            f"{dist}/WHEEL", b"Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        )
+        zf.writestr(f"{dist}/RECORD", b"")
+    return path
