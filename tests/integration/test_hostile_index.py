@@ -135,3 +135,31 @@ def test_a_target_file_whose_abi_is_a_path_is_refused_in_one_line(
         "is not a wheel tag"
     ]
     assert tree(tmp_path, skip=[tmp_path / "cache"]) == before
+
+
+def test_a_catalog_keyed_by_sha256_alone_is_migrated_in_place(
+    legit_wheel: bytes, tmp_path: Path
+) -> None:
+    """Caches written before the (sha256, filename) key keep every row."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    old_schema = (
+        "CREATE TABLE wheels (sha256 TEXT PRIMARY KEY, blake3 TEXT NOT NULL, filename TEXT "
+        "NOT NULL, project TEXT NOT NULL, version TEXT NOT NULL, size INTEGER NOT NULL, url "
+        "TEXT NOT NULL, hash_origin TEXT NOT NULL, fetched_at REAL NOT NULL, used_at REAL NOT "
+        "NULL); CREATE TABLE wheel_targets (sha256 TEXT NOT NULL, target TEXT NOT NULL, "
+        "PRIMARY KEY (sha256, target));"
+    )
+    row = ("ab" * 32, "cd" * 32, LEGIT, "legit", "1.0", 5, "http://h.invalid/x", "index", 1.0, 2.0)
+    with sqlite3.connect(cache / "catalog-v1.sqlite") as db:
+        db.executescript(old_schema)
+        db.execute("INSERT INTO wheels VALUES (?,?,?,?,?,?,?,?,?,?)", row)
+        db.execute("INSERT INTO wheel_targets VALUES (?, ?)", ("ab" * 32, "cp39-x (cpu)"))
+    run = run_wheelcache("ls", "--json", "--cache-dir", str(cache), cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    (listed,) = json.loads(run.stdout)["wheels"]
+    assert (listed["filename"], listed["targets"]) == (LEGIT, ["cp39-x (cpu)"])
+    with sqlite3.connect(cache / "catalog-v1.sqlite") as db:
+        keys = [r[1] for r in db.execute("PRAGMA table_info(wheels)") if r[5]]
+        assert keys == ["sha256", "filename"]
+        assert db.execute("SELECT * FROM wheels").fetchall() == [row]
