@@ -15,19 +15,33 @@ import hashlib
 import json
 import os
 import signal
+import socket
+import ssl
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tests.support.httpserver import JSON_TYPE, FileServer
 
-__all__ = ["CraftedIndex", "Run", "run_wheelcache", "sha256_of", "start_wheelcache", "tree"]
+__all__ = [
+    "CraftedIndex",
+    "RawServer",
+    "Run",
+    "metadata_bomb",
+    "run_wheelcache",
+    "send_forever",
+    "self_signed",
+    "send_head",
+    "sha256_of",
+    "start_wheelcache",
+    "tree",
+]
 
 #: Address space a child may take: far above what wheelcache needs (threads reserve virtual
 #: memory), far below what would hurt the machine if a bound were missing.
@@ -208,3 +222,117 @@ def metadata_bomb(dest: Path, name: str = "bomb", inflated: int = 1 << 30) -> Pa
         )
         zf.writestr(f"{dist}/RECORD", b"")
     return path
+
+
+# -- a server that says exactly what a test scripts ------------------------------------------
+@dataclass
+class RawRequest:
+    method: str
+    path: str
+    headers: dict[str, str]
+
+
+Route = Callable[["RawRequest", "socket.socket"], None]
+
+
+class RawServer:
+    """HTTP on 127.0.0.1 written by hand, for answers no honest server gives: endless bodies,
+    lying lengths, dropped connections, absurd ``Retry-After``, redirect loops.
+
+    Each route is a function ``(request, socket)`` that writes whatever it likes; the
+    connection is closed after it returns.  Bodies are written until the client goes away
+    or ``max_seconds`` pass (so a test that fails cannot run forever).
+    """
+
+    max_seconds = 60.0
+
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+        self.tls = tls
+        self.routes: dict[str, Route] = {}
+        self.requests: list[RawRequest] = []
+        self._lock = threading.Lock()
+        self._sock = socket.socket()
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(128)
+        scheme = "https" if tls is not None else "http"
+        self.url = f"{scheme}://127.0.0.1:{self._sock.getsockname()[1]}"
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._closed = False
+
+    def __enter__(self) -> RawServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._closed = True
+        self._sock.close()
+
+    def count(self, path: str) -> int:
+        with self._lock:
+            return sum(1 for r in self.requests if r.path == path)
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        try:
+            conn.settimeout(30)
+            if self.tls is not None:
+                conn = self.tls.wrap_socket(conn, server_side=True)
+            head = b""
+            while b"\r\n\r\n" not in head and len(head) < 65536:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    return
+                head += chunk
+            lines = head.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+            method, target, _ = lines[0].split(" ", 2)
+            headers = {}
+            for line in lines[1:]:
+                name, _, value = line.partition(":")
+                headers[name.strip().lower()] = value.strip()
+            req = RawRequest(method, target.split("?", 1)[0], headers)
+            with self._lock:
+                self.requests.append(req)
+            route = self.routes.get(req.path)
+            if route is None:
+                conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+            else:
+                route(req, conn)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+
+def self_signed(dest: Path) -> tuple[Path, ssl.SSLContext]:
+    """A certificate for 127.0.0.1 (the file a client trusts) and a server context using it."""
+    cert, key = dest / "cert.pem", dest / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    return cert, ctx
+
+
+def send_head(conn: socket.socket, status: str, headers: Mapping[str, str]) -> None:
+    lines = [f"HTTP/1.1 {status}", *(f"{k}: {v}" for k, v in headers.items()), "", ""]
+    conn.sendall("\r\n".join(lines).encode("latin-1"))
+
+
+def send_forever(conn: socket.socket, block: bytes = bytes(64 * 1024), chunked: bool = False):  # type: ignore[no-untyped-def]
+    """Write *block* again and again until the client goes away (or a minute passes)."""
+    frame = f"{len(block):x}\r\n".encode() + block + b"\r\n" if chunked else block
+    started = time.monotonic()
+    while time.monotonic() - started < RawServer.max_seconds:
+        conn.sendall(frame)

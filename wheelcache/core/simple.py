@@ -281,10 +281,27 @@ def _deduplicated(
     return tuple(out)
 
 
+def _count_files(body: bytes, json_page: bool, max_files: int | None) -> None:
+    """Refuse a page listing more than *max_files* files before a single one is built: each
+    costs memory, so the count bounds what a page can make us hold (an upper bound: every
+    ``"filename"`` key or ``<a`` tag counts)."""
+    if max_files is None:
+        return
+    marks = (b'"filename"',) if json_page else (b"<a", b"<A")
+    if sum(body.count(m) for m in marks) > max_files:
+        raise PageParseError(f"it lists more than {max_files} files (refused)")
+
+
 def parse_project_page(
-    body: bytes, *, content_type: str | None, base_url: str, project: str
+    body: bytes,
+    *,
+    content_type: str | None,
+    base_url: str,
+    project: str,
+    max_files: int | None = None,
 ) -> ProjectPage:
-    """Parse a project page in either PEP 503 HTML or PEP 691 JSON form.
+    """Parse a project page in either PEP 503 HTML or PEP 691 JSON form (at most *max_files*
+    files, else :class:`PageParseError`).
 
     >>> page = parse_project_page(
     ...     b'<a href="/whl/cu118/torch-2.4.0%2Bcu118-cp39-cp39-win_amd64.whl#sha256=' + b'a' * 64
@@ -296,9 +313,11 @@ def parse_project_page(
     ('torch-2.4.0+cu118-cp39-cp39-win_amd64.whl', 'https://h.invalid/whl/cu118/torch-2.4.0%2Bcu118-cp39-cp39-win_amd64.whl')
     """
     ctype = (content_type or "").split(";")[0].strip().lower()
-    if ctype == JSON_CONTENT_TYPE or (
+    json_page = ctype == JSON_CONTENT_TYPE or (
         ctype not in HTML_CONTENT_TYPES and body.lstrip()[:1] == b"{"
-    ):
+    )
+    _count_files(body, json_page, max_files)
+    if json_page:
         _, files, rejected = _files_from_json(body, base_url)
     else:
         files, rejected = _files_from_html(body, base_url)
@@ -307,10 +326,11 @@ def parse_project_page(
 
 
 def parse_flat_listing(
-    body: bytes, *, base_url: str
+    body: bytes, *, base_url: str, max_files: int | None = None
 ) -> tuple[tuple[DistFile, ...], tuple[tuple[str, str], ...]]:
     """Parse a find-links page (any HTML listing of distribution links, no project name):
     its files and the ``(name, reason)`` of every link refused."""
+    _count_files(body, False, max_files)
     files, rejected = _files_from_html(body, base_url)
     unique = _deduplicated(files, rejected)
     return unique, tuple(rejected)

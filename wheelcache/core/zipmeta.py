@@ -27,6 +27,7 @@ __all__ = [
     "CentralDirectory",
     "MetadataEntry",
     "ZipFormatError",
+    "ZipLimitError",
     "find_metadata_entry",
     "metadata_member",
     "locate_central_directory",
@@ -50,6 +51,10 @@ _LFH_SIG = b"PK\x03\x04"
 
 class ZipFormatError(ValueError):
     """The bytes are not a zip we can read."""
+
+
+class ZipLimitError(ZipFormatError):
+    """The zip states, or holds, more than the limit (a lie or a bomb: no other way helps)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +106,7 @@ def locate_central_directory(
     if cd_offset + cd_size > file_size:
         raise ZipFormatError("central directory points past the end of the file")
     if cd_size > limit:
-        raise ZipFormatError(f"central directory of {cd_size} bytes (more than {limit})")
+        raise ZipLimitError(f"central directory of {cd_size} bytes (more than {limit})")
     return CentralDirectory(cd_offset, cd_size)
 
 
@@ -172,7 +177,7 @@ def find_metadata_entry(
         raise ZipFormatError("no *.dist-info/METADATA in the central directory")
     entry = next(e for e in found if e.name == chosen)
     if max(entry.compressed_size, entry.uncompressed_size) > limit:
-        raise ZipFormatError(
+        raise ZipLimitError(
             f"METADATA of {max(entry.compressed_size, entry.uncompressed_size)} bytes "
             f"(more than {limit})"
         )
@@ -200,7 +205,7 @@ def read_local_entry(entry: MetadataEntry, span: bytes, limit: int = MAX_METADAT
     else:
         raise ZipFormatError(f"unsupported compression method {entry.method}")
     if len(out) > limit:
-        raise ZipFormatError(f"METADATA inflates to more than {limit} bytes")
+        raise ZipLimitError(f"METADATA inflates to more than {limit} bytes")
     if len(out) != entry.uncompressed_size:
         raise ZipFormatError("METADATA size differs from the central directory")
     if entry.crc32 is not None and zlib.crc32(out) != entry.crc32:
