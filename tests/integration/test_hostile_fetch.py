@@ -231,6 +231,21 @@ def test_a_server_ignoring_range_that_drops_is_restarted_once_then_given_up(
     assert raw.count("/files/" + LEGIT) <= 3 and run.seconds < 60
 
 
+def test_a_server_sending_a_trickle_per_connection_is_given_up_within_the_retries(
+    tmp_path: Path,
+) -> None:
+    data = bytes(range(256)) * 4096  # 1 MiB
+    name = "legit-1.0-py3-none-any.whl"
+    with FileServer() as srv:
+        index = CraftedIndex(srv)
+        index.json_page("legit", [index.entry(name, data)])
+        srv.fault(f"/files/{name}", times=None, drop_after=1176)  # ranges work; it hangs up
+        run = fetch(index.url, tmp_path / "c", "legit", "--no-deps", "--retries", "2", cwd=tmp_path)
+        asked = srv.count(f"/files/{name}", "GET")
+    assert_one_error_line(run, "gave up after 3 attempts", "run again to resume")
+    assert asked <= 4 and run.seconds < 60
+
+
 def test_retry_after_100000_is_not_waited_for_and_is_said(raw: RawServer, tmp_path: Path) -> None:
     def busy(req: RawRequest, conn: socket.socket) -> None:
         send_head(conn, "503 Service Unavailable", {"Retry-After": "100000", "Content-Length": "0"})
