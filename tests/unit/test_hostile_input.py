@@ -251,3 +251,25 @@ def test_a_central_directory_past_the_limit_is_refused() -> None:
     eocd = struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, 1, 1, 900 << 20, 0, 0)
     with pytest.raises(ZipFormatError, match="central directory of"):
         locate_central_directory(eocd, (900 << 20) + 22)
+
+
+# -- direct wheel URLs in a requirements file --------------------------------------------------
+@pytest.mark.parametrize(
+    ("line", "said"),
+    [
+        (f"numpy @ https://w.invalid/numpy-2.0.2-py3-none-any.whl#sha256={PATH64}", "no sha256"),
+        (
+            f"numpy @ https://w.invalid/numpy-2.0.2-1%3Ax-py3-none-any.whl#sha256={SHA}",
+            "unsafe file name",
+        ),
+    ],
+)
+def test_a_direct_url_gives_a_hex_sha256_and_a_safe_name(line: str, said: str) -> None:
+    from wheelcache.core.pins import plan_requirements
+    from wheelcache.core.requirements_file import collect, parse_requirements_text
+    from wheelcache.core.target import make_target
+    from wheelcache.errors import RequirementsFileError
+
+    entries = parse_requirements_text(line + "\n", source="r.txt")
+    with pytest.raises(RequirementsFileError, match=said):
+        plan_requirements(collect(entries), make_target(python="39", platform="win_amd64"))
