@@ -88,11 +88,13 @@ def replace_wheel(bundle: Path, tmp: Path, *, requirements: bool) -> bytes:
     old = (bundle / "wheels" / DEP).read_bytes()
     (bundle / "wheels" / DEP).write_bytes(evil)
     set_entry(bundle, f"wheels/{DEP}", **_digests(evil))
-    if requirements:
-        reqs = (bundle / "requirements.txt").read_text()
-        reqs = reqs.replace(hashlib.sha256(old).hexdigest(), hashlib.sha256(evil).hexdigest())
-        (bundle / "requirements.txt").write_text(reqs)
-        set_entry(bundle, "requirements.txt", **_digests(reqs.encode()))
+    if requirements:  # and the PEP 751 locks, which pin the same hashes
+        for pinned in [bundle / "requirements.txt", *bundle.glob("pylock.*.toml")]:
+            text = pinned.read_text()
+            text = text.replace(hashlib.sha256(old).hexdigest(), hashlib.sha256(evil).hexdigest())
+            text = text.replace(f"size = {len(old)}\n", f"size = {len(evil)}\n")
+            pinned.write_text(text)
+            set_entry(bundle, pinned.name, **_digests(text.encode()))
     return evil
 
 
@@ -197,6 +199,31 @@ def test_a_requirements_option_line_is_refused(
     assert "is a pip option pip would follow: '--find-links https://elsewhere.invalid/'" in (
         proc.stdout
     )
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        (lambda t: t.replace('path = "wheels/', 'path = "../../elsewhere/'), "leaves wheels/"),
+        (lambda t: re.sub(r'sha256 = "[0-9a-f]{64}"', 'sha256 = "' + "ab" * 32 + '"', t, count=1),
+         "which no wheel of the manifest has"),
+        (lambda t: t + '\n[packages.sdist]\nurl = "https://elsewhere.invalid/x.tar.gz"\n',
+         "names a source that is not a wheel"),
+    ],
+)  # fmt: skip
+def test_a_pep751_lock_of_the_bundle_is_checked_against_the_manifest(
+    exported: tuple[Cache, Path, str], tmp_path: Path, change: Any, said: str
+) -> None:
+    _, bundle, _ = exported
+    (lock,) = bundle.glob("pylock.*.toml")
+    text = change(lock.read_text())
+    lock.write_text(text)
+    set_entry(bundle, lock.name, **_digests(text.encode()))
+    proc = verify_py(bundle, tmp_path)
+    assert proc.returncode == 1 and f"CORRUPT   {lock.name}: " in proc.stdout
+    assert said in proc.stdout, proc.stdout
+    run = wc(tmp_path, "import", str(bundle), "--cache-dir", str(tmp_path / "other"))
+    assert run.returncode == 1 and "nothing imported" in run.lines[-1]
 
 
 def test_project_and_version_come_from_the_filename_not_the_manifest(

@@ -475,15 +475,68 @@ def check_requirements(root: str, manifest: dict[str, Any], entries: list[Entry]
                 wheels.setdefault(str(item["sha256"]).lower(), set()).add(project)
     problems: list[Problem] = []
     for e in entries:
-        if "/" in e.path or not (e.path.startswith("requirements") and e.path.endswith(".txt")):
+        requirements = e.path.startswith("requirements") and e.path.endswith(".txt")
+        lock = e.path.startswith("pylock.") and e.path.endswith(".toml")
+        if "/" in e.path or not (requirements or lock):
             continue
         try:
             with open_regular(root, e.path) as fh:
                 text = fh.read(e.size + 1).decode("utf-8")
         except (OSError, ValueError):
             continue  # missing, unsafe or damaged: check_entry names it
-        problems += _requirements_problems(e.path, text, wheels)
+        check = _requirements_problems if requirements else _pylock_problems
+        problems += check(e.path, text, wheels)
     return problems
+
+
+_TOML_STRING = r'"([^"\\]*)"'
+_LOCK_SOURCES = re.compile(r"^\s*\[?\[?\s*(?:packages\.)?(sdist|vcs|directory|archive)\b")
+
+
+def _pylock_problems(rel: str, text: str, wheels: dict[str, set[str]]) -> list[Problem]:
+    """A PEP 751 lock of the bundle (as export writes it, read line by line: Python 3.8 has
+    no TOML reader): every wheel's sha256 is a wheel the manifest lists under that package,
+    every ``path`` stays inside the bundle, and no source other than wheels appears."""
+    out: list[Problem] = []
+    package, in_wheel, wheel_hashed = "", False, True
+    for lineno, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if stripped.startswith("["):
+            if in_wheel and not wheel_hashed:
+                out.append(Problem("corrupt", rel, f"a wheel before line {lineno} has no sha256"))
+            in_wheel, wheel_hashed = stripped == "[[packages.wheels]]", False
+            if stripped == "[[packages]]":
+                package = ""
+        if _LOCK_SOURCES.match(line):
+            out.append(Problem("corrupt", rel, f"line {lineno} names a source that is not a wheel"))
+        m = re.match(r"\s*name\s*=\s*" + _TOML_STRING, line)
+        if m and not in_wheel:
+            package = _norm(m.group(1))
+        m = re.match(r"\s*path\s*=\s*" + _TOML_STRING, line)
+        if m and not _safe_lock_path(m.group(1)):
+            out.append(
+                Problem("corrupt", rel, f"line {lineno}: path {m.group(1)!r} leaves wheels/")
+            )
+        for digest in re.findall(r"sha256\s*=\s*\"([0-9a-fA-F]{64})\"", line):
+            wheel_hashed = True
+            owners = wheels.get(digest.lower())
+            if owners is None or (package and package not in owners):
+                out.append(
+                    Problem(
+                        "corrupt",
+                        rel,
+                        f"line {lineno} locks {package or 'a wheel'} to sha256 {digest}, which "
+                        "no wheel of the manifest has under that name",
+                    )
+                )
+    if in_wheel and not wheel_hashed:
+        out.append(Problem("corrupt", rel, "its last wheel has no sha256"))
+    return out
+
+
+def _safe_lock_path(path: str) -> bool:
+    parts = path.split("/")
+    return path.startswith("wheels/") and "\\" not in path and ".." not in parts and "" not in parts
 
 
 def _requirements_problems(rel: str, text: str, wheels: dict[str, set[str]]) -> list[Problem]:
