@@ -212,6 +212,7 @@ class _Handler(socketserver.StreamRequestHandler):
         self.connection.settimeout(max(wait, 0.001))
         if not self._reader.peek(1):  # raises TimeoutError when nothing came in time
             return None
+        self._wait = max(wait, 0.001)
         return first if first is not None else time.monotonic() + self.head_deadline
 
     def _readline(self, limit: int, deadline: float) -> bytes:
@@ -222,7 +223,9 @@ class _Handler(socketserver.StreamRequestHandler):
             left = deadline - time.monotonic()
             if left <= 0:
                 raise HTTPProblem(408, "request head took too long")
-            self.connection.settimeout(left)
+            if left < self._wait - 0.5:  # at most 0.5 s late, and one syscall a second at most
+                self._wait = left
+                self.connection.settimeout(left)
             try:
                 chunk = self._reader.peek(1)
             except TimeoutError:
