@@ -130,6 +130,35 @@ def test_a_2_gib_page_is_refused_by_its_length(raw: RawServer, tmp_path: Path) -
     assert sum(p.stat().st_size for p in (cache / "pages-v1").rglob("*") if p.is_file()) == 0
 
 
+def test_a_page_listing_too_many_files_is_refused_before_they_are_built(
+    raw: RawServer, tmp_path: Path
+) -> None:
+    files = [{"filename": f"legit-0.{i}-py3-none-any.whl", "url": f"/f/{i}"} for i in range(60000)]
+    raw.routes["/simple/legit/"] = static(json_page(*files), JSON_TYPE)  # 4 MiB
+    run = fetch(raw.url + "/simple", tmp_path / "c", "legit", "--no-deps", cwd=tmp_path)
+    assert_one_error_line(run, "lists more than 52428 files")
+    assert run.peak_mib < PEAK_MIB
+
+
+def test_pages_held_in_one_run_are_bounded_in_all(tmp_path: Path) -> None:
+    """--max-page-size 1M: 3276 files a page, 13104 in all; five pages of 3000 are too many."""
+    deps = [f"dep{n}" for n in range(5)]
+    with FileServer() as srv:
+        index = CraftedIndex(srv)
+        top = build_wheel(tmp_path / "w", "legit", "1.0", requires_dist=deps).read_bytes()
+        index.json_page("legit", [index.entry(LEGIT, top)])
+        for dep in deps:
+            newest = build_wheel(tmp_path / "w", dep, "1.2999").read_bytes()
+            filler = [
+                {"filename": f"{dep}-1.{i}-py3-none-any.whl", "url": f"/f/{dep}/{i}"}
+                for i in range(2999)
+            ]
+            index.json_page(dep, [*filler, index.entry(f"{dep}-1.2999-py3-none-any.whl", newest)])
+        run = fetch(index.url, tmp_path / "c", "legit", "--max-page-size", "1M", cwd=tmp_path)
+    assert_one_error_line(run, "list more than 13104 files in all")
+    assert run.peak_mib < PEAK_MIB
+
+
 def test_a_1_gib_metadata_file_is_refused(raw: RawServer, legit: bytes, tmp_path: Path) -> None:
     def huge(req: RawRequest, conn: socket.socket) -> None:
         send_head(conn, "200 OK", {"Content-Length": str(1 << 30)})
