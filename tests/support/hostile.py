@@ -302,7 +302,7 @@ class RawServer:
                 self.requests.append(req)
             route = self.routes.get(req.path)
             if route is None:
-                conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+                send_head(conn, "404 Not Found", {"Content-Length": "0"})
             else:
                 route(req, conn)
         except OSError:
@@ -326,6 +326,8 @@ def self_signed(dest: Path) -> tuple[Path, ssl.SSLContext]:
 
 
 def send_head(conn: socket.socket, status: str, headers: Mapping[str, str]) -> None:
+    # The server closes every connection after one answer: say so, or a client may reuse it.
+    headers = {**headers, "Connection": "close"}
     lines = [f"HTTP/1.1 {status}", *(f"{k}: {v}" for k, v in headers.items()), "", ""]
     conn.sendall("\r\n".join(lines).encode("latin-1"))
 
