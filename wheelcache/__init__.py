@@ -47,6 +47,7 @@ _ERRORS = (
     "RequirementError",
     "RequirementsFileError",
     "ResolutionError",
+    "ResponseTooLargeError",
     "TargetError",
     "WheelcacheError",
 )
@@ -88,6 +89,7 @@ __all__ = [
     "RequirementError",
     "RequirementsFileError",
     "ResolutionError",
+    "ResponseTooLargeError",
     "Target",
     "TargetError",
     "WheelcacheError",
@@ -114,6 +116,7 @@ if TYPE_CHECKING:
         RequirementError,
         RequirementsFileError,
         ResolutionError,
+        ResponseTooLargeError,
         TargetError,
         WheelcacheError,
     )

@@ -17,6 +17,7 @@ the edge with ``raise ... from exc`` and never reach the user as they are::
     ├── MetadataError             a wheel's METADATA cannot be obtained or parsed
     ├── DownloadError             a file could not be downloaded
     │   ├── ConnectionFault           the connection failed (httpx errors, translated in net/client)
+    │   ├── ResponseTooLargeError     a body over its limit (page, .metadata, range)
     │   ├── HashMismatchError         bytes do not match the index's sha256
     │   └── IncompleteDownloadError   size differs from what was announced
     ├── CacheError                the cache cannot be read or written (full disk, permissions)
@@ -44,6 +45,7 @@ __all__ = [
     "RequirementError",
     "RequirementsFileError",
     "ResolutionError",
+    "ResponseTooLargeError",
     "TargetError",
     "WheelcacheError",
 ]
@@ -206,6 +208,21 @@ class ConnectionFault(DownloadError):
         #: The host cannot be reached at all (name not resolved, connection refused, TLS
         #: failure, no answer to connect): waiting does not help a page request.
         self.unreachable = unreachable
+
+
+class ResponseTooLargeError(DownloadError):
+    """A body larger than the limit for what was asked (a page, a ``.metadata`` file, a range):
+    refused as soon as it is known, never read to its end."""
+
+    def __init__(self, url: str, limit: int, what: str) -> None:
+        super().__init__(url, f"{what} larger than {_mib(limit)}")
+        self.limit = limit
+        self.what = what
+
+
+def _mib(n: int) -> str:
+    """``16 MiB`` for whole MiB, else bytes."""
+    return f"{n >> 20} MiB" if n and n % (1 << 20) == 0 else f"{n} bytes"
 
 
 class HashMismatchError(DownloadError):

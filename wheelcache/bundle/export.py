@@ -50,7 +50,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from blake3 import blake3
 from packaging.specifiers import SpecifierSet
@@ -80,6 +80,7 @@ from wheelcache.serve.static_index import write_static_index
 from wheelcache.store.cache import Cache, describe_os_error, fsync_dir
 from wheelcache.store.catalog import CatalogRow
 from wheelcache.store.maintenance import file_digests
+from wheelcache.store.safepath import first_unsafe, remove_inside
 
 __all__ = ["ExportResult", "export_bundle", "write_hashed"]
 
@@ -142,6 +143,9 @@ class ExportResult:
     requirement_files: tuple[str, ...] = (REQUIREMENTS,)
     install_scripts: bool = True  # False for wheels of several targets (see README.txt)
     lock_files: tuple[str, ...] = ()
+    #: sha256 of manifest.json: the trust anchor carried apart from the stick (verify.py
+    #: --expect); ``short_fingerprint`` gives the part people read out.
+    fingerprint: str = ""
 
 
 def _os_error(exc: OSError, where: Path | str) -> BundleError:
@@ -243,9 +247,13 @@ def write_hashed(
     *,
     data: bytes | None = None,
     source: Path | None = None,
+    stream: IO[bytes] | None = None,
+    limit: int | None = None,
     on_chunk: Callable[[int], None] | None = None,
 ) -> tuple[str, str, int]:
-    """Write *data* or a copy of *source* to *tmp*, fsynced; digests of the bytes read."""
+    """Write *data*, a copy of *source* or what *stream* holds to *tmp*, fsynced; digests of
+    the bytes read.  With *limit*, at most ``limit + 1`` bytes are read (a longer source shows
+    as longer without being read to its end: a stick's file may be endless)."""
     sha, b3, done = hashlib.sha256(), blake3(), 0
     with open(tmp, "wb") as out:
         if data is not None:
@@ -254,8 +262,13 @@ def write_hashed(
             b3.update(data)
             done = len(data)
         else:
-            with open(str(source), "rb") as src:
-                while buf := src.read(_CHUNK):
+            with contextlib.ExitStack() as stack:
+                src = stream if stream is not None else stack.enter_context(open(str(source), "rb"))
+                while True:
+                    want = _CHUNK if limit is None else min(_CHUNK, limit + 1 - done)
+                    buf = src.read(want) if want > 0 else b""
+                    if not buf:
+                        break
                     out.write(buf)
                     sha.update(buf)
                     b3.update(buf)
@@ -311,18 +324,21 @@ def _place(dest: Path, item: _Item, progress: Progress | None) -> bool:
 
 
 def _remove_stale(dest: Path, previous: Iterable[str], current: set[str]) -> int:
-    removed = 0
-    for rel in sorted(set(previous) - current, reverse=True):
-        parts = rel.split("/")
-        if not rel or rel.startswith("/") or any(p in ("", ".", "..") for p in parts):
-            continue  # never follow a hand-edited path out of the bundle
-        path = dest.joinpath(*parts)
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-            removed += 1
-        with contextlib.suppress(OSError):
-            path.parent.rmdir()  # only when now empty
-    return removed
+    """Remove what an earlier export wrote and this one does not: plain files inside *dest*
+    only (a hand-edited manifest or marker must not make us delete anything else)."""
+    return sum(remove_inside(dest, rel) for rel in sorted(set(previous) - current, reverse=True))
+
+
+def _refuse_unsafe(dest: Path) -> None:
+    """Before anything is written or deleted: *dest* holds plain files and folders only."""
+    found = first_unsafe(dest)
+    if found is not None:
+        path, what = found
+        raise BundleError(
+            f"{path} is {what}; a bundle folder holds plain files and folders only (a link "
+            "would carry the export out of it): remove it, or choose an empty folder; "
+            "nothing was written"
+        )
 
 
 def export_bundle(
@@ -342,7 +358,7 @@ def export_bundle(
     and *free_space* (default :func:`filesystem_type`, :func:`free_bytes`) are injectable so
     that tests can stand in a FAT32 stick or a full one.
     """
-    dest = dest.absolute()
+    dest = Path(os.path.realpath(dest.absolute()))  # a link the user named is followed, once
     carried = [r for r in selection.rows if r.sha256 not in exclude]
     left_out = [r for r in selection.rows if r.sha256 in exclude]
     served_by = cache.catalog.targets()
@@ -386,6 +402,7 @@ def export_bundle(
         for i in items:  # FAT, exFAT and NTFS ignore case
             if seen.setdefault(i.rel.lower(), i.rel) != i.rel:
                 raise BundleError(f"{i.rel} and {seen[i.rel.lower()]} differ only in case")
+        _refuse_unsafe(dest)
         previous = _previous(dest)
         fs = (fs_type or filesystem_type)(dest)
         check_room(
@@ -414,6 +431,7 @@ def export_bundle(
         removed = _remove_stale(dest, previous, current)
         manifest = _manifest(selection, items, left_out, inventory_name)
         _place(dest, _data_item(MANIFEST, manifest, "manifest"), None)
+        fingerprint = hashlib.sha256(manifest).hexdigest()
         (dest / INCOMPLETE_MARKER).unlink()
         fsync_dir(dest)
     except OSError as exc:
@@ -435,6 +453,7 @@ def export_bundle(
         reqs,
         any(i.rel == "install.sh" for i in items),
         locks,
+        fingerprint,
     )
 
 

@@ -34,7 +34,6 @@ import dataclasses
 import json
 import logging
 import re
-import zipfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -64,7 +63,7 @@ from wheelcache.reqfiles import is_lock_file, read_lock_file
 from wheelcache.serve.publish import Pin, read_selection_file
 from wheelcache.store.cache import Cache
 from wheelcache.store.catalog import CatalogRow
-from wheelcache.store.metadata import dist_info_metadata
+from wheelcache.store.metadata import read_wheel_metadata
 
 __all__ = [
     "BundleSelection",
@@ -102,7 +101,9 @@ class _CacheSource:
         self.rows: dict[str, list[CatalogRow]] = {}
         for row in cache.catalog.all():
             self.rows.setdefault(canonicalize_name(row.project), []).append(row)
-        self.by_sha: dict[str, CatalogRow] = {r.sha256: r for rs in self.rows.values() for r in rs}
+        self.by_file: dict[tuple[str, str], CatalogRow] = {
+            (r.sha256, r.filename): r for rs in self.rows.values() for r in rs
+        }
 
     def find_candidates(self, name: str) -> list[Candidate]:
         out: list[Evaluation] = []
@@ -124,12 +125,11 @@ class _CacheSource:
         return f"the cache has no {name}{specifier} wheel for {self.target.describe()}"
 
     def get_metadata(self, candidate: Candidate) -> CoreMetadata:
-        row = self.by_sha[str(candidate.file.sha256)]
+        row = self.by_file[(str(candidate.file.sha256), candidate.file.filename)]
         try:
-            with zipfile.ZipFile(self.cache.blob_path(row.blake3)) as zf:
-                data = zf.read(dist_info_metadata(zf, row.project))
+            data = read_wheel_metadata(self.cache.blob_path(row.blake3), row.project)
             return parse_core_metadata(data, source=row.filename)
-        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+        except (OSError, ValueError) as exc:
             raise BundleError(
                 f"cannot read the METADATA of the cached {row.filename}: {exc}; "
                 "run wheelcache verify"
@@ -379,7 +379,7 @@ def _run(
         torch = sorted(c.name for c in resolution.candidates if c.name in TORCH_FAMILY)
         if torch:
             raise _ambiguous(torch[0], ambiguous, _host(target))
-    chosen = [source.by_sha[str(c.file.sha256)] for c in resolution.candidates]
+    chosen = [source.by_file[(str(c.file.sha256), c.file.filename)] for c in resolution.candidates]
     return chosen, (target.describe(),), target
 
 

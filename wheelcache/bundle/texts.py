@@ -271,8 +271,11 @@ def render_readme(
         f"For:   {', '.join(targets) or 'any target (see manifest.json)'}",
         f"Holds: {len(carried)} wheels ({human_size(sum(r.size for r in carried))}) for {what}",
         "",
-        "1. Check the copy (any Python 3.8 or newer; wheelcache is not needed):",
-        "     python verify.py",
+        "1. Check the copy (any Python 3.8 or newer; wheelcache is not needed), with the",
+        "   bundle fingerprint that whoever exported it gave you apart from this stick (a",
+        "   note, a message): a stick that passed through other hands may have been changed",
+        "   together with its manifest, and only the fingerprint tells.",
+        "     python verify.py --expect FINGERPRINT",
     ]
     if per_target:
         lines += [
@@ -301,7 +304,8 @@ def render_readme(
         ]
     lines += _lock_lines(locks)
     lines += [
-        "3. With wheelcache on this host: wheelcache import <this folder>, then wheelcache serve",
+        "3. With wheelcache on this host: wheelcache import <this folder> --expect FINGERPRINT,",
+        "   then wheelcache serve",
         "   shares the wheels on the LAN; simple/ is a package index any web server can host.",
     ]
     if left_out:

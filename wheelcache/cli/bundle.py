@@ -6,7 +6,10 @@ render.  Findings (a corrupt file, a refused wheel) print one per line and end i
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
@@ -18,6 +21,7 @@ from wheelcache.bundle.verify_script import (
     MANIFEST,
     REPAIR,
     format_problem,
+    short_fingerprint,
 )
 from wheelcache.cli.options import (
     CUDA_OR_AUTO,
@@ -40,6 +44,8 @@ from wheelcache.store.maintenance import verify_cache
 
 __all__ = ["register"]
 
+F = TypeVar("F", bound=Callable[..., Any])
+
 
 def _this_machine() -> Target:
     plat, glibc = host_platform()
@@ -55,6 +61,15 @@ def _target_arg(value: str | None) -> tuple[TargetDescription | None, str | None
     return None, value
 
 
+def _expect_option(func: F) -> F:
+    return click.option(
+        "--expect",
+        metavar="FINGERPRINT",
+        help="The bundle fingerprint `wheelcache export` printed; a bundle that differs is "
+        "refused.",
+    )(func)
+
+
 def _render_export(result: ExportResult, requested: tuple[str, ...]) -> None:
     out = click.echo
     delta = f", {result.left_out} left out (the other side has them)" if result.left_out else ""
@@ -65,8 +80,14 @@ def _render_export(result: ExportResult, requested: tuple[str, ...]) -> None:
     )
     if result.removed:
         out(f"Removed {result.removed} files of an earlier export that are no longer selected.")
+    short = short_fingerprint(result.fingerprint)
+    out(
+        f"\nBundle fingerprint: {short}\n  Write it down or send it apart from the stick (a "
+        "note, a message, a phone call): whoever holds it can tell this bundle from one "
+        "changed on the way."
+    )
     out("\nOn the offline host:")
-    out("  python verify.py                      check the copy (Python 3.8+, no wheelcache)")
+    out(f"  python verify.py --expect {short}   check the copy (Python 3.8+, no wheelcache)")
     extra = " --find-links DIR" if result.left_out else ""
     if result.install_scripts:
         out(f"  install.bat | install.ps1 | sh install.sh{extra}   install with pip alone")
@@ -86,7 +107,7 @@ def _render_export(result: ExportResult, requested: tuple[str, ...]) -> None:
             f"        DIR: a folder with the {result.left_out} wheel(s) left out, such as that "
             "host's <cache>/wheels-v1 after wheelcache import of this bundle"
         )
-    out("  wheelcache import DIR                 or add the wheels to that host's cache")
+    out(f"  wheelcache import DIR --expect {short}   or add the wheels to that host's cache")
     if requested:
         out(f"\nSelected: {' '.join(requested)}")
 
@@ -193,17 +214,20 @@ def export_command(
 
 @click.command("import", short_help="Add a bundle's wheels to this machine's cache.")
 @click.argument("src", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@_expect_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
 @cache_dir_option
 @click.pass_context
-def import_command(ctx: click.Context, src: Path, as_json: bool, cache_dir: Path | None) -> None:
+def import_command(
+    ctx: click.Context, src: Path, expect: str | None, as_json: bool, cache_dir: Path | None
+) -> None:
     """Verify the bundle SRC and add its wheels to this machine's cache.
 
     Damaged wheels are refused and named; the good ones are still imported (exit 1 if
-    any was refused).
+    any was refused).  With --expect, a bundle whose fingerprint differs is refused whole.
     """
     cache = writable_cache(cache_dir)
-    res = import_bundle(cache, src)
+    res = import_bundle(cache, src, expect=expect)
     if as_json:
         click.echo(
             json.dumps(
@@ -250,18 +274,28 @@ def import_command(ctx: click.Context, src: Path, as_json: bool, cache_dir: Path
 
 @click.command("verify", short_help="Check a bundle or the cache, file by file.")
 @click.argument("path", required=False, type=click.Path(path_type=Path))
+@_expect_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
 @cache_dir_option
 @click.pass_context
 def verify_command(
-    ctx: click.Context, path: Path | None, as_json: bool, cache_dir: Path | None
+    ctx: click.Context,
+    path: Path | None,
+    expect: str | None,
+    as_json: bool,
+    cache_dir: Path | None,
 ) -> None:
     """Check a bundle (PATH) or the cache (no PATH): every missing, extra, truncated or
     corrupt file is named; corrupt cache blobs are moved to quarantine-v1/."""
-    if path is not None and not path.exists():
+    if path is not None and not os.path.lexists(path):
         raise BundleError(f"{path} does not exist; give the folder of a bundle or a cache")
-    if path is not None and ((path / MANIFEST).exists() or (path / INCOMPLETE_MARKER).exists()):
-        report = verify_bundle(path)
+    is_bundle = path is not None and (
+        os.path.lexists(path / MANIFEST) or os.path.lexists(path / INCOMPLETE_MARKER)
+    )
+    if expect is not None and not is_bundle:
+        raise click.UsageError("--expect checks a bundle: give the bundle's folder as PATH")
+    if path is not None and is_bundle:
+        report = verify_bundle(path, expect=expect)
         if as_json:
             click.echo(
                 json.dumps(
@@ -269,6 +303,7 @@ def verify_command(
                         "ok": report.ok,
                         "files": report.files,
                         "size": report.size,
+                        "fingerprint": report.fingerprint,
                         "checked": ["size", "sha256", "blake3"],
                         "problems": [p._asdict() for p in report.problems],
                     },
@@ -281,7 +316,9 @@ def verify_command(
             if report.ok:
                 click.echo(
                     f"OK: all {report.files} files ({human_size(report.size)}) of "
-                    f"{path} match the manifest (size, sha256, blake3)"
+                    f"{path} match the manifest (size, sha256, blake3); bundle fingerprint "
+                    f"{short_fingerprint(report.fingerprint)}"
+                    + (" matches --expect" if expect else "")
                 )
         if not report.ok:
             click.echo(

@@ -163,6 +163,28 @@ log = logging.getLogger("wheelcache")
     envvar="WHEELCACHE_RETRIES",
     help="Retries per request (backoff with jitter; downloads resume).",
 )
+@click.option(
+    "--max-retry-wait",
+    type=click.FloatRange(0, 86400),
+    default=300.0,
+    show_default=True,
+    help="Seconds the whole run may wait because servers said Retry-After; a server asking "
+    "for more is given up on at once.",
+)
+@click.option(
+    "--max-page-size",
+    type=SIZE,
+    default="16M",
+    show_default=True,
+    help="The largest index page read; a bigger one is refused.",
+)
+@click.option(
+    "--max-metadata-size",
+    type=SIZE,
+    default="16M",
+    show_default=True,
+    help="The largest .metadata file or METADATA member read (or inflated).",
+)
 @click.option("--offline", is_flag=True, help="Resolve from the cache alone; no network at all.")
 @click.option("--dry-run", is_flag=True, help="Show what would be fetched; fetch nothing.")
 @click.option(
@@ -197,6 +219,9 @@ def fetch_command(
     split_size: int,
     stall: float,
     retries: int,
+    max_retry_wait: float,
+    max_page_size: int,
+    max_metadata_size: int,
     offline: bool,
     dry_run: bool,
     dest: Path | None,
@@ -224,7 +249,12 @@ def fetch_command(
         dry_run=dry_run,
         dest=dest,
         jobs=jobs,
-        http=HttpSettings(retries=retries),
+        http=HttpSettings(
+            retries=retries,
+            max_page=max_page_size,
+            max_metadata=max_metadata_size,
+            max_retry_wait=max_retry_wait,
+        ),
         transfer=TransferSettings(
             connections=connections, split_size=split_size, stall_seconds=stall
         ),

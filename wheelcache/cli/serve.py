@@ -7,7 +7,9 @@ the server or the exporter, print what the user types next.
 from __future__ import annotations
 
 import logging
+import signal
 import socket
+import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -216,8 +218,8 @@ def _show_access_log() -> None:
 
 def _run(server: IndexServer) -> None:
     try:
-        server.serve_forever(poll_interval=0.5)
-    except KeyboardInterrupt:
+        _serve_until_signalled(server)
+        server.server_close()  # no new connections; kept-alive ones are not waited for
         # Let answers in flight finish (and log) for a moment; big downloads are resumable.
         server.wait_idle(timeout=3)
         click.echo("stopped", err=True)
@@ -270,6 +272,33 @@ def _serve_pull(
     for line in install_lines(url_host, server.port, requirement_files, what, "/whl/cpu/"):
         click.echo(f"  {line}")
     _run(server)
+
+
+def _serve_until_signalled(server: IndexServer) -> None:
+    """Serve until Ctrl-C or SIGTERM, then return.
+
+    The signal only sets an event; a thread waiting on it stops the server.  Raising
+    KeyboardInterrupt from the handler, as other commands do, lands at any bytecode of the
+    accept loop, which starts a thread per connection: under load it once left a lock or a
+    connection slot half-taken and the process never stopped.
+    """
+    stop = threading.Event()
+
+    def stopper() -> None:
+        stop.wait()
+        server.shutdown()  # serve_forever returns within its poll interval
+
+    threading.Thread(target=stopper, name="wheelcache-stop", daemon=True).start()
+    previous: dict[signal.Signals, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, lambda *_: stop.set())
+    try:
+        server.serve_forever(poll_interval=0.5)
+    finally:
+        stop.set()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 @click.command("index", short_help="Write a static index of the cache for a web server.")

@@ -8,6 +8,7 @@
 <cache>/pages-v1/…                   index pages and .metadata files
 <cache>/tmp-v1/                      temp files (same filesystem, so renames are atomic)
 <cache>/catalog-v1.sqlite            sha256 ↔ blake3, filename, project, version, origin
+<cache>/reserve-v1                   1 MiB kept free for the catalog (released on a full disk)
 ```
 
 A format change bumps a suffix; nothing is rewritten in place.
@@ -20,6 +21,7 @@ import re
 from dataclasses import dataclass
 from pathlib import PurePath
 
+from wheelcache.core.checks import safe_filename
 from wheelcache.core.models import Blake3
 
 __all__ = [
@@ -43,31 +45,15 @@ METADATA_BUCKET = "metadata-v1"
 #: Wheels ``verify --repair`` found corrupt, kept for a look.
 QUARANTINE_BUCKET = "quarantine-v1"
 CATALOG_FILE = "catalog-v1.sqlite"
+#: Space held for the catalog, released when the disk is full (see ``store.catalog``).
+RESERVE_FILE = "reserve-v1"
+_KEY = re.compile(r"[0-9a-f]{64}")
 
 CACHEDIR_TAG = (
     "Signature: 8a477f597d28d172789f06886806bc55\n"
     "# This file is a cache directory tag created by wheelcache.\n"
     "# For information about cache directory tags see https://bford.info/cachedir/\n"
 )
-
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+!-]*$")
-
-
-def safe_filename(name: str) -> str:
-    """Return *name* if it is a plain file name, else raise ``ValueError``.
-
-    Index pages are untrusted: a "filename" must never carry a directory part.
-
-    >>> safe_filename("torch-2.4.0+cu118-cp39-cp39-win_amd64.whl")
-    'torch-2.4.0+cu118-cp39-cp39-win_amd64.whl'
-    >>> safe_filename("../evil.whl")
-    Traceback (most recent call last):
-    ...
-    ValueError: unsafe file name '../evil.whl'
-    """
-    if not _SAFE_NAME.match(name) or ".." in name or len(name) > 255:
-        raise ValueError(f"unsafe file name {name!r}")
-    return name
 
 
 def url_key(url: str) -> str:
@@ -121,6 +107,11 @@ class CacheLayout:
     def quarantine(self) -> PurePath:
         return self.root / QUARANTINE_BUCKET
 
+    @property
+    def reserve(self) -> PurePath:
+        """Space held for the catalog: a full disk releases it (see ``store.catalog``)."""
+        return self.root / RESERVE_FILE
+
     def blob(self, digest: Blake3) -> PurePath:
         """``blobs-v1/ab/cd/<blake3>``: two fan-out levels keep directories small."""
         if not re.fullmatch(r"[0-9a-f]{64}", digest):
@@ -132,6 +123,7 @@ class CacheLayout:
 
     def partial_files(self, key: str) -> tuple[PurePath, PurePath]:
         """(data, state) of a resumable download named by *key* (a sha256 or URL key)."""
+        _check_key(key)
         return self.partial / f"{key}.part", self.partial / f"{key}.json"
 
     def page(self, url: str) -> tuple[PurePath, PurePath]:
@@ -147,4 +139,18 @@ class CacheLayout:
         return self.pages / "metadata" / k[:2] / f"{k}.metadata"
 
     def lock(self, key: str) -> PurePath:
+        """The lock file of *key* (a sha256 or URL key: 64 lower-case hex digits)."""
+        _check_key(key)
         return self.locks / f"{key}.lock"
+
+
+def _check_key(key: str) -> None:
+    """Keys name files: only a hex digest may become one (never a value an index wrote).
+
+    >>> _check_key("../../outside/config")
+    Traceback (most recent call last):
+    ...
+    ValueError: not a key (64 lower-case hex digits): '../../outside/config'
+    """
+    if not isinstance(key, str) or not _KEY.fullmatch(key):
+        raise ValueError(f"not a key (64 lower-case hex digits): {key!r}")

@@ -62,11 +62,17 @@ class DistFile:
 
 @dataclass(frozen=True, slots=True)
 class ProjectPage:
-    """A project page: its normalized name, the page URL and its files sorted by filename."""
+    """A project page: its normalized name, the page URL and its files sorted by filename.
+
+    ``rejected`` holds ``(name or href, reason)`` for every listed file that was refused while
+    parsing (an unsafe filename, a sha256 that is not one, a filename listed twice with
+    different hashes …): data for the edge to report, never a file to fetch.
+    """
 
     name: NormalizedName
     url: str
     files: tuple[DistFile, ...] = field(default_factory=tuple)
+    rejected: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import NormalizedName, canonicalize_name
 
+from wheelcache.core.checks import is_sha256, safe_filename
 from wheelcache.core.evaluator import Candidate, evaluate_file
 from wheelcache.core.models import DistFile, Sha256
 from wheelcache.core.provider import CandidateSource, Req, Resolution
@@ -103,7 +104,7 @@ def _direct(line: ReqLine) -> DirectWheel:
     url, fragment = urldefrag(line.requirement.url or "")
     algo, _, digest = fragment.partition("=")
     hashes = set(line.hashes)
-    if algo.lower() == "sha256" and len(digest) == 64:
+    if algo.lower() == "sha256" and is_sha256(digest):  # a fragment names files: hex only
         hashes.add(Sha256(digest.lower()))
     if len(hashes) != 1:
         why = "gives no sha256" if not hashes else "gives several sha256 digests"
@@ -113,6 +114,10 @@ def _direct(line: ReqLine) -> DirectWheel:
             f"{url} {why}: a direct URL has no index to vouch for it; pin its one --hash=sha256:…",
         )
     filename = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
+    try:
+        safe_filename(filename)
+    except ValueError as exc:
+        raise RequirementsFileError(line.where.source, line.where.line, f"{url}: {exc}") from None
     return DirectWheel(line.where, DistFile(filename, url, hashes.pop()))
 
 

@@ -4,6 +4,12 @@ Bytes and a base URL in, a :class:`~wheelcache.core.models.ProjectPage` out.  Ev
 against the page URL (the PyTorch index uses root-relative links, absolute links to a CDN host and
 ``%2B`` for ``+``; mirrors write ``&#43;``), fragments are split off into hashes, and files are
 sorted so nothing downstream depends on the order a server lists them in.
+
+Pages are hostile until checked, so each file is checked here, where it is parsed
+(:mod:`wheelcache.core.checks`): its filename (from the URL, never the link text) must be a
+safe file name, every sha256 64 hex digits and its URL http(s); ``<base href>`` counts only when
+it is http(s).  A file that fails is left out and listed in :attr:`ProjectPage.rejected` with
+the reason, as is a filename listed twice with different hashes.
 """
 
 from __future__ import annotations
@@ -16,11 +22,13 @@ from urllib.parse import unquote, urldefrag, urljoin, urlsplit
 
 from packaging.utils import NormalizedName, canonicalize_name
 
+from wheelcache.core.checks import parse_sha256, safe_filename
 from wheelcache.core.models import DistFile, ProjectPage, Sha256
 
 __all__ = [
     "JSON_CONTENT_TYPE",
     "PageParseError",
+    "parse_flat_listing",
     "parse_flat_page",
     "parse_project_page",
     "parse_root_page",
@@ -29,6 +37,7 @@ __all__ = [
 JSON_CONTENT_TYPE = "application/vnd.pypi.simple.v1+json"
 HTML_CONTENT_TYPES = ("text/html", "application/vnd.pypi.simple.v1+html")
 _DIST_SUFFIXES = (".whl", ".tar.gz", ".zip", ".tar.bz2", ".tgz")
+_SCHEMES = ("http", "https")
 
 
 class PageParseError(ValueError):
@@ -60,11 +69,16 @@ class _AnchorCollector(HTMLParser):
             self._current = None
 
 
+class _Rejected(ValueError):
+    """One listed file refused while parsing; the page itself is still usable."""
+
+
 def _sha256_from_fragment(fragment: str) -> Sha256 | None:
+    """``sha256=<hex>`` → the digest; other hash names → None; a bad sha256 is refused."""
     name, _, value = fragment.partition("=")
-    if name.lower() == "sha256" and len(value) == 64:
-        return Sha256(value.lower())
-    return None
+    if name.lower() != "sha256":
+        return None
+    return parse_sha256(value, what="the sha256 in the link")
 
 
 def _metadata_attr(value: str | None) -> tuple[bool, Sha256 | None]:
@@ -75,57 +89,85 @@ def _metadata_attr(value: str | None) -> tuple[bool, Sha256 | None]:
     if v.lower() == "false":
         return False, None
     name, _, digest = v.partition("=")
-    if name.lower() == "sha256" and len(digest) == 64:
-        return True, Sha256(digest.lower())
+    if name.lower() == "sha256":
+        return True, parse_sha256(digest, what="the core-metadata sha256")
     return True, None
 
 
-def _filename_for(url: str, text: str) -> str:
-    """The dist filename: last path segment of the href, else the link text.
+def _checked_url(url: str) -> str:
+    scheme = urlsplit(url).scheme.lower()
+    if scheme not in _SCHEMES:
+        raise _Rejected(f"unsupported URL scheme {scheme or 'none'!r} (only http and https)")
+    return url
 
-    Directory listings (nginx autoindex) shorten long link texts, so the href wins.
+
+def _filename_for(url: str) -> str:
+    """The dist filename: the last path segment of the URL, percent-decoded.
+
+    PEP 503 makes the link text match it, but only the URL says what is downloaded, so the
+    text is never used (directory listings shorten it anyway).
     """
-    last = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
-    if last.endswith(_DIST_SUFFIXES):
-        return last
-    return text
+    return unquote(urlsplit(url).path.rsplit("/", 1)[-1])
 
 
-def _files_from_html(body: bytes, base_url: str) -> list[DistFile]:
+def _base(page_url: str, href: str | None) -> str:
+    """``<base href>`` joined to the page URL, honoured only when it stays http(s)."""
+    if not href:
+        return page_url
+    joined = urljoin(page_url, href)
+    return joined if urlsplit(joined).scheme.lower() in _SCHEMES else page_url
+
+
+def _html_entry(attrs: dict[str, str | None], href: str, base: str) -> DistFile | None:
+    url, fragment = _join(base, href)
+    filename = _filename_for(url)
+    if not filename.endswith(_DIST_SUFFIXES):
+        return None
+    try:
+        safe_filename(filename)
+        _checked_url(url)
+        sha = _sha256_from_fragment(fragment)
+        has_md, md_sha = _metadata_attr(
+            attrs.get("data-core-metadata", attrs.get("data-dist-info-metadata"))
+        )
+    except ValueError as exc:
+        raise _Rejected(str(exc)) from None
+    yanked = "data-yanked" in attrs
+    return DistFile(
+        filename=filename,
+        url=url,
+        sha256=sha,
+        requires_python=(attrs.get("data-requires-python") or None),
+        yanked=yanked,
+        yanked_reason=(attrs.get("data-yanked") or None) if yanked else None,
+        core_metadata=has_md,
+        core_metadata_sha256=md_sha,
+        upload_time=attrs.get("data-upload-time") or None,
+    )
+
+
+def _files_from_html(body: bytes, base_url: str) -> tuple[list[DistFile], list[tuple[str, str]]]:
     parser = _AnchorCollector()
     try:
         parser.feed(body.decode("utf-8", errors="replace"))
         parser.close()
     except Exception as exc:  # html.parser is lenient; this is a last line of defence
         raise PageParseError(f"unreadable HTML: {exc}") from exc
-    base = urljoin(base_url, parser.base) if parser.base else base_url
+    base = _base(base_url, parser.base)
     files: list[DistFile] = []
-    for attrs, text in parser.anchors:
+    rejected: list[tuple[str, str]] = []
+    for attrs, _text in parser.anchors:
         href = attrs.get("href")
         if not href:
             continue
-        url, fragment = _join(base, href)
-        filename = _filename_for(url, text)
-        if not filename.endswith(_DIST_SUFFIXES):
+        try:
+            entry = _html_entry(attrs, href, base)
+        except _Rejected as exc:
+            rejected.append((_label(href), str(exc)))
             continue
-        has_md, md_sha = _metadata_attr(
-            attrs.get("data-core-metadata", attrs.get("data-dist-info-metadata"))
-        )
-        yanked = "data-yanked" in attrs
-        files.append(
-            DistFile(
-                filename=filename,
-                url=url,
-                sha256=_sha256_from_fragment(fragment),
-                requires_python=(attrs.get("data-requires-python") or None),
-                yanked=yanked,
-                yanked_reason=(attrs.get("data-yanked") or None) if yanked else None,
-                core_metadata=has_md,
-                core_metadata_sha256=md_sha,
-                upload_time=attrs.get("data-upload-time") or None,
-            )
-        )
-    return files
+        if entry is not None:
+            files.append(entry)
+    return files, rejected
 
 
 def _join(base: str, href: str) -> tuple[str, str]:
@@ -148,56 +190,118 @@ def _json_metadata(entry: dict[str, Any]) -> tuple[bool, Sha256 | None]:
     value = entry.get("core-metadata", entry.get("dist-info-metadata", False))
     if isinstance(value, dict):
         digest = value.get("sha256")
-        return True, Sha256(str(digest).lower()) if digest else None
+        return True, parse_sha256(digest, what="the core-metadata sha256") if digest else None
     return bool(value), None
 
 
-def _files_from_json(body: bytes, base_url: str) -> tuple[str | None, list[DistFile]]:
+def _json_entry(entry: dict[str, Any], base_url: str) -> DistFile:
+    try:
+        filename = safe_filename(entry["filename"])
+        url, fragment = _join(base_url, str(entry["url"]))
+        _checked_url(url)
+        hashes = entry.get("hashes") or {}
+        sha = hashes.get("sha256") if isinstance(hashes, dict) else None
+        digest = parse_sha256(sha, what="hashes.sha256") if sha else None
+        has_md, md_sha = _json_metadata(entry)
+        size = entry.get("size")
+        if size is not None and (type(size) is not int or size < 0):
+            raise ValueError(f"size {size!r} is not a byte count")
+        rp = entry.get("requires-python")
+        upload = entry.get("upload-time")
+        yanked = entry.get("yanked", False)
+        return DistFile(
+            filename=filename,
+            url=url,
+            sha256=digest or _sha256_from_fragment(fragment),
+            requires_python=rp if isinstance(rp, str) and rp else None,
+            yanked=bool(yanked),
+            yanked_reason=yanked if isinstance(yanked, str) and yanked else None,
+            core_metadata=has_md,
+            core_metadata_sha256=md_sha,
+            size=size,
+            upload_time=upload if isinstance(upload, str) else None,
+        )
+    except ValueError as exc:
+        raise _Rejected(str(exc)) from None
+
+
+def _files_from_json(
+    body: bytes, base_url: str
+) -> tuple[str | None, list[DistFile], list[tuple[str, str]]]:
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise PageParseError(f"invalid JSON: {exc}") from exc
     if not isinstance(data, dict) or not isinstance(data.get("files"), list):
         raise PageParseError("JSON page has no 'files' list (not PEP 691)")
-    version = str(data.get("meta", {}).get("api-version", "1.0"))
+    meta = data.get("meta")
+    version = str(meta.get("api-version", "1.0") if isinstance(meta, dict) else "1.0")
     if not version.startswith("1."):
-        raise PageParseError(f"unsupported PEP 691 api-version {version}")
+        raise PageParseError(f"unsupported PEP 691 api-version {version[:20]!r}")
     files: list[DistFile] = []
+    rejected: list[tuple[str, str]] = []
     for entry in data["files"]:
         if not isinstance(entry, dict) or "filename" not in entry or "url" not in entry:
             raise PageParseError("JSON file entry without filename or url")
-        url, fragment = _join(base_url, str(entry["url"]))
-        hashes = entry.get("hashes") or {}
-        sha = hashes.get("sha256") if isinstance(hashes, dict) else None
-        yanked = entry.get("yanked", False)
-        has_md, md_sha = _json_metadata(entry)
-        size = entry.get("size")
-        files.append(
-            DistFile(
-                filename=str(entry["filename"]),
-                url=url,
-                sha256=Sha256(sha.lower()) if sha else _sha256_from_fragment(fragment),
-                requires_python=entry.get("requires-python") or None,
-                yanked=bool(yanked),
-                yanked_reason=yanked if isinstance(yanked, str) and yanked else None,
-                core_metadata=has_md,
-                core_metadata_sha256=md_sha,
-                size=size if isinstance(size, int) else None,
-                upload_time=entry.get("upload-time"),
-            )
-        )
+        try:
+            files.append(_json_entry(entry, base_url))
+        except _Rejected as exc:
+            rejected.append((_label(entry["filename"]), str(exc)))
     name = data.get("name")
-    return (str(name) if name else None), files
+    return (str(name) if name else None), files, rejected
 
 
-def _sorted(files: Iterable[DistFile]) -> tuple[DistFile, ...]:
-    return tuple(sorted(files, key=lambda f: (f.filename, f.url)))
+def _label(value: object) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    text = "".join(c if c.isprintable() else "?" for c in text)
+    return text if len(text) <= 100 else text[:97] + "..."
+
+
+def _deduplicated(
+    files: Iterable[DistFile], rejected: list[tuple[str, str]]
+) -> tuple[DistFile, ...]:
+    """Sorted files, one per filename.
+
+    A filename listed more than once (a CDN and the main host) keeps its first URL in sorted
+    order, preferring one with a sha256.  Listed with *different* sha256s it is refused
+    altogether: which bytes are meant cannot be known, and taking the first by URL would let
+    whoever sorts first decide.
+    """
+    by_name: dict[str, list[DistFile]] = {}
+    for f in sorted(files, key=lambda f: (f.filename, f.url)):
+        by_name.setdefault(f.filename, []).append(f)
+    out: list[DistFile] = []
+    for name, same in by_name.items():
+        digests = sorted({f.sha256 for f in same if f.sha256})
+        if len(digests) > 1:
+            shown = ", ".join(d[:12] + "…" for d in digests)
+            rejected.append((name, f"listed {len(same)} times with different sha256 ({shown})"))
+            continue
+        out.append(next((f for f in same if f.sha256), same[0]))
+    return tuple(out)
+
+
+def _count_files(body: bytes, json_page: bool, max_files: int | None) -> None:
+    """Refuse a page listing more than *max_files* files before a single one is built: each
+    costs memory, so the count bounds what a page can make us hold (an upper bound: every
+    ``"filename"`` key or ``<a`` tag counts)."""
+    if max_files is None:
+        return
+    marks = (b'"filename"',) if json_page else (b"<a", b"<A")
+    if sum(body.count(m) for m in marks) > max_files:
+        raise PageParseError(f"it lists more than {max_files} files (refused)")
 
 
 def parse_project_page(
-    body: bytes, *, content_type: str | None, base_url: str, project: str
+    body: bytes,
+    *,
+    content_type: str | None,
+    base_url: str,
+    project: str,
+    max_files: int | None = None,
 ) -> ProjectPage:
-    """Parse a project page in either PEP 503 HTML or PEP 691 JSON form.
+    """Parse a project page in either PEP 503 HTML or PEP 691 JSON form (at most *max_files*
+    files, else :class:`PageParseError`).
 
     >>> page = parse_project_page(
     ...     b'<a href="/whl/cu118/torch-2.4.0%2Bcu118-cp39-cp39-win_amd64.whl#sha256=' + b'a' * 64
@@ -209,18 +313,32 @@ def parse_project_page(
     ('torch-2.4.0+cu118-cp39-cp39-win_amd64.whl', 'https://h.invalid/whl/cu118/torch-2.4.0%2Bcu118-cp39-cp39-win_amd64.whl')
     """
     ctype = (content_type or "").split(";")[0].strip().lower()
-    if ctype == JSON_CONTENT_TYPE or (
+    json_page = ctype == JSON_CONTENT_TYPE or (
         ctype not in HTML_CONTENT_TYPES and body.lstrip()[:1] == b"{"
-    ):
-        _, files = _files_from_json(body, base_url)
+    )
+    _count_files(body, json_page, max_files)
+    if json_page:
+        _, files, rejected = _files_from_json(body, base_url)
     else:
-        files = _files_from_html(body, base_url)
-    return ProjectPage(name=canonicalize_name(project), url=base_url, files=_sorted(files))
+        files, rejected = _files_from_html(body, base_url)
+    unique = _deduplicated(files, rejected)
+    return ProjectPage(canonicalize_name(project), base_url, unique, tuple(rejected))
+
+
+def parse_flat_listing(
+    body: bytes, *, base_url: str, max_files: int | None = None
+) -> tuple[tuple[DistFile, ...], tuple[tuple[str, str], ...]]:
+    """Parse a find-links page (any HTML listing of distribution links, no project name):
+    its files and the ``(name, reason)`` of every link refused."""
+    _count_files(body, False, max_files)
+    files, rejected = _files_from_html(body, base_url)
+    unique = _deduplicated(files, rejected)
+    return unique, tuple(rejected)
 
 
 def parse_flat_page(body: bytes, *, base_url: str) -> tuple[DistFile, ...]:
-    """Parse a find-links page: any HTML listing of distribution links (no project name)."""
-    return _sorted(_files_from_html(body, base_url))
+    """The files of a find-links page (see :func:`parse_flat_listing`)."""
+    return parse_flat_listing(body, base_url=base_url)[0]
 
 
 def parse_root_page(body: bytes, *, content_type: str | None) -> frozenset[NormalizedName]:

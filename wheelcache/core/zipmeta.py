@@ -3,7 +3,13 @@
 A wheel is a zip whose central directory sits at the end.  With the last few KiB we find the
 end-of-central-directory record (ZIP64 too), with the central directory we find the
 ``*.dist-info/METADATA`` entry, and with one more range we read and inflate it.  This module only
-does the byte arithmetic; the client does the range requests.
+does the byte arithmetic; the client does the range requests (and
+:func:`wheelcache.store.metadata.read_wheel_metadata` the same reads on a local file).
+
+The zip comes from outside, so every size it states is bounded before anything is read or
+inflated: a central directory larger than :data:`MAX_CENTRAL_DIRECTORY`, a METADATA member that
+claims (or turns out when inflated) to be larger than :data:`MAX_METADATA` is refused, and
+inflation stops one byte past the limit whatever the headers say.
 """
 
 from __future__ import annotations
@@ -15,10 +21,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 __all__ = [
+    "MAX_CENTRAL_DIRECTORY",
+    "MAX_METADATA",
     "TAIL_SIZE",
     "CentralDirectory",
     "MetadataEntry",
     "ZipFormatError",
+    "ZipLimitError",
     "find_metadata_entry",
     "metadata_member",
     "locate_central_directory",
@@ -28,6 +37,10 @@ __all__ = [
 #: Bytes read from the end first: the EOCD (22 bytes + comment ≤ 64 KiB) and, for most small
 #: wheels, the whole central directory.
 TAIL_SIZE = 64 * 1024
+#: The largest METADATA member read (generous: real ones are a few KiB to a few hundred).
+MAX_METADATA = 16 * 1024 * 1024
+#: The largest central directory read (a 2.5 GB torch wheel has about 2 MiB of it).
+MAX_CENTRAL_DIRECTORY = 64 * 1024 * 1024
 
 _EOCD_SIG = b"PK\x05\x06"
 _ZIP64_LOCATOR_SIG = b"PK\x06\x07"
@@ -38,6 +51,10 @@ _LFH_SIG = b"PK\x03\x04"
 
 class ZipFormatError(ValueError):
     """The bytes are not a zip we can read."""
+
+
+class ZipLimitError(ZipFormatError):
+    """The zip states, or holds, more than the limit (a lie or a bomb: no other way helps)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +70,7 @@ class MetadataEntry:
     compressed_size: int
     uncompressed_size: int
     method: int
+    crc32: int | None = None
 
     @property
     def read_span(self) -> tuple[int, int]:
@@ -65,8 +83,11 @@ class MetadataEntry:
         return start, start + 30 + len(self.name.encode()) + 1024 + self.compressed_size - 1
 
 
-def locate_central_directory(tail: bytes, file_size: int) -> CentralDirectory:
-    """Find the central directory from the last bytes of a zip of *file_size* bytes."""
+def locate_central_directory(
+    tail: bytes, file_size: int, limit: int = MAX_CENTRAL_DIRECTORY
+) -> CentralDirectory:
+    """Find the central directory from the last bytes of a zip of *file_size* bytes; refuse
+    one of more than *limit* bytes."""
     pos = tail.rfind(_EOCD_SIG)
     if pos < 0 or len(tail) - pos < 22:
         raise ZipFormatError("no end-of-central-directory record (not a zip file?)")
@@ -84,6 +105,8 @@ def locate_central_directory(tail: bytes, file_size: int) -> CentralDirectory:
         cd_size, cd_offset = fields[8], fields[9]
     if cd_offset + cd_size > file_size:
         raise ZipFormatError("central directory points past the end of the file")
+    if cd_size > limit:
+        raise ZipLimitError(f"central directory of {cd_size} bytes (more than {limit})")
     return CentralDirectory(cd_offset, cd_size)
 
 
@@ -127,35 +150,43 @@ def _norm(name: str) -> str:
 
 
 def find_metadata_entry(
-    central_directory: bytes, project_prefix: str | None = None
+    central_directory: bytes, project_prefix: str | None = None, limit: int = MAX_METADATA
 ) -> MetadataEntry:
     """Find ``<name>-<version>.dist-info/METADATA`` in the central directory bytes.
 
     *project_prefix* (``torch-2.4.0``'s ``torch``) picks the right dist-info if a wheel
-    vendors another one.
+    vendors another one.  An entry that says it is larger than *limit* is refused before a
+    byte of it is read.
     """
     i = 0
     found: list[MetadataEntry] = []
     cd = central_directory
     while i + 46 <= len(cd) and cd[i : i + 4] == _CDH_SIG:
-        (_, _, _, _, method, _, _, _, comp, uncomp, nlen, xlen, clen, _, _, _, off) = struct.unpack(
-            "<4sHHHHHHIIIHHHHHII", cd[i : i + 46]
+        (_, _, _, _, method, _, _, crc, comp, uncomp, nlen, xlen, clen, _, _, _, off) = (
+            struct.unpack("<4sHHHHHHIIIHHHHHII", cd[i : i + 46])
         )
         name = cd[i + 46 : i + 46 + nlen].decode("utf-8", errors="replace")
         extra = cd[i + 46 + nlen : i + 46 + nlen + xlen]
         parts = name.split("/")
         if len(parts) == 2 and parts[0].endswith(".dist-info") and parts[1] == "METADATA":
             comp, uncomp, off = _zip64_values(extra, comp, uncomp, off)
-            found.append(MetadataEntry(name, off, comp, uncomp, method))
+            found.append(MetadataEntry(name, off, comp, uncomp, method, crc))
         i += 46 + nlen + xlen + clen
     chosen = metadata_member([e.name for e in found], project_prefix)
     if chosen is None:
         raise ZipFormatError("no *.dist-info/METADATA in the central directory")
-    return next(e for e in found if e.name == chosen)
+    entry = next(e for e in found if e.name == chosen)
+    if max(entry.compressed_size, entry.uncompressed_size) > limit:
+        raise ZipLimitError(
+            f"METADATA of {max(entry.compressed_size, entry.uncompressed_size)} bytes "
+            f"(more than {limit})"
+        )
+    return entry
 
 
-def read_local_entry(entry: MetadataEntry, span: bytes) -> bytes:
-    """Inflate the entry's data from bytes starting at its local header."""
+def read_local_entry(entry: MetadataEntry, span: bytes, limit: int = MAX_METADATA) -> bytes:
+    """Inflate the entry's data from bytes starting at its local header; never more than
+    *limit* bytes of output, whatever the headers say."""
     if span[:4] != _LFH_SIG:
         raise ZipFormatError("local file header not where the central directory says")
     nlen, xlen = struct.unpack("<HH", span[26:30])
@@ -167,11 +198,16 @@ def read_local_entry(entry: MetadataEntry, span: bytes) -> bytes:
         out = data
     elif entry.method == 8:
         try:
-            out = zlib.decompress(data, -15)
+            inflater = zlib.decompressobj(-15)
+            out = inflater.decompress(data, limit + 1)
         except zlib.error as exc:
             raise ZipFormatError(f"cannot inflate METADATA: {exc}") from exc
     else:
         raise ZipFormatError(f"unsupported compression method {entry.method}")
+    if len(out) > limit:
+        raise ZipLimitError(f"METADATA inflates to more than {limit} bytes")
     if len(out) != entry.uncompressed_size:
         raise ZipFormatError("METADATA size differs from the central directory")
+    if entry.crc32 is not None and zlib.crc32(out) != entry.crc32:
+        raise ZipFormatError("METADATA does not match its CRC-32")
     return out

@@ -23,6 +23,7 @@ from typing import Any
 
 from packaging.tags import parse_tag
 
+from wheelcache.core.checks import safe_tag, safe_text
 from wheelcache.core.cuda import GpuInfo, choose_cuda_variant
 from wheelcache.core.target import Target
 from wheelcache.core.variants import KNOWN_VARIANTS, parse_variant
@@ -52,6 +53,9 @@ _REQUIRED_MARKERS = (
 )
 _SYSTEMS = {"Windows": "windows", "Linux": "linux", "Darwin": "macos"}
 _PY_RE = re.compile(r"^(\d+)\.(\d+)(?:\.\d+)?")
+#: A whole Python version as the probe records it (``3.9.13``, ``3.13.0rc1``, Debian's ``3.9.2+``).
+_PY_FULL_RE = re.compile(r"\d+\.\d+(?:\.\d+)?(?:(?:a|b|rc)\d+)?\+?")
+_MACHINE_RE = re.compile(r"[A-Za-z0-9_.-]{0,64}")
 _PAIR_RE = re.compile(r"^(\d+)\.(\d+)")
 _DRIVER_RE = re.compile(r"^\d+(?:\.\d+)*$")
 
@@ -142,6 +146,39 @@ def _optional_str(obj: Mapping[str, Any], key: str, where: str) -> str | None:
     return value
 
 
+def _optional_tag(obj: Mapping[str, Any], key: str, where: str) -> str | None:
+    value = _optional_str(obj, key, where)
+    return None if value is None else _checked_tag(value, key, where)
+
+
+def _optional_text(obj: Mapping[str, Any], key: str, where: str) -> str | None:
+    value = _optional_str(obj, key, where)
+    return None if value is None else _checked_text(value, key, where)
+
+
+def _checked_tag(value: object, what: str, where: str) -> str:
+    try:
+        return safe_tag(value, what=what)
+    except ValueError as exc:
+        raise TargetError(f"{where}: {exc}") from None
+
+
+def _checked_text(value: object, what: str, where: str) -> str:
+    try:
+        return safe_text(value, what=what, limit=2000)
+    except ValueError as exc:
+        raise TargetError(f"{where}: {exc}") from None
+
+
+def _check_tags(tags: list[Any], source: str) -> None:
+    """Every tag is ``python-abi-platform`` of tag-grammar parts: tags become file names."""
+    for text in tags:
+        if not isinstance(text, str) or text.count("-") != 2:
+            raise TargetError(f"{source}: {text!r:.80} in 'tags' is not a wheel tag")
+        for part in text.split("-"):
+            _checked_tag(part, "a part of tag", source)
+
+
 def _pair(text: str | None, where: str) -> tuple[int, int] | None:
     if text is None:
         return None
@@ -176,26 +213,27 @@ def parse_target_description(data: object, source: str = "target description") -
     python = _need(data, "python", dict, source)
     where = f"{source}: python"
     py_version = _need(python, "version", str, where)
-    if not _PY_RE.match(py_version):
-        raise TargetError(f"{where}: version {py_version!r} is not like 3.9.13")
+    if not _PY_FULL_RE.fullmatch(py_version):
+        raise TargetError(f"{where}: version {py_version!r:.80} is not like 3.9.13")
     implementation = _need(python, "implementation", str, where)
     if implementation != "cpython":
         raise TargetError(
             f"{source}: the target runs {implementation}; wheelcache fetches for CPython only"
         )
-    abi = _need(python, "abi", str, where)
+    abi = _checked_tag(_need(python, "abi", str, where), "abi", where)
     tags = _need(data, "tags", list, source)
     if not tags:
         raise TargetError(f"{source}: field 'tags' is empty")
-    for text in tags:
-        if not isinstance(text, str) or text.count("-") != 2 or "" in text.split("-"):
-            raise TargetError(f"{source}: {text!r} in 'tags' is not a wheel tag")
+    _check_tags(tags, source)
     markers = _need(data, "markers", dict, source)
     missing = [k for k in _REQUIRED_MARKERS if k not in markers]
     if missing:
         raise TargetError(f"{source}: markers lack {', '.join(missing)}")
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in markers.items()):
         raise TargetError(f"{source}: every marker value must be a string")
+    for key, value in markers.items():
+        _checked_text(key, "a marker name", source)
+        _checked_text(value, f"marker {key}", source)
     plat = _need(data, "platform", dict, source)
     where = f"{source}: platform"
     system_name = _need(plat, "system", str, where)
@@ -206,6 +244,8 @@ def parse_target_description(data: object, source: str = "target description") -
             "and macOS"
         )
     machine = _need(plat, "machine", str, where)
+    if not _MACHINE_RE.fullmatch(machine):
+        raise TargetError(f"{where}: machine {machine!r:.80} is not like x86_64 or AMD64")
     nvidia = data.get("nvidia") or {}
     if not isinstance(nvidia, dict):
         raise TargetError(f"{source}: field 'nvidia' must be an object or null")
@@ -217,6 +257,7 @@ def parse_target_description(data: object, source: str = "target description") -
     for gpu in nvidia.get("gpus") or []:
         if not isinstance(gpu, dict) or not isinstance(gpu.get("name"), str):
             raise TargetError(f"{where}: every GPU needs a name")
+        _checked_text(gpu["name"], "GPU name", where)
         cc = _optional_str(gpu, "compute_capability", where)
         _pair(cc, where)
         gpus.append(GpuInfo(gpu["name"], cc))
@@ -232,11 +273,11 @@ def parse_target_description(data: object, source: str = "target description") -
         glibc=_pair(_optional_str(plat, "glibc", where), where),
         musl=_pair(_optional_str(plat, "musl", where), where),
         macos=_pair(_optional_str(plat, "macos", where), where),
-        platform_tag=_optional_str(plat, "platform_tag", where),
+        platform_tag=_optional_tag(plat, "platform_tag", where),
         driver_version=driver,
         gpus=tuple(gpus),
-        nvidia_error=_optional_str(nvidia, "error", where),
-        created_at=_optional_str(data, "created_at", source),
+        nvidia_error=_optional_text(nvidia, "error", where),
+        created_at=_optional_text(data, "created_at", source),
     )
 
 

@@ -6,21 +6,31 @@ become :class:`~wheelcache.errors.ConnectionFault`; everything else it raises is
 :class:`~wheelcache.errors.WheelcacheError` too.  Retries are a bounded loop of ours with
 exponential backoff, jitter and ``Retry-After`` (a custom transport would switch off httpx's
 proxy settings).
+
+What a server sends is bounded here: a small body (a page, a ``.metadata`` file) is refused as
+soon as its ``Content-Length`` or the bytes read pass the limit the caller gives; a range read
+never reads past the bytes asked for; the time spent waiting because servers said
+``Retry-After`` is bounded for the whole run (:attr:`HttpSettings.max_retry_wait`) and a longer
+wait is refused at once, saying what the server asked; a redirect from https to plain http is
+refused (the bytes would then travel unprotected).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import random
 import socket
 import ssl
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import TypeVar
+from pathlib import Path
+from typing import BinaryIO, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -30,6 +40,7 @@ from wheelcache.errors import (
     ConnectionFault,
     DownloadError,
     IndexUnreachableError,
+    ResponseTooLargeError,
     WheelcacheError,
 )
 
@@ -61,6 +72,12 @@ class HttpSettings:
     backoff: float = 0.5
     backoff_max: float = 20.0
     max_connections: int = 32
+    #: The largest index page read (the biggest real ones are a few MiB).
+    max_page: int = 16 << 20
+    #: The largest ``.metadata`` file or METADATA member read or inflated.
+    max_metadata: int = 16 << 20
+    #: Seconds a whole run may spend waiting because servers said ``Retry-After``.
+    max_retry_wait: float = 300.0
 
 
 def retry_delay(attempt: int, retry_after: str | None, settings: HttpSettings) -> float:
@@ -95,6 +112,8 @@ class Response:
     status: int
     headers: Mapping[str, str]
     content: bytes = b""
+    #: A body spooled to this file instead of ``content`` (see :meth:`Http.get`).
+    path: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +133,19 @@ class RetryableStatus(Exception):
         super().__init__(f"HTTP {status}")
         self.status = status
         self.retry_after = headers.get("retry-after")
+
+
+def _refuse_downgrade(response: httpx.Response) -> None:
+    """Event hook: a redirect from https to http is refused, not followed."""
+    location = response.headers.get("location")
+    if response.is_redirect and location and response.url.scheme == "https":
+        target = response.url.join(location)
+        if target.scheme == "http":
+            raise ConnectionFault(
+                str(response.url),
+                f"redirected from https to plain http ({target}); refused",
+                retryable=False,
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +211,60 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
+SPOOL_OVER = 1 << 20  # bytes of a small body kept in memory before it goes to a file
+
+
+def _read_body(
+    chunks: Iterator[bytes], cap: int, spool: Path | None
+) -> tuple[bytes | None, Path | None]:
+    """Read at most *cap* bytes: ``(body, None)``, ``(b"", file)`` when spooled past
+    :data:`SPOOL_OVER`, or ``(None, None)`` when the body passed *cap* (nothing is kept)."""
+    body = bytearray()
+    out: BinaryIO | None = None
+    path: Path | None = None
+    size = 0
+    try:
+        for chunk in chunks:
+            size += len(chunk)
+            if size > cap:
+                return None, None
+            if out is not None:
+                out.write(chunk)
+                continue
+            body += chunk
+            if spool is not None and len(body) > SPOOL_OVER:
+                fd, name = tempfile.mkstemp(dir=spool, suffix=".page")
+                out, path = os.fdopen(fd, "wb"), Path(name)
+                out.write(body)
+                body = bytearray()
+        if out is not None:
+            out.flush()
+            os.fsync(out.fileno())
+        done = path
+        path = None  # kept: the caller moves it
+        return bytes(body), done
+    finally:
+        if out is not None:
+            out.close()
+        if path is not None:
+            path.unlink(missing_ok=True)
+
+
+def _retry_after_seconds(value: str) -> float | None:
+    """What a ``Retry-After`` asks for, in seconds from now (None when it is not readable).
+
+    >>> _retry_after_seconds("100000"), _retry_after_seconds("soon")
+    (100000.0, None)
+    """
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        try:
+            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+
+
 def _raw_chunks(r: httpx.Response, url: str) -> Iterator[bytes]:
     with _translated(url):
         yield from r.iter_raw()
@@ -213,12 +299,15 @@ class Http:
             headers={"User-Agent": f"wheelcache/{__version__} httpx/{httpx.__version__}"},
             follow_redirects=True,
             trust_env=True,
+            event_hooks={"response": [_refuse_downgrade]},
         )
         self.cancelled = threading.Event()
         #: Hosts that could not be reached at all in this run, and why: every later request
         #: to them fails at once instead of trying again (one answer per host, not per page).
         self._unreachable: dict[str, str] = {}
         self._unreachable_lock = threading.Lock()
+        self._waited = 0.0  # seconds waited on Retry-After so far (all threads)
+        self._waited_lock = threading.Lock()
 
     def cancel(self) -> None:
         """Stop every retry wait at once and refuse new requests (Ctrl-C, a failed run)."""
@@ -226,6 +315,25 @@ class Http:
 
     def close(self) -> None:
         self.client.close()
+
+    def retry_wait(self, attempt: int, retry_after: str | None) -> tuple[float, str | None]:
+        """Seconds to wait before retry *attempt*, or ``(0, why)`` when a server's
+        ``Retry-After`` asks for more than the run's budget has left (then give up)."""
+        delay = retry_delay(attempt, retry_after, self.settings)
+        if not retry_after:
+            return delay, None
+        asked = _retry_after_seconds(retry_after)
+        with self._waited_lock:
+            left = self.settings.max_retry_wait - self._waited
+            if asked is None or asked <= left:
+                self._waited += delay
+                return delay, None
+        waited = f"after waiting {self._waited:.0f} s already, " if self._waited else ""
+        return 0.0, (
+            f"the server asks to retry after {retry_after.strip()[:40]} (Retry-After), "
+            f"{waited}more than the {self.settings.max_retry_wait:g} s wheelcache waits in all "
+            "(--max-retry-wait); try again later"
+        )
 
     def with_retries(
         self, url: str, fn: Callable[[], T], *, on_fail: Callable[[str], WheelcacheError]
@@ -265,22 +373,43 @@ class Http:
             if attempt > self.settings.retries:
                 tries = f"{attempt} attempt{'s' if attempt > 1 else ''}"
                 raise on_fail(f"{reason} (gave up after {tries})") from cause
-            if self.cancelled.is_set():  # the run is over: no retry, and nothing to say
-                raise on_fail("cancelled") from cause
-            delay = retry_delay(attempt, retry_after, self.settings)
+            delay, refused = self.retry_wait(attempt, retry_after)
+            if refused is not None:
+                raise on_fail(f"{reason}: {refused}") from cause
             log.warning("%s: %s; retrying in %.1fs", url, reason, delay)
             if self.cancelled.wait(delay):
                 raise on_fail("cancelled") from cause
 
-    def get(self, url: str, headers: dict[str, str] | None = None) -> Response:
-        """GET a small body (page, .metadata) with retries; 4xx are returned, not raised."""
+    def get(
+        self,
+        url: str,
+        headers: dict[str, str] | None = None,
+        *,
+        limit: int | None = None,
+        what: str = "the answer is",
+        spool: Path | None = None,
+    ) -> Response:
+        """GET a small body (page, .metadata) with retries; 4xx are returned, not raised.
+
+        A body over *limit* bytes raises :class:`ResponseTooLargeError` (*what* names it in the
+        message) as soon as its length or its bytes say so; it is not asked for again.  With
+        *spool* (a folder), a body over 1 MiB goes to a new file there (``Response.path``,
+        the caller's to move or remove) instead of memory: many threads reading big pages
+        at once must not each hold one.
+        """
+        cap = limit if limit is not None else self.settings.max_page
 
         def once() -> Response:
-            r = self.client.get(url, headers=headers)
-            got = Response(str(r.url), r.status_code, _headers(r), r.content)
-            if got.status in RETRY_STATUS:
-                raise RetryableStatus(got.status, got.headers)
-            return got
+            with self.client.stream("GET", url, headers=headers) as r:
+                if r.status_code in RETRY_STATUS:
+                    raise RetryableStatus(r.status_code, _headers(r))
+                length = r.headers.get("content-length", "")
+                if length.isdigit() and int(length) > cap:
+                    raise ResponseTooLargeError(url, cap, what)
+                body, path = _read_body(r.iter_bytes(), cap, spool)
+                if body is None:
+                    raise ResponseTooLargeError(url, cap, what)
+                return Response(str(r.url), r.status_code, _headers(r), body, path)
 
         return self.with_retries(url, once, on_fail=lambda why: IndexUnreachableError(url, why))
 
@@ -327,6 +456,8 @@ class Http:
         """
         spec = f"bytes=-{end}" if start is None else f"bytes={start}-{end}"
         headers = {"Range": spec, "Accept-Encoding": "identity"}
+        assert end is not None
+        asked = end if start is None else end - start + 1
 
         def once() -> RangeResult | None:
             with self.client.stream("GET", url, headers=headers) as r:
@@ -337,10 +468,20 @@ class Http:
                 if r.status_code != 206:
                     raise DownloadError(url, f"HTTP {r.status_code} for a range request")
                 parsed = content_range(r.headers.get("Content-Range", ""))
-                data = r.read()
-                if parsed is None or parsed[1] is None:
+                first, total = parsed if parsed is not None else (0, None)
+                if total is None:
                     raise DownloadError(url, "206 without a usable Content-Range")
-                return RangeResult(data, parsed[1])
+                want = min(asked, total) if start is None else min(asked, total - first)
+                if first != (max(0, total - asked) if start is None else start) or want < 0:
+                    raise DownloadError(url, f"206 for another range than {spec}")
+                data = bytearray()
+                for chunk in r.iter_raw():  # never past the bytes asked for
+                    data += chunk
+                    if len(data) > want:
+                        raise DownloadError(url, f"sent more than the {want} bytes asked for")
+                if len(data) != want:
+                    raise DownloadError(url, f"sent {len(data)} of the {want} bytes asked for")
+                return RangeResult(bytes(data), total)
 
         return self.with_retries(url, once, on_fail=lambda why: DownloadError(url, why))
 

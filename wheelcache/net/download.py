@@ -282,6 +282,10 @@ class Downloader:
                     ) from again
             if job.sha256 is not None and sha != job.sha256 and (job.mirrors or job.fallbacks):
                 sha, b3, size = self._one_source_at_a_time(job, part, state_path, sha)
+        except DownloadError:
+            if _nothing_kept(part):  # a 404, a bad URL: no byte to resume, leave no partial
+                _discard(part, state_path)
+            raise
         finally:
             self.reporter.file_finished(job.filename)
         return self._finish(job, part, state_path, Sha256(sha), Blake3(b3), size)
@@ -362,6 +366,13 @@ class _AnyOf:
 
     def is_set(self) -> bool:
         return any(f.is_set() for f in self.flags)
+
+
+def _nothing_kept(part: Path) -> bool:
+    try:
+        return part.stat().st_size == 0
+    except FileNotFoundError:
+        return True
 
 
 def _discard(*paths: Path) -> None:

@@ -15,7 +15,6 @@ import hashlib
 import logging
 import os
 import threading
-import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -41,22 +40,34 @@ from wheelcache.core.models import (
 from wheelcache.core.target import Target
 from wheelcache.core.variants import build_variant, describe_builds, is_torch_family
 from wheelcache.core.zipmeta import (
+    MAX_METADATA,
     TAIL_SIZE,
     ZipFormatError,
+    ZipLimitError,
     find_metadata_entry,
     locate_central_directory,
-    metadata_member,
     read_local_entry,
 )
-from wheelcache.errors import DownloadError, HashMismatchError, MetadataError, WheelcacheError
+from wheelcache.errors import (
+    DownloadError,
+    HashMismatchError,
+    MetadataError,
+    ResponseTooLargeError,
+    WheelcacheError,
+)
 from wheelcache.net.client import Http
 from wheelcache.net.download import Downloader, DownloadJob
 from wheelcache.net.indexes import Indexes
 from wheelcache.store.cache import Cache, CachedWheel
+from wheelcache.store.metadata import read_wheel_metadata
 
 __all__ = ["IndexFinder", "WheelMetadata"]
 
 log = logging.getLogger(__name__)
+
+#: Versions of one project kept as candidates (the newest); botocore, with a release nearly
+#: every day since 2012, has about 2,000.
+MAX_VERSIONS = 10_000
 
 _TORCH = canonicalize_name("torch")
 _WHOLE_LIMIT = 8 << 30
@@ -76,6 +87,8 @@ class WheelMetadata:
         self.downloader = downloader
         self._lock = threading.Lock()
         self._md_locks: dict[str, threading.Lock] = {}
+        #: The largest .metadata file or METADATA member read (``--max-metadata-size``).
+        self.limit = http.settings.max_metadata if http is not None else MAX_METADATA
         #: Sizes learnt on the way (range reads tell the total), for ``--dry-run``.
         self.sizes: dict[str, int] = {}
 
@@ -116,7 +129,7 @@ class WheelMetadata:
         cached = self.cache.find(f.filename, f.sha256)
         if cached is not None:
             return self._store_metadata(
-                f, _metadata_from_wheel(cached.path, f.filename, candidate.name)
+                f, self._from_wheel(cached.path, f.filename, candidate.name)
             )
         if self.http is None:
             raise MetadataError(
@@ -128,6 +141,8 @@ class WheelMetadata:
                 return self._store_metadata(f, data)
         try:
             data = self._ranged(f)
+        except ZipLimitError as exc:  # a lie or a bomb: a whole download would be one too
+            raise MetadataError(f.filename, f"{exc}; refused") from exc
         except (ZipFormatError, DownloadError) as exc:
             self._stop_if_cancelled(f, exc)
             log.warning("%s: range read failed (%s); downloading the whole wheel", f.filename, exc)
@@ -145,7 +160,10 @@ class WheelMetadata:
 
     def _pep658(self, f: DistFile) -> bytes | None:
         assert self.http is not None
-        r = self.http.get(f.metadata_url)
+        try:
+            r = self.http.get(f.metadata_url, limit=self.limit, what="the .metadata file is")
+        except ResponseTooLargeError as exc:
+            raise MetadataError(f.filename, f"{exc.reason}; refused") from exc
         if r.status != 200:
             log.debug("%s: no .metadata (HTTP %d) despite the page", f.filename, r.status)
             return None
@@ -175,7 +193,7 @@ class WheelMetadata:
             if got is None:
                 return None
             cd_bytes = got.data
-        entry = find_metadata_entry(cd_bytes, f.filename.split("-", 1)[0])
+        entry = find_metadata_entry(cd_bytes, f.filename.split("-", 1)[0], self.limit)
         start, end = entry.read_span
         end = min(end, total - 1)
         if start >= tail_start:
@@ -185,7 +203,7 @@ class WheelMetadata:
             if got is None:
                 return None
             span = got.data
-        return read_local_entry(entry, span)
+        return read_local_entry(entry, span, self.limit)
 
     def _whole(self, candidate: Candidate) -> bytes:
         """The METADATA of a wheel whose server ignores ranges: the whole wheel is read, and
@@ -212,7 +230,17 @@ class WheelMetadata:
             except BaseException:
                 self.downloader.discard(job)
                 raise
-        return _metadata_from_wheel(wheel.path, f.filename, candidate.name)
+        return self._from_wheel(wheel.path, f.filename, candidate.name)
+
+    def _from_wheel(self, path: Path, filename: str, project: str) -> bytes:
+        """The wheel's own METADATA (not a vendored project's), read with every size bounded
+        (:func:`~wheelcache.store.metadata.read_wheel_metadata`)."""
+        try:
+            return read_wheel_metadata(path, project, self.limit)
+        except ZipLimitError as exc:
+            raise MetadataError(filename, f"{exc}; refused") from exc
+        except (OSError, ValueError) as exc:
+            raise MetadataError(filename, f"cannot read the wheel: {exc}") from exc
 
     def _read_whole_once(self, candidate: Candidate) -> CachedWheel:
         """One GET into a temp file of the cache, both digests while the bytes arrive; stored
@@ -280,6 +308,7 @@ class IndexFinder:
         self.indexes = indexes
         self.metadata = metadata
         self._cands: dict[NormalizedName, list[Candidate]] = {}
+        self._judging = threading.Lock()  # one page parsed and judged at a time
         #: torch release → which build a plain index has of it for the target (see
         #: :meth:`_builds_of_the_variant`); empty for a per-variant index.
         self.builds: dict[Version, str] = {}
@@ -389,19 +418,36 @@ class IndexFinder:
             return self._judge(name)
 
     def _judge(self, name: NormalizedName) -> list[Candidate]:
-        page = self.page(name)
-        cands: list[Candidate] = []
-        if page is not None:
-            variant = self.indexes.variant_for(name)
-            evaluations = [evaluate_file(f, name, self.target, variant=variant) for f in page.files]
-            for ev in evaluations:
-                if not ev.ok:
-                    log.debug("skip %s: %s", ev.file.filename, ev.reason)
-            cands = best_per_version(evaluations)
-            if name == _TORCH and self.indexes.variant_for(name) is None:
-                cands = self._builds_of_the_variant(cands)
+        """Parse and judge *name*'s page.  Pages are parsed and judged one at a time (it is
+        all under the GIL anyway), so prefetch threads never hold several big pages and their
+        judgings at once; the page bytes are fetched first, in parallel
+        (:meth:`Indexes.fetch`).  At most :data:`MAX_VERSIONS` versions are kept, the newest,
+        with a warning: a page listing more is not a real project."""
+        self.indexes.fetch(name)
+        with self._judging:
+            page = self.page(name)
+            cands = self._evaluate(name, page) if page is not None else []
+        if page is not None and name == _TORCH and self.indexes.variant_for(name) is None:
+            cands = self._builds_of_the_variant(cands)
         with self._lock:
             self._cands[name] = cands
+        return cands
+
+    def _evaluate(self, name: NormalizedName, page: ProjectPage) -> list[Candidate]:
+        variant = self.indexes.variant_for(name)
+        evaluations = [evaluate_file(f, name, self.target, variant=variant) for f in page.files]
+        for ev in evaluations:
+            if not ev.ok:
+                log.debug("skip %s: %s", ev.file.filename, ev.reason)
+        cands = best_per_version(evaluations)
+        if len(cands) > MAX_VERSIONS:
+            log.warning(
+                "%s lists %d versions for this target; only the newest %d are considered",
+                page.url,
+                len(cands),
+                MAX_VERSIONS,
+            )
+            cands = cands[:MAX_VERSIONS]
         return cands
 
     def all_candidates(self, name: NormalizedName) -> list[Candidate]:
@@ -480,15 +526,3 @@ def _likely_choice(
     final = [c for c in kept if pre or not c.version.is_prerelease]
     best = final or kept
     return best[0] if best else None
-
-
-def _metadata_from_wheel(path: Path, filename: str, project: str) -> bytes:
-    """The wheel's own METADATA (not a vendored project's: see ``metadata_member``)."""
-    try:
-        with zipfile.ZipFile(path) as zf:
-            name = metadata_member(zf.namelist(), project)
-            if name is None:
-                raise MetadataError(filename, "the wheel has no .dist-info/METADATA")
-            return zf.read(name)
-    except (OSError, zipfile.BadZipFile) as exc:
-        raise MetadataError(filename, f"cannot read the wheel: {exc}") from exc

@@ -11,22 +11,42 @@ mirror that has it, and that is recorded (its hashes are the mirror's).
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import sys
 import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 from packaging.utils import InvalidWheelFilename, NormalizedName, parse_wheel_filename
 
 from wheelcache.core.models import DistFile, ProjectPage
 from wheelcache.core.requirements_file import RequirementSet
-from wheelcache.core.simple import PageParseError, parse_flat_page, parse_project_page
+from wheelcache.core.simple import PageParseError, parse_flat_listing, parse_project_page
 from wheelcache.core.variants import KNOWN_VARIANTS, is_torch_family
-from wheelcache.errors import IndexPageError, IndexUnreachableError, TargetError
-from wheelcache.net.pages import PageStore
+from wheelcache.errors import IndexPageError, IndexUnreachableError, TargetError, WheelcacheError
+from wheelcache.net.pages import PageResponse, PageStore
 
 __all__ = ["Indexes", "Mirror", "Sources", "project_url", "with_file_options"]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def _trim() -> None:
+    """Give the memory a big page's parse freed back to the OS (glibc keeps it otherwise,
+    spread over the arenas of the threads that parsed)."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
+            pass
+
+
+_SHOWN = 5  # refused files named per page; the rest at debug level
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,12 +130,14 @@ class Indexes:
         self.sources = sources
         self.pages = pages
         self.variant = variant
-        self._pages: dict[NormalizedName, ProjectPage | None] = {}
+        self._pages: OrderedDict[NormalizedName, ProjectPage | None] = OrderedDict()
         self._lock = threading.Lock()
         #: Projects listed from a mirror because the official index was unreachable.
         self.mirror_hashed: set[NormalizedName] = set()
         self._mirror_warned: set[str] = set()
         self._links: dict[str, tuple[DistFile, ...]] = {}
+        self._said: set[str] = set()  # pages whose refused files were named
+        self._big = threading.Lock()  # one big page parsed at a time
 
     def variant_for(self, name: NormalizedName) -> str | None:
         """The variant whose local versions *name*'s files must carry (None: any)."""
@@ -130,6 +152,44 @@ class Indexes:
         else:
             where = self.sources.index_urls
         return ", ".join((*where, *self.sources.find_links)) or "no index configured"
+
+    @property
+    def max_files(self) -> int:
+        """Files one page may list: one per 320 bytes of ``--max-page-size`` (52,428 at the
+        16 MiB default; the most a real page lists is a few thousand)."""
+        http = self.pages.http
+        return max(1000, (http.settings.max_page if http else 16 << 20) // 320)
+
+    def _hold(self, name: NormalizedName, page: ProjectPage | None) -> None:
+        """Keep *page* for the run; the pages kept list at most half a full page's worth of
+        files in all (each file costs memory, and a run may read hundreds of pages): the
+        oldest are let go, and read again from the page cache (no request) if asked for."""
+        with self._lock:
+            self._pages[name] = page
+            self._pages.move_to_end(name)
+            held = sum(len(p.files) for p in self._pages.values() if p is not None)
+            for old in list(self._pages):
+                if held <= self.max_files // 2 or old == name:
+                    break
+                gone = self._pages.pop(old)
+                held -= len(gone.files) if gone is not None else 0
+
+    def fetch(self, name: NormalizedName) -> None:
+        """Fetch (not parse) the page :meth:`page` will read first for *name*: the network
+        part, which prefetch threads do in parallel.  Failures are left for :meth:`page` to
+        meet again (the page store remembers them)."""
+        if self.sources.no_index:
+            return
+        if is_torch_family(name):
+            url = project_url(self.sources.torch_index, name)
+        elif self.sources.index_urls:
+            url = project_url(self.sources.index_urls[0], name)
+        else:
+            return
+        try:
+            self.pages.get(url)
+        except WheelcacheError as exc:
+            log.debug("prefetch of %s: %s", url, exc)
 
     def page(self, name: NormalizedName) -> ProjectPage | None:
         """The project's page from the index that serves it; None when it has none."""
@@ -156,8 +216,7 @@ class Indexes:
                 if page is not None:
                     break
         page = self._with_links(name, page)
-        with self._lock:
-            self._pages[name] = page
+        self._hold(name, page)
         return page
 
     # -- find-links -----------------------------------------------------------------------
@@ -169,9 +228,13 @@ class Indexes:
         if resp.status != 200:
             raise IndexPageError(url, f"the find-links page answered HTTP {resp.status}")
         try:
-            files = parse_flat_page(resp.body, base_url=resp.url)
+            files, rejected = self._parsed(
+                resp,
+                lambda body: parse_flat_listing(body, base_url=resp.url, max_files=self.max_files),
+            )
         except PageParseError as exc:
             raise IndexPageError(url, f"cannot parse the find-links page: {exc}") from exc
+        self._say_rejected(resp.url, rejected)
         with self._lock:
             self._links[url] = files
         return files
@@ -197,9 +260,9 @@ class Indexes:
             if resp.status == 404:
                 return None
             try:
-                return parse_project_page(
-                    resp.body, content_type=resp.content_type, base_url=resp.url, project=name
-                )
+                page = self._project_page(resp, name)
+                self._say_rejected(url, page.rejected)
+                return page
             except PageParseError as exc:
                 if attempt == 2 or not resp.from_cache or self.pages.http is None:
                     raise IndexPageError(url, f"cannot parse the page: {exc}") from exc
@@ -207,6 +270,53 @@ class Indexes:
                 log.warning("cached page %s is unreadable (%s); fetching it again", url, exc)
                 resp = self.pages.get(url, fresh=True)
         raise AssertionError("unreachable")
+
+    def _project_page(self, resp: PageResponse, name: NormalizedName) -> ProjectPage:
+        return self._parsed(
+            resp,
+            lambda body: parse_project_page(
+                body,
+                content_type=resp.content_type,
+                base_url=resp.url,
+                project=name,
+                max_files=self.max_files,
+            ),
+        )
+
+    def _parsed(self, resp: PageResponse, parse: Callable[[bytes], T]) -> T:
+        """*parse* the page's body; a big page (on disk) is read and parsed by one thread at
+        a time: parsing holds the GIL anyway, and eight big pages at once would each hold
+        their body and its parse in memory."""
+        if resp.path is None:
+            return parse(resp.body)
+        with self._big:
+            try:
+                body = resp.read()
+            except OSError as exc:
+                raise IndexPageError(resp.url, f"the stored page is gone ({exc})") from exc
+            try:
+                return parse(body)
+            finally:
+                del body
+                _trim()
+
+    def _say_rejected(self, url: str, rejected: tuple[tuple[str, str], ...]) -> None:
+        """Name each listed file the parser refused (once per page and run)."""
+        with self._lock:
+            if not rejected or url in self._said:
+                return
+            self._said.add(url)
+        shown = rejected[:_SHOWN]
+        for name, why in shown:
+            log.warning("%s: left out %s: %s", url, name, why)
+        if len(rejected) > len(shown):
+            log.warning(
+                "%s: left out %d more listed files (-vv names them)",
+                url,
+                len(rejected) - len(shown),
+            )
+            for name, why in rejected[len(shown) :]:
+                log.debug("%s: left out %s: %s", url, name, why)
 
     def _check_variant_exists(self) -> None:
         root = self.sources.torch_index + "/"
@@ -223,7 +333,17 @@ class Indexes:
         try:
             if mirror.layout == "flat":
                 resp = self.pages.get(base + "/", accept="text/html")
-                files = parse_flat_page(resp.body, base_url=resp.url) if resp.status == 200 else ()
+                files, rejected = (
+                    self._parsed(
+                        resp,
+                        lambda body: parse_flat_listing(
+                            body, base_url=resp.url, max_files=self.max_files
+                        ),
+                    )
+                    if resp.status == 200
+                    else ((), ())
+                )
+                self._say_rejected(resp.url, rejected)
             else:
                 page = self._get_page(project_url(base, name), name)
                 files = page.files if page else ()

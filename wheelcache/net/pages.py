@@ -1,7 +1,10 @@
 """Index pages, fetched once per run, cached on disk and revalidated with ETag/Last-Modified.
 
 The page store sits on top of the one :class:`~wheelcache.net.client.Http`; with no client
-(``--offline``) it answers from the disk cache only.
+(``--offline``) it answers from the disk cache only.  A page over the size limit
+(``--max-page-size``) is refused before it is read to its end and never stored; a page over
+1 MiB is written to the page cache while it arrives and left there (:attr:`PageResponse.path`),
+so that prefetch threads reading big pages at once do not each hold one in memory.
 """
 
 from __future__ import annotations
@@ -9,14 +12,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from wheelcache.errors import IndexPageError
-from wheelcache.net.client import Http
-from wheelcache.store.cache import Cache
+from wheelcache.errors import CacheError, IndexPageError, ResponseTooLargeError
+from wheelcache.net.client import SPOOL_OVER, Http, Response
+from wheelcache.store.cache import Cache, describe_os_error
 
 __all__ = ["ACCEPT_SIMPLE", "PageResponse", "PageStore"]
 
@@ -32,9 +36,15 @@ ACCEPT_SIMPLE = (
 class PageResponse:
     url: str
     status: int  # 200 or 404
-    body: bytes
+    body: bytes  # empty for a big page: see ``path``
     content_type: str
     from_cache: bool = False  # the stored copy (offline, or revalidated with a 304)
+    #: A big page (over 1 MiB) stays on disk, in the page cache: :meth:`read` reads it.
+    path: Path | None = None
+
+    def read(self) -> bytes:
+        """The body, from memory or from the page cache."""
+        return self.body if self.path is None else self.path.read_bytes()
 
 
 class PageStore:
@@ -81,23 +91,31 @@ class PageStore:
         """Whether the disk cache holds this page (so ``--offline`` could use it)."""
         return Path(self.cache.layout.page(url)[1]).is_file()
 
+    def _stored(self, body_path: Path, meta: dict[str, object] | None) -> PageResponse | None:
+        """The stored copy described by *meta*, if it is there and intact (a big body is left
+        on disk: :meth:`PageResponse.read`)."""
+        if meta is None:
+            return None
+        try:
+            ok = int(str(meta["status"])) == 200
+            big = ok and body_path.stat().st_size > SPOOL_OVER
+            cached = PageResponse(
+                url=str(meta["url"]),
+                status=int(str(meta["status"])),
+                body=body_path.read_bytes() if ok and not big else b"",
+                content_type=str(meta.get("content_type", "")),
+                from_cache=True,
+                path=body_path if big else None,
+            )
+            intact = _intact_file(body_path, meta) if big else _intact(cached.body, meta)
+        except (OSError, KeyError, ValueError):
+            return None
+        return cached if intact else None  # torn by a power loss (not fsynced): fetch again
+
     def _fetch(self, url: str, accept: str, fresh: bool = False) -> PageResponse:
         body_path, meta_path = (Path(p) for p in self.cache.layout.page(url))
         meta = self.cache.read_json(meta_path)
-        cached: PageResponse | None = None
-        if meta is not None:
-            try:
-                cached = PageResponse(
-                    url=str(meta["url"]),
-                    status=int(meta["status"]),
-                    body=body_path.read_bytes() if meta["status"] == 200 else b"",
-                    content_type=str(meta.get("content_type", "")),
-                    from_cache=True,
-                )
-            except (OSError, KeyError, ValueError):
-                cached = None
-            if cached is not None and not _intact(cached.body, meta):
-                cached = None  # torn by a power loss (the copy is not fsynced): fetch again
+        cached = self._stored(body_path, meta)
         if self.http is None:
             if cached is None:
                 raise IndexPageError(
@@ -110,7 +128,29 @@ class PageStore:
                 headers["If-None-Match"] = str(meta["etag"])
             if meta.get("last_modified"):
                 headers["If-Modified-Since"] = str(meta["last_modified"])
-        r = self.http.get(url, headers)
+        limit = self.http.settings.max_page
+        try:
+            r = self.http.get(
+                url, headers, limit=limit, what="the page is", spool=Path(self.cache.layout.tmp)
+            )
+        except ResponseTooLargeError as exc:
+            raise IndexPageError(
+                url, f"{exc.reason} (refused; --max-page-size raises the limit)"
+            ) from exc
+        try:
+            return self._answer(url, r, cached, body_path, meta_path)
+        finally:
+            if r.path is not None:
+                r.path.unlink(missing_ok=True)  # not moved into the page cache
+
+    def _answer(
+        self,
+        url: str,
+        r: Response,
+        cached: PageResponse | None,
+        body_path: Path,
+        meta_path: Path,
+    ) -> PageResponse:
         if r.status == 304 and cached is not None:
             log.debug("page %s not modified", url)
             return cached
@@ -120,6 +160,7 @@ class PageStore:
             page = PageResponse(r.url, 200, r.content, r.headers.get("content-type", ""))
         else:
             raise IndexPageError(url, f"HTTP {r.status}")
+        spooled = page.status == 200 and r.path is not None
         new_meta = {
             "url": page.url,
             "status": page.status,
@@ -127,15 +168,40 @@ class PageStore:
             "etag": r.headers.get("etag"),
             "last_modified": r.headers.get("last-modified"),
             "fetched_at": time.time(),
-            "sha256": hashlib.sha256(page.body).hexdigest(),
+            "sha256": _file_sha256(r.path) if spooled and r.path else _sha256(page.body),
         }
         # A copy of what the index serves, so no fsync on the resolver's path (two per page
         # were most of a cold run's disk waits): a copy torn by a power loss fails the sha256
         # above and is fetched again.  Writes stay atomic for readers and killed processes.
-        if page.status == 200:
+        if spooled and r.path is not None:  # a big page: moved into place, not copied
+            try:
+                body_path.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(r.path, body_path)
+            except OSError as exc:
+                raise CacheError(describe_os_error(exc, body_path)) from exc
+            page = replace(page, path=body_path)
+        elif page.status == 200:
             self.cache.write_atomic(body_path, page.body, durable=False)
         self.cache.write_atomic(meta_path, json.dumps(new_meta).encode(), durable=False)
         return page
+
+
+def _sha256(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+def _file_sha256(path: Path) -> str:
+    sha = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            sha.update(block)
+    return sha.hexdigest()
+
+
+def _intact_file(path: Path, meta: dict[str, object]) -> bool:
+    """:func:`_intact` for a big body left on disk (hashed in blocks, not read whole)."""
+    want = meta.get("sha256")
+    return want is None or _file_sha256(path) == want
 
 
 def _intact(body: bytes, meta: dict[str, object]) -> bool:

@@ -19,6 +19,12 @@ Faults handled here, each as a retry of that segment on a new connection (with b
 dropped connections, stalls (no progress for ``stall_seconds``), short bodies, 429/5xx, 200
 instead of 206, a ``Content-Range`` with the wrong start or total, and a changed ETag.
 
+Nothing a server sends unbinds the size: a body is never written past the size the index gave
+or, without one, past what ``Content-Range``/``Content-Length`` said (a 200 without a length
+keeps the index's size); a server that ignores Range cannot resume, so a dropped connection
+there restarts the file at once (the downloader does that once, then gives up) instead of
+asking again for a range it will not honour.
+
 This module does the connection work (requests, bodies, hashing, workers);
 :mod:`~wheelcache.net.transfer_plan` decides which segment and source come next, and
 :mod:`~wheelcache.net.transfer_state` saves the state.
@@ -41,7 +47,7 @@ from blake3 import blake3
 from wheelcache.core.partial import PartialState, Segment, plan
 from wheelcache.core.progress import Reporter
 from wheelcache.errors import CacheError, ConnectionFault, DownloadError, WheelcacheError
-from wheelcache.net.client import RETRY_STATUS, Http, Stream, content_range, retry_delay
+from wheelcache.net.client import RETRY_STATUS, Http, Stream, content_range
 from wheelcache.net.transfer_plan import (
     Source,
     TransferSettings,
@@ -58,6 +64,8 @@ __all__ = ["HostLimiter", "Restart", "StopFlag", "Transfer", "TransferSettings"]
 log = logging.getLogger(__name__)
 
 READ_BLOCK = 1024 * 1024
+#: Bytes a request must bring before the next failure counts as a new first one.
+PROGRESS = 64 * 1024
 
 
 class Restart(Exception):
@@ -329,7 +337,16 @@ class Transfer:
                 failures, src = 0, self._pick_source()
                 continue
             except _Retry as exc:
-                failures = 0 if seg.pos > before else failures + 1
+                with self._lock:
+                    no_ranges = self._ranges is False
+                if no_ranges:  # it ignores Range: a retry cannot resume, only start over
+                    raise Restart(
+                        f"{exc.reason} at byte {seg.pos}, and the server ignores Range "
+                        "(it cannot resume)"
+                    ) from exc
+                # A retry that brought a few bytes is still a failure: a server that sends a
+                # trickle and hangs up must not be asked again without end.
+                failures = 0 if seg.pos - before >= PROGRESS else failures + 1
                 if failures > self.http.settings.retries:
                     if self._drop(src, exc.reason):
                         failures, src = 0, self._pick_source()
@@ -341,7 +358,9 @@ class Transfer:
                         f"{self.st.done} bytes kept, run again to resume)"
                         + self._earlier_failures(),
                     ) from exc
-                delay = retry_delay(max(1, failures), exc.retry_after, self.http.settings)
+                delay, refused = self.http.retry_wait(max(1, failures), exc.retry_after)
+                if refused is not None:
+                    raise DownloadError(src.url, f"{exc.reason}: {refused}") from exc
                 log.warning(
                     "%s: %s at byte %d; retrying in %.1fs",
                     self.st.filename,
@@ -411,22 +430,27 @@ class Transfer:
         etag = r.headers.get("etag")
         if status == 200:
             with self._lock:
-                if seg not in self.st.segments or self._ranges is False:
+                if seg not in self.st.segments:
                     raise _Abandon  # another connection already took the whole body
-                if self.st.done or self._ranges:
+                if self.st.done or self._ranges is not None:
                     raise Restart(
                         "the server sent the whole file instead of the range asked "
                         "for (it ignores Range, or the file changed)"
                     )
-                # Nothing downloaded yet and ranges unproven: take this body as the file.
+                # Nothing downloaded yet and ranges unproven: take this body as the file,
+                # never longer than the size the index gave (a 200 does not unbind it).
+                length = r.headers.get("content-length", "")
+                total = int(length) if length.isdigit() else None
+                known = self.st.size
+                if known is not None and total is not None and total != known:
+                    raise DownloadError(
+                        src.url, f"Content-Length says {total} bytes, the index says {known}"
+                    )
                 self._ranges = False
-                length = r.headers.get("content-length")
-                total = int(length) if length and length.isdigit() else None
                 seg.start = seg.pos = 0
-                seg.end = total
+                seg.end = known if known is not None else total
                 self.st.segments = [seg]
-                if total is not None:
-                    self.st.size = total
+                self.st.size = seg.end
                 self._accept_validators(etag, r, src)
             self._announce()
             return True

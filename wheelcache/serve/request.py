@@ -42,6 +42,7 @@ _ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
 _RANGE = re.compile(r"\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*")
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _VERSION = re.compile(r"HTTP/(\d)\.(\d)")
+_HUGE = 1 << 62  # "more than any file": what an over-long number in a Range means
 
 
 class HTTPProblem(Exception):
@@ -187,23 +188,35 @@ def parse_range(header: str, size: int) -> tuple[int, int] | Literal[False] | No
     ((990, 999), (990, 999))
     >>> parse_range("bytes=1000-", 1000), parse_range("bytes=0-1,5-6", 1000)
     (False, None)
+    >>> parse_range("bytes=" + "9" * 5000 + "-", 1000), parse_range("bytes=0-" + "9" * 5000, 10)
+    (False, (0, 9))
     """
     m = _RANGE.fullmatch(header)
     if not m or not (m.group(1) or m.group(2)):
         return None
     first, last = m.groups()
     if not first:
-        suffix = int(last)
+        suffix = _number(last)
         if suffix == 0 or size == 0:
             return False
         return max(0, size - suffix), size - 1
-    start = int(first)
-    if last and int(last) < start:
+    start = _number(first)
+    if last and _number(last) < start:
         return None
     if start >= size:
         return False
-    end = int(last) if last else size - 1
+    end = _number(last) if last else size - 1
     return start, min(end, size - 1)
+
+
+def _number(digits: str) -> int:
+    """A byte position; beyond any file's size the exact value does not matter (and Python
+    refuses to convert more than 4300 digits).
+
+    >>> _number("42"), _number("9" * 30) == _HUGE
+    (42, True)
+    """
+    return int(digits) if len(digits) <= 18 else _HUGE
 
 
 def etag_matches(header: str, etag: str) -> bool:

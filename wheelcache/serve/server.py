@@ -29,11 +29,19 @@ that are percent-decoded one at a time (``..``, ``%2e%2e``, ``%2f``, ``\\`` and 
 file names are only looked up in the published snapshot, never joined onto a directory, so no
 absolute path or symlink in ``wheels-v1`` can be reached; request line, header count and size
 are bounded (414, 431); a request body is never read (the connection is closed instead).
+
+The port may face a LAN, so no client can hold the server: the whole request head, request
+line included, must arrive within :attr:`_Handler.head_deadline` (a head trickled a byte at a
+time gets 408; the deadline is checked before every read, not between lines); one client
+address may hold at most ``max_per_client`` connections (others get 503 at once, so one host
+cannot take every slot); a malformed or absurd ``Range`` is ignored or answered 416, never
+500; and stopping (Ctrl-C, SIGTERM) never waits for connections that clients keep open.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import os
 import socket
@@ -44,7 +52,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from packaging.utils import NormalizedName, canonicalize_name
 
@@ -80,6 +88,7 @@ access = logging.getLogger("wheelcache.serve.access")
 
 FILES_PREFIX = "/wheels/"
 TIMEOUT = 60.0  # seconds a connection may sit idle or stalled before it is dropped
+MAX_PER_CLIENT = 64  # connections one client address may hold (uv opens up to 50)
 MAX_REQUEST_LINE = 8192
 MAX_HEADERS = 100
 MAX_HEADER_BYTES = 64 * 1024
@@ -169,10 +178,18 @@ class _Handler(socketserver.StreamRequestHandler):
 
     server: IndexServer
     timeout = TIMEOUT
-    head_deadline = 30.0  # seconds for a whole request head: a trickle of header lines
-    # (slowloris) must not hold a thread for TIMEOUT per line
+    #: Seconds for a whole request head, request line included, from the moment its first
+    #: byte is awaited (a new connection) or arrived (a kept-alive one): a head trickled a
+    #: byte at a time (slowloris) must not hold a thread for TIMEOUT per byte.
+    head_deadline = 30.0
     wbufsize = 64 * 1024  # headers and a page body leave in one send
     disable_nagle_algorithm = True  # a small response must not wait for a delayed ACK
+
+    def setup(self) -> None:
+        super().setup()
+        self._first_deadline: float | None = time.monotonic() + self.head_deadline
+        # rbufsize -1: a buffered reader, whose peek() does at most one receive.
+        self._reader = cast(io.BufferedReader, self.rfile)
 
     def handle(self) -> None:
         try:
@@ -181,12 +198,51 @@ class _Handler(socketserver.StreamRequestHandler):
         except (ConnectionError, TimeoutError) as exc:  # the client went away or stalled
             log.debug("%s: connection ended: %s", self.client_address[0], exc)
 
+    # -- reading the head under a deadline -------------------------------------------------
+    def _await_request(self) -> float | None:
+        """Wait for the next request's first byte; the deadline for its whole head, or None
+        when the client closed the connection.
+
+        A new connection's first head is due ``head_deadline`` after the connection came; a
+        kept-alive connection may sit idle for ``timeout``, then its head is due
+        ``head_deadline`` after its first byte.
+        """
+        first, self._first_deadline = self._first_deadline, None
+        wait = self.timeout if first is None else first - time.monotonic()
+        self.connection.settimeout(max(wait, 0.001))
+        if not self._reader.peek(1):  # raises TimeoutError when nothing came in time
+            return None
+        self._wait = max(wait, 0.001)
+        return first if first is not None else time.monotonic() + self.head_deadline
+
+    def _readline(self, limit: int, deadline: float) -> bytes:
+        """A line of at most *limit* bytes (``limit + 1`` means too long), read so that the
+        deadline is checked before every receive: one byte at a time cannot outlast it."""
+        buf = bytearray()
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise HTTPProblem(408, "request head took too long")
+            if left < self._wait - 0.5:  # at most 0.5 s late, and one syscall a second at most
+                self._wait = left
+                self.connection.settimeout(left)
+            try:
+                chunk = self._reader.peek(1)
+            except TimeoutError:
+                raise HTTPProblem(408, "request head took too long") from None
+            if not chunk:
+                return bytes(buf)
+            room = limit + 1 - len(buf)
+            newline = chunk.find(b"\n", 0, room)
+            take = newline + 1 if newline >= 0 else min(len(chunk), room)
+            buf += self._reader.read(take)  # from the buffer peek filled: never blocks
+            if newline >= 0 or len(buf) > limit:
+                return bytes(buf)
+
     # -- one request -------------------------------------------------------------------------
     def _one_request(self) -> bool:
-        line = self.rfile.readline(MAX_REQUEST_LINE + 1)
-        if line in (b"\r\n", b"\n"):  # RFC 9112 2.2: tolerate one empty line before a request
-            line = self.rfile.readline(MAX_REQUEST_LINE + 1)
-        if not line:
+        deadline = self._await_request()
+        if deadline is None:
             return False
         self._method, self._target, self._agent = "-", "-", "-"
         self._status, self._sent, self._head = 0, 0, False
@@ -195,7 +251,13 @@ class _Handler(socketserver.StreamRequestHandler):
         self.server.request_started()
         try:
             try:
-                headers = self._parse(line)
+                line = self._readline(MAX_REQUEST_LINE, deadline)
+                if line in (b"\r\n", b"\n"):  # RFC 9112 2.2: one empty line before a request
+                    line = self._readline(MAX_REQUEST_LINE, deadline)
+                if not line:
+                    return False
+                headers = self._parse(line, deadline)
+                self.connection.settimeout(self.timeout)
                 self._dispatch(headers)
             except HTTPProblem as exc:
                 if self._status:  # headers already went out: nothing to add, just close
@@ -222,7 +284,7 @@ class _Handler(socketserver.StreamRequestHandler):
             self.server.request_done()
         return self._keep_alive
 
-    def _parse(self, line: bytes) -> dict[str, str]:
+    def _parse(self, line: bytes, deadline: float) -> dict[str, str]:
         if len(line) > MAX_REQUEST_LINE:
             raise HTTPProblem(414)
         if not line.endswith(b"\n"):
@@ -232,11 +294,9 @@ class _Handler(socketserver.StreamRequestHandler):
         lines: list[bytes] = []
         total = 0
         while True:
-            raw = self.rfile.readline(MAX_HEADER_BYTES + 1)
+            raw = self._readline(MAX_HEADER_BYTES - total, deadline)
             if raw in (b"\r\n", b"\n"):
                 break
-            if time.perf_counter() - self._started > self.head_deadline:
-                raise HTTPProblem(408, "request head took too long")
             total += len(raw)
             if not raw.endswith(b"\n"):
                 raise HTTPProblem(431 if total > MAX_HEADER_BYTES else 400, "headers cut short")
@@ -455,6 +515,9 @@ class IndexServer(socketserver.ThreadingTCPServer):
     daemon_threads = True
     #: The connection handler; ``serve --pull`` passes its own (wheelcache.serve.pull_server).
     handler_class: type[socketserver.StreamRequestHandler] = _Handler
+    # Stopping must not wait for connections: a client keeping one alive would hold the
+    # process after SIGTERM (answers in flight get a moment through wait_idle instead).
+    block_on_close = False
     # On Windows SO_REUSEADDR lets a second server take a port that is in use.
     allow_reuse_address = sys.platform != "win32"
     request_queue_size = 128
@@ -466,6 +529,7 @@ class IndexServer(socketserver.ThreadingTCPServer):
         *,
         on_request: Callable[[AccessRecord], None] | None = None,
         max_connections: int = 512,
+        max_per_client: int = MAX_PER_CLIENT,
     ) -> None:
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
@@ -473,6 +537,10 @@ class IndexServer(socketserver.ThreadingTCPServer):
         self.pages = _Pages()
         self.on_request = on_request
         self._slots = threading.BoundedSemaphore(max_connections)
+        self._max_per_client = max(1, max_per_client)
+        self._clients: dict[str, int] = {}  # client address -> open connections
+        self._clients_lock = threading.Lock()
+        self._warned: dict[str, float] = {}
         self._used: dict[str, float] = {}  # sha256 -> when it was last recorded as used
         self._used_lock = threading.Lock()
         self._busy = 0
@@ -526,21 +594,59 @@ class IndexServer(socketserver.ThreadingTCPServer):
         with self._idle:
             return self._idle.wait_for(lambda: self._busy == 0, timeout)
 
+    def _refuse(self, request: Any) -> None:
+        """503 at once and close: overloaded, or this client holds its share already."""
+        try:
+            request.sendall(
+                b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n"
+                b"Content-Length: 0\r\nConnection: close\r\n\r\n"
+            )
+        except OSError:
+            pass
+        self.shutdown_request(request)
+
+    def _client_joins(self, host: str) -> bool:
+        with self._clients_lock:
+            count = self._clients.get(host, 0)
+            if count >= self._max_per_client:
+                now = time.monotonic()
+                warn = now - self._warned.get(host, -3600.0) > 60
+                if warn:
+                    self._warned[host] = now
+            else:
+                self._clients[host] = count + 1
+                return True
+        if warn:
+            log.warning(
+                "%s holds %d connections; refusing more from it (503) so that other clients "
+                "are served",
+                host,
+                count,
+            )
+        return False
+
+    def _client_leaves(self, host: str) -> None:
+        with self._clients_lock:
+            left = self._clients.get(host, 1) - 1
+            if left > 0:
+                self._clients[host] = left
+            else:
+                self._clients.pop(host, None)
+
     def process_request(self, request: Any, client_address: Any) -> None:
+        host = str(client_address[0])
+        if not self._client_joins(host):
+            self._refuse(request)
+            return
         if not self._slots.acquire(blocking=False):  # overloaded: say so at once, keep going
-            try:
-                request.sendall(
-                    b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n"
-                    b"Content-Length: 0\r\nConnection: close\r\n\r\n"
-                )
-            except OSError:
-                pass
-            self.shutdown_request(request)
+            self._client_leaves(host)
+            self._refuse(request)
             return
         try:
             super().process_request(request, client_address)
         except BaseException:
             self._slots.release()
+            self._client_leaves(host)
             raise
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
@@ -548,6 +654,7 @@ class IndexServer(socketserver.ThreadingTCPServer):
             super().process_request_thread(request, client_address)
         finally:
             self._slots.release()
+            self._client_leaves(str(client_address[0]))
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         log.debug("connection from %s ended: %r", client_address[0], sys.exc_info()[1])

@@ -41,6 +41,7 @@ from wheelcache.core.render import (
 from wheelcache.errors import CacheError
 from wheelcache.serve.publish import PublishedFile, Snapshot
 from wheelcache.store.cache import describe_os_error
+from wheelcache.store.safepath import first_unsafe, remove_inside
 
 __all__ = [
     "MANIFEST_NAME",
@@ -223,11 +224,18 @@ def _read_manifest(outdir: Path) -> list[str] | None:
 
 
 def _check_outdir(outdir: Path) -> list[str]:
-    """Files of a previous export; refuse a non-empty folder that is not one of ours."""
+    """Files of a previous export; refuse a non-empty folder that is not one of ours, and one
+    holding a link, a FIFO or a device (a ``wheels/`` link would carry writes and deletes out)."""
     if not outdir.exists():
         return []
     if not outdir.is_dir():
         raise CacheError(f"{outdir} exists and is not a folder")
+    found = first_unsafe(outdir)
+    if found is not None:
+        raise CacheError(
+            f"{found[0]} is {found[1]}; an index folder holds plain files and folders only: "
+            "remove it, or choose an empty folder; nothing was written"
+        )
     previous = _read_manifest(outdir)
     if previous is None and any(outdir.iterdir()):
         raise CacheError(
@@ -238,24 +246,16 @@ def _check_outdir(outdir: Path) -> list[str]:
 
 
 def _remove_stale(outdir: Path, previous: list[str], current: set[str]) -> int:
-    removed = 0
-    for rel in sorted(set(previous) - current, reverse=True):
-        path = outdir / rel
-        if ".." in Path(rel).parts or Path(rel).is_absolute():
-            continue  # a hand-edited manifest must not make us delete outside the tree
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-            removed += 1
-        with contextlib.suppress(OSError):
-            path.parent.rmdir()  # only succeeds when the project folder is now empty
-    return removed
+    """Remove what the previous export wrote and this one does not: plain files inside
+    *outdir* only (a hand-edited manifest must not make us delete anything else)."""
+    return sum(remove_inside(outdir, rel) for rel in sorted(set(previous) - current, reverse=True))
 
 
 def write_static_index(
     snapshot: Snapshot, outdir: Path, *, base_url: str | None = None
 ) -> StaticIndexResult:
     """Write *snapshot* as a static tree in *outdir* (see the module docstring)."""
-    outdir = outdir.absolute()
+    outdir = Path(os.path.realpath(outdir.absolute()))  # a link the user named is followed
     base = normalize_base_url(base_url) if base_url else None
     files_base = f"{base}wheels/" if base else "../../wheels/"
     prefix = urlsplit(base).path if base else "/"

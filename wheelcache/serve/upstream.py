@@ -29,7 +29,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from wheelcache.errors import IndexPageError, IndexUnreachableError, WheelcacheError
+from wheelcache.errors import (
+    IndexPageError,
+    IndexUnreachableError,
+    ResponseTooLargeError,
+    WheelcacheError,
+)
 from wheelcache.net.client import Http
 from wheelcache.net.pages import ACCEPT_SIMPLE
 from wheelcache.store.cache import Cache
@@ -213,7 +218,9 @@ class UpstreamPages:
                 headers["If-Modified-Since"] = str(stored.meta["last_modified"])
         self.requests += 1
         try:
-            r = self.http.get(url, headers)
+            r = self.http.get(url, headers)  # at most --max-page-size (HttpSettings.max_page)
+        except ResponseTooLargeError as exc:
+            raise IndexPageError(url, f"{exc.reason} (refused)") from exc
         except IndexUnreachableError as exc:
             self._went_down(host, exc)
             if stored is None:

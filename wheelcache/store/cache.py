@@ -29,11 +29,23 @@ from typing import Any
 from wheelcache.core.layout import CACHEDIR_TAG, CacheLayout
 from wheelcache.core.models import Blake3, Sha256
 from wheelcache.errors import CacheError
-from wheelcache.store.catalog import Catalog, CatalogRow
+from wheelcache.store.catalog import Catalog, CatalogRow, check_row
 
-__all__ = ["Cache", "CachedWheel", "FileLock", "describe_os_error", "fsync_dir", "link_or_copy"]
+__all__ = [
+    "RESERVE_SIZE",
+    "Cache",
+    "CachedWheel",
+    "FileLock",
+    "describe_os_error",
+    "fsync_dir",
+    "link_or_copy",
+]
 
 log = logging.getLogger(__name__)
+
+#: Bytes held in ``reserve-v1`` so that the catalog (whose WAL and shared-memory files must
+#: grow even to read) keeps working after the disk filled up.
+RESERVE_SIZE = 1 << 20
 
 
 def _unwritable_reason(root: Path, catalog: Path) -> str | None:
@@ -212,9 +224,15 @@ class Cache:
         self.root = root
         self.layout = CacheLayout(root)
         self.read_only_reason = _unwritable_reason(root, Path(self.layout.catalog))
+        self._reserve = Path(self.layout.reserve)
         if self.read_only_reason is None:
             self._create()
-        self.catalog = Catalog(Path(self.layout.catalog), read_only=self.read_only)
+            self._hold_reserve()
+        self.catalog = Catalog(
+            Path(self.layout.catalog),
+            read_only=self.read_only,
+            on_disk_full=None if self.read_only else self._release_reserve,
+        )
 
     @property
     def read_only(self) -> bool:
@@ -256,6 +274,35 @@ class Cache:
                 f"cannot create the cache at {root} ({exc.strerror or exc}); "
                 "check --cache-dir (or WHEELCACHE_CACHE_DIR)"
             ) from exc
+
+    def _hold_reserve(self) -> None:
+        """Put the reserve in place when it is missing and there is room (best effort)."""
+        if self._reserve.exists():
+            return
+        try:
+            tmp = self.temp_path(".reserve")
+            try:
+                with open(tmp, "wb") as fh:
+                    fh.write(bytes(RESERVE_SIZE))
+                os.replace(tmp, self._reserve)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
+        except OSError as exc:
+            log.debug("no reserve in %s: %s", self.root, exc)
+
+    def _release_reserve(self) -> bool:
+        """The disk is full: give the reserve's space to the catalog (True if there was one)."""
+        try:
+            self._reserve.unlink()
+        except OSError:
+            return False
+        log.warning(
+            "the disk of the cache %s is full: released its 1 MiB reserve so that the catalog "
+            "keeps working; free some space (wheelcache gc --max-size SIZE, or elsewhere)",
+            self.root,
+        )
+        return True
 
     # -- small atomic files ----------------------------------------------------------------
     def temp_path(self, suffix: str = ".tmp") -> Path:
@@ -346,9 +393,12 @@ class Cache:
         )
 
     def find(self, filename: str, sha256: str | None = None) -> CachedWheel | None:
-        """The cached wheel with this sha256 (when known) or this filename, if present."""
+        """The cached wheel *filename* (with this sha256, when known), if present.
+
+        Never another file with the same bytes: a request gets back the name it asked for.
+        """
         if sha256:
-            row = self.catalog.by_sha256(sha256)
+            row = self.catalog.get(sha256, filename)
             return self._wheel(row) if row else None
         for row in self.catalog.by_filename(filename):
             found = self._wheel(row)
@@ -371,6 +421,14 @@ class Cache:
     ) -> CachedWheel:
         """Move a verified, fsynced temp file into the blob store and record it."""
         self.require_writable(f"storing {filename}")
+        now = time.time()
+        row = CatalogRow(
+            sha256, blake3, filename, project, version, size, url, hash_origin, now, now
+        )
+        try:
+            check_row(row)  # before the blob moves: a refused row leaves nothing behind
+        except ValueError as exc:
+            raise CacheError(f"refusing to store {filename!r:.120}: {exc}") from None
         blob = Path(self.layout.blob(blake3))
         try:
             blob.parent.mkdir(parents=True, exist_ok=True)
@@ -381,10 +439,6 @@ class Cache:
                 fsync_dir(blob.parent)
         except OSError as exc:
             raise CacheError(describe_os_error(exc, blob)) from exc
-        now = time.time()
-        row = CatalogRow(
-            sha256, blake3, filename, project, version, size, url, hash_origin, now, now
-        )
         self.catalog.add(row)
         log.info("stored %s (%d bytes, blake3 %s)", filename, size, blake3[:16])
         wheel = self._wheel(row)

@@ -13,6 +13,7 @@ Serving a wheel does not count as using it for the LRU order.
 from __future__ import annotations
 
 import contextlib
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ __all__ = ["PARTIAL_MAX_AGE", "TMP_MAX_AGE", "GcResult", "collect_garbage"]
 
 PARTIAL_MAX_AGE = 30 * 86400.0  # partials kept a month unless --older-than says otherwise
 TMP_MAX_AGE = 86400.0  # temp files of crashed processes
+_KEY = re.compile(r"[0-9a-f]{64}")  # partial-v1/<key>.*: anything else is not ours to judge
 
 
 @dataclass
@@ -56,16 +58,22 @@ class GcResult:
 def _partial_keys(cache: Cache) -> dict[str, list[Path]]:
     keys: dict[str, list[Path]] = {}
     for p in Path(cache.layout.partial).iterdir():
-        if p.suffix in (".part", ".json") and p.is_file():
+        if p.suffix in (".part", ".json") and _KEY.fullmatch(p.stem) and p.is_file():
             keys.setdefault(p.stem, []).append(p)
     return keys
+
+
+def _empty(paths: list[Path]) -> bool:
+    """A partial with no byte downloaded: nothing to resume, whatever its age."""
+    parts = [p for p in paths if p.suffix == ".part"]
+    return not parts or all(p.stat().st_size == 0 for p in parts)
 
 
 def _gc_partials(cache: Cache, res: GcResult, max_age: float, now: float, dry: bool) -> None:
     for key, paths in sorted(_partial_keys(cache).items()):
         with contextlib.suppress(FileNotFoundError):
             newest = max(p.stat().st_mtime for p in paths)
-            if now - newest < max_age:
+            if now - newest < max_age and not _empty(paths):
                 continue
             size = sum(p.stat().st_size for p in paths if p.suffix == ".part")
             with locked(cache, key, 0) as got:

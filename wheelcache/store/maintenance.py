@@ -32,7 +32,6 @@ import os
 import re
 import shutil
 import time
-import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,12 +41,13 @@ from blake3 import blake3 as _blake3
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 
+from wheelcache.core.checks import safe_filename
 from wheelcache.core.layout import METADATA_BUCKET, WHEELS_BUCKET
 from wheelcache.core.units import parse_age, parse_size
 from wheelcache.errors import CacheError
 from wheelcache.store.cache import Cache
-from wheelcache.store.catalog import CatalogRow
-from wheelcache.store.metadata import dist_info_metadata
+from wheelcache.store.catalog import CatalogRow, check_row
+from wheelcache.store.metadata import read_wheel_metadata
 
 __all__ = [
     "RECENT_SECONDS",
@@ -118,6 +118,11 @@ class WheelInfo:
         }
 
 
+def _printable(text: str) -> str:
+    shown = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+    return shown if len(shown) <= 120 else shown[:117] + "..."
+
+
 def _iso(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
@@ -184,13 +189,14 @@ def _drop_view(cache: Cache, row: CatalogRow) -> None:
 
 
 def delete_wheel(cache: Cache, row: CatalogRow) -> None:
-    """Row, then view, then blob (if no other row uses it) and its metadata file."""
+    """Row, then view, then blob and metadata file (if no other row uses them)."""
     blob = cache.blob_path(row.blake3)
-    cache.catalog.remove(row.sha256)
+    cache.catalog.remove(row.sha256, row.filename)
     _drop_view(cache, row)
     if not cache.catalog.by_blake3(row.blake3):
         remove_file(blob)
-    remove_file(Path(cache.layout.served_metadata) / f"{row.sha256}.metadata")
+    if cache.catalog.by_sha256(row.sha256) is None:
+        remove_file(Path(cache.layout.served_metadata) / f"{row.sha256}.metadata")
 
 
 # -- verify ---------------------------------------------------------------------------------
@@ -223,8 +229,12 @@ def _quarantine(cache: Cache, row: CatalogRow, blob: Path) -> Path | None:
     """Move a bad blob aside (kept for inspection) after removing its row and view; None
     when it cannot be moved (Windows: another process has it open)."""
     qdir = Path(cache.layout.quarantine)
-    dest = qdir / f"{row.filename}.{row.blake3[:16]}.{int(time.time())}"
-    cache.catalog.remove(row.sha256)
+    try:  # the name is for people; a name an older wheelcache stored unchecked is not used
+        name = safe_filename(row.filename)
+    except ValueError:
+        name = "unnamed"
+    dest = qdir / f"{name}.{row.blake3[:16]}.{int(time.time())}"
+    cache.catalog.remove(row.sha256, row.filename)
     _drop_view(cache, row)
     remove_file(Path(cache.layout.served_metadata) / f"{row.sha256}.metadata")
     try:
@@ -265,11 +275,11 @@ def _check_row(cache: Cache, row: CatalogRow) -> list[CacheProblem]:
             return [
                 CacheProblem(kind, row.filename, f"{why}; in use by another process, left in place")
             ]
-        now = cache.catalog.by_sha256(row.sha256)
+        now = cache.catalog.get(row.sha256, row.filename)
         if now is None or now.blake3 != row.blake3 or _judge(blob, row) != verdict:
             return []  # another process changed it meanwhile (removed, or fetched it again)
         if kind == "missing":
-            cache.catalog.remove(row.sha256)
+            cache.catalog.remove(row.sha256, row.filename)
             _drop_view(cache, row)
             return [
                 CacheProblem(kind, row.filename, f"{why}; removed its catalog row (fetch it again)")
@@ -316,14 +326,18 @@ def verify_cache(cache: Cache) -> VerifyResult:
     rows = cache.catalog.all()
     for row in rows:
         try:
-            cache.blob_path(row.blake3)
-        except ValueError:
+            check_row(row)
+        except ValueError as exc:  # an older wheelcache stored what an index said, unchecked
             if cache.read_only:
-                problems.append(CacheProblem("corrupt", row.filename, "bad blake3 in the catalog"))
+                problems.append(CacheProblem("corrupt", _printable(row.filename), str(exc)))
                 continue
-            cache.catalog.remove(row.sha256)
+            cache.catalog.remove(row.sha256, row.filename)
             problems.append(
-                CacheProblem("corrupt", row.filename, "bad blake3 in the catalog; removed the row")
+                CacheProblem(
+                    "corrupt",
+                    _printable(row.filename),
+                    f"the catalog row is unsafe ({exc}); removed the row (fetch it again)",
+                )
             )
             continue
         problems += _check_row(cache, row)
@@ -360,10 +374,9 @@ def _check_metadata_files(cache: Cache, rows: dict[str, CatalogRow]) -> list[Cac
                 )
             continue
         try:
-            with zipfile.ZipFile(cache.blob_path(row.blake3)) as zf:
-                want = zf.read(dist_info_metadata(zf, row.project))
+            want = read_wheel_metadata(cache.blob_path(row.blake3), row.project)
             have = md.read_bytes()
-        except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        except (OSError, ValueError):
             continue  # the wheel was removed meanwhile, or is damaged (named above)
         if have == want:
             continue
@@ -489,6 +502,8 @@ def cache_info(cache: Cache) -> CacheInfo:
     pages, pages_size = tree_size(Path(cache.layout.pages), "*.body")
     quarantined, _ = tree_size(Path(cache.layout.quarantine))
     _, total = tree_size(cache.root)
+    with contextlib.suppress(OSError):  # space held for the catalog, not cache content
+        total -= Path(cache.layout.reserve).stat().st_size
     wheels_dir = Path(cache.layout.wheels)
     # Views are hard links to the blobs; count their bytes once.
     for view in wheels_dir.glob("*.whl"):

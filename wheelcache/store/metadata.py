@@ -3,6 +3,13 @@
 ``serve`` and ``index`` publish it as the PEP 658 ``.metadata`` file; ``verify`` checks it and
 ``gc`` drops it with its wheel.  Which ``*.dist-info/METADATA`` member is the wheel's own is
 :func:`wheelcache.core.zipmeta.metadata_member`'s rule.
+
+The bytes of a cached wheel passed a hash check, but a hash says nothing about what the zip
+claims: a 1 MiB wheel can hold a METADATA member that inflates to 1 GiB, or a central directory
+that lies about sizes.  So :func:`read_wheel_metadata` reads the file exactly as a remote wheel
+is read with range requests (:mod:`wheelcache.core.zipmeta`): the tail, the central directory
+(bounded), the member's local header and data (bounded), inflated to at most the limit and
+checked against its CRC.  Memory stays within those bounds whatever the cache holds.
 """
 
 from __future__ import annotations
@@ -11,19 +18,34 @@ import email.parser
 import email.policy
 import hashlib
 import logging
+import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
 from wheelcache.core.models import Sha256
-from wheelcache.core.zipmeta import metadata_member
+from wheelcache.core.zipmeta import (
+    MAX_METADATA,
+    TAIL_SIZE,
+    find_metadata_entry,
+    locate_central_directory,
+    metadata_member,
+    read_local_entry,
+)
 from wheelcache.errors import CacheError
 from wheelcache.store.cache import Cache
 from wheelcache.store.catalog import CatalogRow
 
-__all__ = ["MetadataInfo", "MetadataStore", "dist_info_metadata"]
+__all__ = [
+    "MAX_METADATA",
+    "MetadataInfo",
+    "MetadataStore",
+    "dist_info_metadata",
+    "read_wheel_metadata",
+]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +66,34 @@ def dist_info_metadata(zf: zipfile.ZipFile, project: str) -> str:
     if name is None:
         raise ValueError("no *.dist-info/METADATA in the wheel")
     return name
+
+
+def _read_at(fh: BinaryIO, offset: int, size: int) -> bytes:
+    fh.seek(offset)
+    return fh.read(size)
+
+
+def read_wheel_metadata(path: Path, project: str, limit: int = MAX_METADATA) -> bytes:
+    """The ``*.dist-info/METADATA`` of *project* inside the wheel at *path*, bounded.
+
+    Raises ``ValueError`` (:class:`~wheelcache.core.zipmeta.ZipFormatError`) for a file that
+    is not a readable wheel or whose METADATA exceeds *limit*; ``OSError`` when it cannot be
+    read.
+    """
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        tail_size = min(TAIL_SIZE, size)
+        tail = _read_at(fh, size - tail_size, tail_size)
+        cd = locate_central_directory(tail, size)
+        tail_start = size - tail_size
+        if cd.offset >= tail_start:
+            cd_bytes = tail[cd.offset - tail_start : cd.offset - tail_start + cd.size]
+        else:
+            cd_bytes = _read_at(fh, cd.offset, cd.size)
+        entry = find_metadata_entry(cd_bytes, project, limit)
+        start, end = entry.read_span
+        span = _read_at(fh, start, min(end, size - 1) - start + 1)
+    return read_local_entry(entry, span, limit)
 
 
 def _requires_python(data: bytes, filename: str) -> str | None:
@@ -84,8 +134,7 @@ class MetadataStore:
         try:
             data = path.read_bytes()
         except FileNotFoundError:
-            with zipfile.ZipFile(blob) as zf:
-                data = zf.read(dist_info_metadata(zf, row.project))
+            data = read_wheel_metadata(blob, row.project)
             if self._cache.read_only:  # served from memory, as the cache is meant to be
                 return self._info(data, row.filename, None)
             try:
