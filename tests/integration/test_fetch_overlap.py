@@ -67,7 +67,7 @@ def test_a_page_copy_torn_by_a_power_loss_is_fetched_again(
     """Page copies are written without fsync; one whose body no longer matches its meta (an
     empty body after a power loss) must not be revalidated into use: a 304 would then answer
     with the torn copy, a project with no files."""
-    from tests.integration.test_fetch import _fetch
+    from tests.support.fetchcli import fetch_json as _fetch
     from wheelcache.core.layout import CacheLayout
 
     cache = tmp_path / "c"

@@ -128,9 +128,13 @@ class Run:
 
 #: The child limits its own address space, then runs the CLI (no preexec_fn: it is not safe
 #: in a process with threads, and test servers run threads).
+#: At exit it writes its own VmHWM (kB) to $WHEELCACHE_TEST_HWM: the peak of this program
+#: alone — rusage's ru_maxrss keeps the forking pytest process's size across exec.
 _BOOT = (
-    "import resource, runpy, sys; "
+    "import atexit, os, resource, runpy, sys; "
     f"resource.setrlimit(resource.RLIMIT_AS, ({CHILD_ADDRESS_SPACE}, {CHILD_ADDRESS_SPACE})); "
+    "atexit.register(lambda: open(os.environ['WHEELCACHE_TEST_HWM'], 'w').write("
+    "next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')))); "
     "sys.argv[0] = 'wheelcache'; runpy.run_module('wheelcache', run_name='__main__')"
 )
 
@@ -151,10 +155,12 @@ class Started:
         self._out = tempfile.TemporaryFile()
         self._err = tempfile.TemporaryFile()
         self.started = time.monotonic()
+        fd, self._hwm = tempfile.mkstemp(suffix=".hwm")
+        os.close(fd)
         self.proc = subprocess.Popen(
             [sys.executable, "-c", _BOOT, *args],
             cwd=cwd,
-            env=_env(env),
+            env={**_env(env), "WHEELCACHE_TEST_HWM": self._hwm},
             stdout=self._out,
             stderr=self._err,
         )
@@ -183,7 +189,12 @@ class Started:
         out, err = self.output()
         self._out.close()
         self._err.close()
-        return Run(self.proc.returncode, out, err, usage.ru_maxrss / 1024, seconds)
+        hwm = Path(self._hwm).read_text().strip()
+        Path(self._hwm).unlink()
+        # A run killed before its exit handlers (a hang) falls back to rusage, which can only
+        # overstate the peak.
+        peak_kib = int(hwm) if hwm.isdigit() else usage.ru_maxrss
+        return Run(self.proc.returncode, out, err, peak_kib / 1024, seconds)
 
 
 def start_wheelcache(*args: str, cwd: Path, env: Mapping[str, str] | None = None) -> Started:

@@ -24,6 +24,7 @@ file) and writes say plainly that the disk is full.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import sqlite3
@@ -251,7 +252,7 @@ class Catalog:
             raise _SqliteFailure(exc) from exc
         except BaseException:
             if db.in_transaction:  # never leave a transaction open on a kept connection
-                db.execute("ROLLBACK")
+                _rollback(db)
             raise
 
     def add(self, row: CatalogRow) -> None:
@@ -363,7 +364,7 @@ class Catalog:
                     db.execute("DELETE FROM wheel_targets WHERE sha256=?", (sha256,))
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                _rollback(db)
                 raise
             return cur.rowcount > 0
 
@@ -418,7 +419,7 @@ def _migrate_to_file_key(db: sqlite3.Connection) -> None:
             db.execute("CREATE INDEX IF NOT EXISTS wheels_blake3 ON wheels(blake3)")
         db.execute("COMMIT")
     except BaseException:
-        db.execute("ROLLBACK")
+        _rollback(db)
         raise
     log.info("catalog now keyed by (sha256, filename)")
 
@@ -430,3 +431,11 @@ def is_row_sane(row: CatalogRow) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _rollback(db: sqlite3.Connection) -> None:
+    """Roll back what is open; sqlite may have rolled back itself already (a full disk, an
+    I/O error), and saying so must not hide the error that brought us here."""
+    with contextlib.suppress(sqlite3.Error):
+        if db.in_transaction:
+            db.execute("ROLLBACK")
