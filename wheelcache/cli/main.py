@@ -61,16 +61,20 @@ _HELP = ("-h", "--help")
 _WANTS_HELP = "wheelcache.wants_help"
 
 
-def _silence() -> None:
-    """Nothing more from the library's log once the final line is out."""
+def silence_log() -> None:
+    """Nothing more from the library's log once the final line is out: the logger and the
+    handlers that child loggers (``wheelcache.serve.access`` …) propagate to are shut."""
     logging = sys.modules.get("logging")  # not imported: nothing has logged (--version)
     if logging is not None:
-        logging.getLogger("wheelcache").disabled = True
+        root = logging.getLogger("wheelcache")
+        root.disabled = True
+        for handler in root.handlers:
+            handler.setLevel(logging.CRITICAL + 1)
 
 
 def _last_line(text: str) -> None:
     """Print the run's final line; threads still winding down stay silent after it."""
-    _silence()
+    silence_log()
     click.echo(text, err=True)
 
 
@@ -185,7 +189,7 @@ class _Group(_LazyGroup):
         except click.Abort:  # Ctrl-C while the arguments were read
             _last_line(INTERRUPTED)
             code = 130
-        _silence()
+        silence_log()
         sys.exit(code if isinstance(code, int) else 0)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:

@@ -222,6 +222,10 @@ def _run(server: IndexServer) -> None:
         server.server_close()  # no new connections; kept-alive ones are not waited for
         # Let answers in flight finish (and log) for a moment; big downloads are resumable.
         server.wait_idle(timeout=3)
+        # "stopped" is the last line: answers still draining after the wait log nothing more.
+        from wheelcache.cli.main import silence_log
+
+        silence_log()
         click.echo("stopped", err=True)
     finally:
         server.server_close()
