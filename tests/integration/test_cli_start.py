@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import click
 import pytest
 
+from tests.support.miniindex import Dist, serve_index
 from wheelcache.cli.main import COMMANDS
 
 PROBE = """
@@ -22,9 +25,13 @@ print(json.dumps(sorted(sys.modules)), file=sys.stderr)
 """
 
 
-def _modules_after(*args: str) -> set[str]:
+def _modules_after(*args: str, env: dict[str, str] | None = None) -> set[str]:
     proc = subprocess.run(
-        [sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", PROBE, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
     )
     last = proc.stderr.strip().splitlines()[-1]
     return set(json.loads(last))
@@ -73,3 +80,22 @@ def test_a_command_imports_its_own_module_only() -> None:
     assert "wheelcache.cli.fetch" in loaded
     others = {"wheelcache.cli.serve", "wheelcache.cli.bundle", "wheelcache.cli.cache"}
     assert not (others | {"wheelcache.serve.server", "wheelcache.bundle.export"}) & loaded
+
+
+def test_fetch_over_plain_http_reads_no_trust_store_and_offline_loads_no_http_stack(
+    tmp_path: Path,
+) -> None:
+    """The HTTP stack (about 60 ms of imports) is loaded when the first client is made, the
+    TLS trust store (about 30 ms) when the first TLS connection is: a run on a plain-http LAN
+    index never reads it (so a trust store that is not there does not matter), and
+    ``--offline`` does not even import httpx."""
+    cache = tmp_path / "cache"
+    with serve_index(tmp_path / "index", [Dist("tiny", "1.0")]) as url:
+        args = ("fetch", "tiny", "--py", "311", "--platform", "linux_x86_64", "--cpu")
+        args += ("--index-url", url, "--torch-index", url, "--cache-dir", str(cache))
+        online = _modules_after(*args, env={"SSL_CERT_FILE": str(tmp_path / "missing.pem")})
+        offline = _modules_after(*args, "--offline")
+    assert any(cache.glob("wheels-v1/tiny-1.0-*.whl")), "the online run fetched nothing"
+    assert "httpx" in online
+    assert "wheelcache.jobs.fetch" in offline
+    assert not {"httpx", "httpcore", "h11", "certifi", "ssl"} & offline

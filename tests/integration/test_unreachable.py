@@ -144,3 +144,30 @@ def test_one_attempt_is_one_attempt(torch_index: TorchIndex, tmp_path: Path) -> 
         f"{torch_index.index.url.split('/')[2]}/whl/cu118/torch/); use --mirror URL, or "
         "--torch-index URL of an index that carries these builds"
     )
+
+
+def test_a_trust_store_that_cannot_be_read(
+    torch_index: TorchIndex, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The trust store is read at the first TLS connection (a plain-http run never reads it:
+    see test_cli_start); one that cannot be read fails that connection, saying which."""
+    missing = tmp_path / "no-such-bundle.pem"
+    monkeypatch.setenv("SSL_CERT_FILE", str(missing))
+    https = torch_index.torch_index_url.replace("http://", "https://")
+    err = _one_line(_cli(tmp_path, "fetch", *TARGET, "--torch-index", https))
+    host = https.split("/")[2]
+    assert err.startswith(
+        f"wheelcache: error: cannot reach {host}: TLS failure (cannot read the trust store "
+        f"{missing} (No such file or directory); check SSL_CERT_FILE)"
+    )
+    assert not torch_index.index.count("/whl/")  # no byte sent
+    plain = _cli(
+        tmp_path,
+        "fetch",
+        *TARGET,
+        "--torch-index",
+        torch_index.torch_index_url,
+        "--index-url",
+        torch_index.deps_index_url,
+    )
+    assert plain.exit_code == 0, plain.stderr  # plain http does not read it

@@ -21,7 +21,6 @@ import logging
 import os
 import random
 import socket
-import ssl
 import tempfile
 import threading
 import time
@@ -30,10 +29,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import BinaryIO, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 from urllib.parse import urlsplit
-
-import httpx
 
 from wheelcache import __version__
 from wheelcache.errors import (
@@ -56,11 +53,14 @@ __all__ = [
     "retry_delay",
 ]
 
+if TYPE_CHECKING:  # imported when the first Http is made: --offline and --help never pay
+    import ssl  # for httpx (about 60 ms) or a TLS trust store (about 30 ms)
+
+    import httpx
+
 log = logging.getLogger(__name__)
 
 RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
-#: Errors that no retry can mend: a URL without http(s), a malformed request.
-NOT_RETRYABLE = (httpx.UnsupportedProtocol, httpx.LocalProtocolError)
 T = TypeVar("T")
 
 
@@ -161,6 +161,8 @@ def _headers(r: httpx.Response) -> dict[str, str]:
 @contextmanager
 def _translated(url: str) -> Iterator[None]:
     """The one place where httpx errors become ours (see :class:`ConnectionFault`)."""
+    import httpx
+
     try:
         yield
     except httpx.ConnectTimeout as exc:  # no answer at all: the host is unreachable
@@ -170,7 +172,8 @@ def _translated(url: str) -> Iterator[None]:
         raise fault from exc
     except httpx.TimeoutException as exc:
         raise ConnectionFault(url, _describe(exc), retryable=True, timed_out=True) from exc
-    except NOT_RETRYABLE as exc:  # a bad URL does not get better by waiting
+    except (httpx.UnsupportedProtocol, httpx.LocalProtocolError) as exc:  # a bad URL does
+        # not get better by waiting
         raise ConnectionFault(url, _describe(exc), retryable=False) from exc
     except httpx.ConnectError as exc:
         why = _unreachable(exc)
@@ -186,6 +189,8 @@ def _unreachable(exc: BaseException) -> str | None:
     """Why a connection could not be made at all — the name does not resolve, nothing listens,
     TLS fails — or None for a fault that waiting may mend.  httpx keeps the socket error as
     the cause of its own."""
+    import ssl
+
     seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, socket.gaierror):
@@ -200,6 +205,8 @@ def _unreachable(exc: BaseException) -> str | None:
 
 def _describe(exc: BaseException) -> str:
     """One short phrase for an httpx error, for the log line and the final error."""
+    import httpx
+
     if isinstance(exc, httpx.TimeoutException):
         return f"timed out ({type(exc).__name__})"
     if isinstance(exc, httpx.ConnectError):
@@ -285,13 +292,72 @@ def content_range(value: str) -> tuple[int, int | None] | None:
         return None
 
 
+def _lazy_trust() -> ssl.SSLContext:
+    """A client TLS context whose trust store is read when the first TLS connection is made.
+
+    The trust is httpx's: ``SSL_CERT_FILE``, else ``SSL_CERT_DIR``, else certifi's bundle.
+    Reading it costs about 30 ms; a run that only talks plain http (a LAN mirror, ``serve``)
+    never pays it, and a run that does pays it once, before its first handshake.
+    """
+    import ssl
+
+    class UnreadableTrust(ssl.SSLError):
+        def __str__(self) -> str:  # the message, not the tuple of args an SSLError shows
+            return str(self.args[0])
+
+    class LazyTrust(ssl.SSLContext):
+        _lock = threading.Lock()
+        _loaded = False
+
+        def _load(self) -> None:
+            with self._lock:
+                if self._loaded:
+                    return
+                if os.environ.get("SSL_CERT_FILE"):
+                    where = {"cafile": os.environ["SSL_CERT_FILE"]}
+                elif os.environ.get("SSL_CERT_DIR"):
+                    where = {"capath": os.environ["SSL_CERT_DIR"]}
+                else:
+                    import certifi
+
+                    where = {"cafile": certifi.where()}
+                try:
+                    self.load_verify_locations(**where)
+                except OSError as exc:  # an SSLError too: the handshake is refused, saying why
+                    name = "SSL_CERT_DIR" if "capath" in where else "SSL_CERT_FILE"
+                    path = next(iter(where.values()))
+                    raise UnreadableTrust(
+                        f"cannot read the trust store {path} ({exc.strerror or exc}); check {name}"
+                    ) from exc
+                type(self)._loaded = True
+
+        def wrap_socket(self, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
+            self._load()
+            return super().wrap_socket(*args, **kwargs)
+
+        def wrap_bio(self, *args: Any, **kwargs: Any) -> ssl.SSLObject:
+            self._load()
+            return super().wrap_bio(*args, **kwargs)
+
+    ctx = LazyTrust(ssl.PROTOCOL_TLS_CLIENT)  # verifies certificates and host names
+    # what ssl.create_default_context adds for a client:
+    ctx.verify_flags |= getattr(ssl, "VERIFY_X509_PARTIAL_CHAIN", 0)
+    keylog = os.environ.get("SSLKEYLOGFILE")
+    if keylog:
+        ctx.keylog_filename = keylog
+    return ctx
+
+
 class Http:
     """Wraps the one ``httpx.Client``; safe to share between threads."""
 
     def __init__(self, settings: HttpSettings | None = None) -> None:
+        import httpx
+
         self.settings = settings or HttpSettings()
         s = self.settings
         self.client = httpx.Client(
+            verify=_lazy_trust(),
             timeout=httpx.Timeout(s.read_timeout, connect=s.connect_timeout, pool=None),
             limits=httpx.Limits(
                 max_connections=s.max_connections, max_keepalive_connections=s.max_connections
@@ -437,6 +503,8 @@ class Http:
         given up within seconds, not after the page timeout.  Connection failures raise
         :class:`~wheelcache.errors.ConnectionFault`.
         """
+        import httpx
+
         timeout = (
             httpx.Timeout(read_timeout, connect=self.settings.connect_timeout, pool=None)
             if read_timeout is not None
