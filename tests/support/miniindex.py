@@ -21,7 +21,7 @@ from packaging.utils import canonicalize_name
 from .httpserver import FileServer
 from .wheels import build_sdist, build_wheel, metadata_bytes
 
-__all__ = ["Dist", "serve_index"]
+__all__ = ["Dist", "publish", "serve_index"]
 
 
 @dataclass(frozen=True)
@@ -54,39 +54,44 @@ def _link(url: str, path: Path, d: Dist, meta_sha: str | None) -> str:
 def serve_index(root: Path, dists: Iterable[Dist]) -> Iterator[str]:
     """Build every release under *root*, serve them, yield the ``…/simple`` URL."""
     with FileServer() as srv:
-        links: dict[str, list[str]] = {}
-        for d in dists:
-            files = root / "files"
-            paths: list[tuple[Path, str | None]] = []
-            for tag in d.tags:
-                wheel = build_wheel(
-                    files,
-                    d.name,
-                    d.version,
-                    tag,
-                    requires_dist=d.requires,
-                    requires_python=d.requires_python,
-                    provides_extra=d.extras,
-                )
-                meta = metadata_bytes(
-                    d.name,
-                    d.version,
-                    requires_dist=d.requires,
-                    requires_python=d.requires_python,
-                    provides_extra=d.extras,
-                )
-                srv.add(f"/files/{wheel.name}.metadata", meta)
-                paths.append((wheel, hashlib.sha256(meta).hexdigest()))
-            if not d.tags:
-                paths.append(
-                    (build_sdist(files, d.name, d.version, requires_dist=d.requires), None)
-                )
-            key = str(canonicalize_name(d.name))
-            for path, meta_sha in paths:
-                srv.add(f"/files/{path.name}", path)
-                url = srv.url + "/files/" + quote(path.name)
-                links.setdefault(key, []).append(_link(url, path, d, meta_sha))
-        for key, anchors in links.items():
-            page = "<!DOCTYPE html>\n<html><body>\n" + "\n".join(anchors) + "\n</body></html>\n"
-            srv.add(f"/simple/{key}/", page.encode(), content_type="text/html")
-        yield f"{srv.url}/simple"
+        yield publish(srv, root, dists)
+
+
+def publish(srv: FileServer, root: Path, dists: Iterable[Dist]) -> str:
+    """Build the releases under *root* and serve their pages on *srv* (a second call with
+    more releases replaces the pages: an index that published something new); returns the
+    ``…/simple`` URL."""
+    links: dict[str, list[str]] = {}
+    for d in dists:
+        files = root / "files"
+        paths: list[tuple[Path, str | None]] = []
+        for tag in d.tags:
+            wheel = build_wheel(
+                files,
+                d.name,
+                d.version,
+                tag,
+                requires_dist=d.requires,
+                requires_python=d.requires_python,
+                provides_extra=d.extras,
+            )
+            meta = metadata_bytes(
+                d.name,
+                d.version,
+                requires_dist=d.requires,
+                requires_python=d.requires_python,
+                provides_extra=d.extras,
+            )
+            srv.add(f"/files/{wheel.name}.metadata", meta)
+            paths.append((wheel, hashlib.sha256(meta).hexdigest()))
+        if not d.tags:
+            paths.append((build_sdist(files, d.name, d.version, requires_dist=d.requires), None))
+        key = str(canonicalize_name(d.name))
+        for path, meta_sha in paths:
+            srv.add(f"/files/{path.name}", path)
+            url = srv.url + "/files/" + quote(path.name)
+            links.setdefault(key, []).append(_link(url, path, d, meta_sha))
+    for key, anchors in links.items():
+        page = "<!DOCTYPE html>\n<html><body>\n" + "\n".join(anchors) + "\n</body></html>\n"
+        srv.add(f"/simple/{key}/", page.encode(), content_type="text/html")
+    return f"{srv.url}/simple"

@@ -5,7 +5,8 @@
 <cache>/blobs-v1/ab/cd/<blake3>      immutable, written only by os.replace after verification
 <cache>/partial-v1/<key>.part/.json  resumable downloads
 <cache>/wheels-v1/<filename>         real filenames (hard links, else copies)
-<cache>/pages-v1/…                   index pages and .metadata files
+<cache>/pages-v1/…                   index pages and .metadata files, and the resolutions
+                                     made from them (``resolved/<request key>.json``)
 <cache>/tmp-v1/                      temp files (same filesystem, so renames are atomic)
 <cache>/catalog-v1.sqlite            sha256 ↔ blake3, filename, project, version, origin
 <cache>/reserve-v1                   1 MiB kept free for the catalog (released on a full disk)
@@ -132,6 +133,12 @@ class CacheLayout:
         return self.pages / "simple" / k[:2] / f"{k}.body", self.pages / "simple" / k[:2] / (
             f"{k}.json"
         )
+
+    def resolved(self, key: str) -> PurePath:
+        """What a request resolved to, and from which pages (see ``core.resolved``): kept
+        with the pages, since it is only good while they are."""
+        _check_key(key)
+        return self.pages / "resolved" / f"{key}.json"
 
     def metadata(self, url: str) -> PurePath:
         """A wheel's METADATA, keyed by the wheel's URL (immutable once fetched)."""

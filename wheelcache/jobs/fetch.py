@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 from packaging.specifiers import SpecifierSet
 from packaging.utils import NormalizedName, canonicalize_name
 
+from wheelcache import __version__
 from wheelcache.core.evaluator import Candidate
 from wheelcache.core.lockfile import LockedWheel, lock_filename
 from wheelcache.core.lockwrite import pylock_text
@@ -41,6 +42,7 @@ from wheelcache.core.pins import (
 from wheelcache.core.progress import Reporter
 from wheelcache.core.provider import CandidateSource, Req, Resolution, resolve
 from wheelcache.core.requirements_file import RequirementSet
+from wheelcache.core.resolved import ResolvedRecord, request_key
 from wheelcache.core.target import Target
 from wheelcache.core.variants import (
     DEFAULT_TORCH_INDEX,
@@ -55,6 +57,7 @@ from wheelcache.errors import (
     TargetError,
     WheelcacheError,
 )
+from wheelcache.jobs.remembered import recall, remember
 from wheelcache.net.client import Http, HttpSettings
 from wheelcache.net.download import Downloader, DownloadJob, TransferSettings
 from wheelcache.net.early import EarlyTransfers
@@ -293,6 +296,11 @@ def fetch(
         )
         for text in plan.left_out:
             log.warning("leaving out %s: its marker does not hold on %s", text, target_text)
+        pages = pages or PageStore(cache, http)
+        key = None if request.dry_run else _request_key(request)
+        recalled = recall(cache, pages, key, max(2 * request.jobs, 8)) if key else None
+        if recalled is not None:
+            return _from_record(request, cache, plan, *recalled)
         finder = _finder(request, WheelMetadata(cache, http, downloader), pages)
         source = pinned_source(plan.pins, finder, finder.all_candidates, request.target)
         if downloader is not None and not request.dry_run:
@@ -309,7 +317,10 @@ def fetch(
                 _learn_sizes(http, finder, resolution.candidates, request.jobs)
             return _plan(request, cache, requested, resolution, finder.metadata.sizes)
         wheels = _download(resolution, cache, finder, early)
-        return _write_outputs(request, cache, resolution, requested, wheels, downloader)
+        result = _write_outputs(request, cache, resolution, requested, wheels, downloader)
+        if key is not None:
+            remember(cache, pages, key, resolution, wheels, _said(resolution))
+        return result
     except BaseException:
         if http is not None:
             http.cancel()
@@ -398,18 +409,63 @@ def _resolve(
             _no_project_at_all(reqs, finder)
         raise
     finder.close()
-    for line in resolution.warnings:  # a missing extra, a companion matched by deduction
-        log.warning("%s", line)
-    for line in resolution.notes:  # why each companion goes with the chosen torch
-        log.info("%s", line)
-    for c in resolution.candidates:
-        if c.file.yanked:
-            log.warning(
-                "%s is yanked (%s); taken because it was pinned exactly",
-                c.file.filename,
-                c.file.yanked_reason or "no reason given",
-            )
+    _say(*_said(resolution))
     return resolution
+
+
+def _said(resolution: Resolution) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """What the user hears about a resolution: warnings (a missing extra, a companion
+    matched by deduction, a yanked file taken because it was pinned exactly) and notes (why
+    each companion goes with the chosen torch, for -v)."""
+    yanked = tuple(
+        f"{c.file.filename} is yanked ({c.file.yanked_reason or 'no reason given'}); taken "
+        "because it was pinned exactly"
+        for c in resolution.candidates
+        if c.file.yanked
+    )
+    return (*resolution.warnings, *yanked), resolution.notes
+
+
+def _say(warnings: Sequence[str], notes: Sequence[str]) -> None:
+    for line in warnings:
+        log.warning("%s", line)
+    for line in notes:
+        log.info("%s", line)
+
+
+def _request_key(request: FetchRequest) -> str:
+    """Everything the choice of wheels depends on besides the pages it reads (see
+    :mod:`wheelcache.core.resolved`): not ``--dest``, ``--offline`` or the transfer settings."""
+    return request_key(
+        {
+            "wheelcache": __version__,
+            "target": request.target,
+            "requirements": request.requirements,
+            "torch": request.torch_version,
+            "torch_index": request.torch_index,
+            "index_urls": request.index_urls,
+            "mirrors": request.mirrors,
+            "pre": request.allow_prereleases,
+            "no_deps": request.no_deps,
+            "files": request.files,
+        }
+    )
+
+
+def _from_record(
+    request: FetchRequest,
+    cache: Cache,
+    plan: RequirementPlan,
+    record: ResolvedRecord,
+    resolution: Resolution,
+    wheels: list[CachedWheel],
+) -> FetchResult:
+    """The outputs of a recalled resolution (:mod:`wheelcache.jobs.remembered`): what it said
+    is said again, then the same files as a resolution would have written."""
+    _say(record.warnings, record.notes)
+    _warn_unpinned(request.files, plan, resolution)
+    requested = _requested_pins(plan.roots, resolution)
+    return _write_outputs(request, cache, resolution, requested, wheels, None)
 
 
 def _no_project_at_all(reqs: Sequence[Req], finder: IndexFinder) -> None:

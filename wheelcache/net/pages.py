@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from wheelcache.core.models import Sha256
+from wheelcache.core.resolved import PageSeen
 from wheelcache.errors import CacheError, IndexPageError, ResponseTooLargeError
 from wheelcache.net.client import SPOOL_OVER, Http, Response
 from wheelcache.store.cache import Cache, describe_os_error
@@ -41,6 +43,8 @@ class PageResponse:
     from_cache: bool = False  # the stored copy (offline, or revalidated with a 304)
     #: A big page (over 1 MiB) stays on disk, in the page cache: :meth:`read` reads it.
     path: Path | None = None
+    #: The body's sha256 (hex), which a remembered resolution compares.
+    sha256: str = ""
 
     def read(self) -> bytes:
         """The body, from memory or from the page cache."""
@@ -58,6 +62,7 @@ class PageStore:
         self.cache = cache
         self.http = http
         self._memo: dict[str, PageResponse] = {}
+        self._accept: dict[str, str] = {}  # what each page was asked for as
         #: Pages that failed in this run: asked again (a prefetch, then the resolver), they
         #: fail with the same error at once, so a page costs one retry loop, not one per caller.
         self._failed: dict[str, IndexPageError] = {}
@@ -85,7 +90,21 @@ class PageStore:
                 self._failed[url] = exc
                 raise
             self._memo[url] = page
+            self._accept[url] = accept
             return page
+
+    def seen(self) -> tuple[PageSeen, ...] | None:
+        """Every page this run read, with its digest; None when a page failed (a resolution
+        made then is not one to remember: see :mod:`wheelcache.core.resolved`)."""
+        with self._lock:
+            if self._failed:
+                return None
+            pages = dict(self._memo)
+            accept = dict(self._accept)
+        return tuple(
+            PageSeen(url, accept[url], page.status, Sha256(page.sha256))
+            for url, page in sorted(pages.items())
+        )
 
     def has_stored(self, url: str) -> bool:
         """Whether the disk cache holds this page (so ``--offline`` could use it)."""
@@ -99,18 +118,22 @@ class PageStore:
         try:
             ok = int(str(meta["status"])) == 200
             big = ok and body_path.stat().st_size > SPOOL_OVER
+            body = body_path.read_bytes() if ok and not big else b""
+            digest = _file_sha256(body_path) if big else _sha256(body)
             cached = PageResponse(
                 url=str(meta["url"]),
                 status=int(str(meta["status"])),
-                body=body_path.read_bytes() if ok and not big else b"",
+                body=body,
                 content_type=str(meta.get("content_type", "")),
                 from_cache=True,
                 path=body_path if big else None,
+                sha256=digest,
             )
-            intact = _intact_file(body_path, meta) if big else _intact(cached.body, meta)
         except (OSError, KeyError, ValueError):
             return None
-        return cached if intact else None  # torn by a power loss (not fsynced): fetch again
+        # Metas written before the digest was recorded are taken as they are; a body that
+        # does not match its meta was torn by a power loss (not fsynced): fetch it again.
+        return cached if meta.get("sha256") in (None, digest) else None
 
     def _fetch(self, url: str, accept: str, fresh: bool = False) -> PageResponse:
         body_path, meta_path = (Path(p) for p in self.cache.layout.page(url))
@@ -155,9 +178,12 @@ class PageStore:
             log.debug("page %s not modified", url)
             return cached
         if r.status in (404, 410):
-            page = PageResponse(r.url, 404, b"", "")
+            page = PageResponse(r.url, 404, b"", "", sha256=_sha256(b""))
         elif r.status == 200:
-            page = PageResponse(r.url, 200, r.content, r.headers.get("content-type", ""))
+            digest = _file_sha256(r.path) if r.path is not None else _sha256(r.content)
+            page = PageResponse(
+                r.url, 200, r.content, r.headers.get("content-type", ""), sha256=digest
+            )
         else:
             raise IndexPageError(url, f"HTTP {r.status}")
         spooled = page.status == 200 and r.path is not None
@@ -168,7 +194,7 @@ class PageStore:
             "etag": r.headers.get("etag"),
             "last_modified": r.headers.get("last-modified"),
             "fetched_at": time.time(),
-            "sha256": _file_sha256(r.path) if spooled and r.path else _sha256(page.body),
+            "sha256": page.sha256,
         }
         # A copy of what the index serves, so no fsync on the resolver's path (two per page
         # were most of a cold run's disk waits): a copy torn by a power loss fails the sha256
@@ -196,16 +222,3 @@ def _file_sha256(path: Path) -> str:
         while block := fh.read(1 << 20):
             sha.update(block)
     return sha.hexdigest()
-
-
-def _intact_file(path: Path, meta: dict[str, object]) -> bool:
-    """:func:`_intact` for a big body left on disk (hashed in blocks, not read whole)."""
-    want = meta.get("sha256")
-    return want is None or _file_sha256(path) == want
-
-
-def _intact(body: bytes, meta: dict[str, object]) -> bool:
-    """Whether a stored body is the one its meta file describes (metas written before the
-    digest was recorded are taken as they are)."""
-    want = meta.get("sha256")
-    return want is None or hashlib.sha256(body).hexdigest() == want

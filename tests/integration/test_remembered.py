@@ -1,0 +1,115 @@
+"""A second identical fetch takes the wheels it chose last time when no index page changed,
+without resolving (issue 14: the warm run) — and resolves again as soon as anything that
+the choice depends on is different: a page, the request, a wheel gone from the cache, a
+record that is not whole."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from tests.support.httpserver import FileServer
+from tests.support.miniindex import Dist, publish
+from wheelcache.cli.main import main
+from wheelcache.core.layout import CacheLayout
+
+TARGET = ("--cpu", "--py", "311", "--platform", "linux_x86_64")
+RECALLED = "the index pages are unchanged: the same"
+FIRST = [Dist("app", "1.0", requires=("lib>=1",)), Dist("lib", "1.0")]
+
+
+def _fetch(url: str, cache: Path, *args: str) -> tuple[dict[str, object], str]:
+    result = CliRunner().invoke(
+        main,
+        ["fetch", *args, *TARGET, "--index-url", url, "--torch-index", url]
+        + ["--cache-dir", str(cache), "--json", "-v"],
+    )
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout), result.stderr
+
+
+def _chosen(out: dict[str, object]) -> list[str]:
+    files = out["files"]
+    assert isinstance(files, list)
+    return sorted(f["filename"] for f in files)
+
+
+def _records(cache: Path) -> list[Path]:
+    return sorted(Path(CacheLayout(cache).pages, "resolved").glob("*.json"))
+
+
+def test_the_second_identical_run_is_recalled_with_the_same_outputs(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    with FileServer() as srv:
+        url = publish(srv, tmp_path / "index", FIRST)
+        first, err1 = _fetch(url, cache, "app")
+        assert RECALLED not in err1
+        wheels = Path(str(first["wheels_dir"]))
+        lock = (wheels / Path(str(first["lock_file"])).name).read_bytes()
+        second, err2 = _fetch(url, cache, "app")
+        third, _ = _fetch(url, cache, "app", "--offline")
+    assert f"{RECALLED} 2 wheels as last time" in err2
+    assert len(_records(cache)) == 1
+    for out in (second, third):  # the same answer as the resolution, from the cache
+        assert (
+            _chosen(out)
+            == _chosen(first)
+            == ["app-1.0-py3-none-any.whl", "lib-1.0-py3-none-any.whl"]
+        )
+        assert out["requested"] == first["requested"] == ["app==1.0"]
+        assert [f["required_by"] for f in out["files"]] == [
+            f["required_by"] for f in first["files"]
+        ]  # type: ignore[union-attr]
+        assert {f["source"] for f in out["files"]} == {"cache"}  # type: ignore[union-attr]
+    assert (wheels / Path(str(first["lock_file"])).name).read_bytes() == lock
+
+
+def test_a_changed_page_is_resolved_again(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    with FileServer() as srv:
+        url = publish(srv, tmp_path / "index", FIRST)
+        _fetch(url, cache, "app")
+        publish(srv, tmp_path / "index", [*FIRST, Dist("lib", "2.0")])  # a new release
+        out, err = _fetch(url, cache, "app")
+    assert RECALLED not in err
+    assert "lib-2.0-py3-none-any.whl" in _chosen(out)
+    assert len(_records(cache)) == 1  # the same request: its record is replaced
+
+
+def test_another_request_or_a_wheel_gone_is_resolved_again(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    with FileServer() as srv:
+        url = publish(srv, tmp_path / "index", [*FIRST, Dist("lib", "2.0")])
+        _fetch(url, cache, "app", "lib<2")
+        out, err = _fetch(url, cache, "app")  # another request: its own record
+        assert RECALLED not in err and "lib-2.0-py3-none-any.whl" in _chosen(out)
+        assert len(_records(cache)) == 2
+        for blob in Path(CacheLayout(cache).blobs).rglob("*"):
+            if blob.is_file():
+                blob.unlink()  # every wheel gone (as after a gc)
+        again, err = _fetch(url, cache, "app")
+    assert RECALLED not in err
+    assert {f["source"] for f in again["files"]} == {"network"}  # type: ignore[union-attr]
+
+
+def test_a_record_that_is_not_whole_or_lies_is_not_used(tmp_path: Path) -> None:
+    """The record is read like anything from disk: a torn one, or one naming a path instead
+    of a file name, is passed over (and nothing is written outside the cache)."""
+    cache = tmp_path / "cache"
+    with FileServer() as srv:
+        url = publish(srv, tmp_path / "index", FIRST)
+        first, _ = _fetch(url, cache, "app")
+        (record,) = _records(cache)
+        data = record.read_bytes()
+        record.write_bytes(data[: len(data) // 2])
+        out, err = _fetch(url, cache, "app")
+        assert RECALLED not in err and _chosen(out) == _chosen(first)
+        raw = json.loads(record.read_bytes())  # written whole again by that run
+        raw["files"][0]["filename"] = "../../outside.whl"
+        record.write_text(json.dumps(raw))
+        out, err = _fetch(url, cache, "app")
+    assert RECALLED not in err and _chosen(out) == _chosen(first)
+    assert not (tmp_path / "outside.whl").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "index"]
