@@ -7,14 +7,11 @@ the first two and the config file arrives as click's ``default_map``.
 
 from __future__ import annotations
 
-import ast
 import configparser
-import difflib
 import logging
 import os
 import platform
 import sys
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -114,6 +111,8 @@ def config_default_map(
 
 def _unknown(path: Path, key: str, where: str, names: list[str], keys: Mapping[str, str]) -> str:
     """``unknown key "python" in [fetch]; did you mean "py"?`` (or the valid keys)."""
+    import difflib
+
     valid = names or sorted(keys)
     by_param = {param: k for k, param in keys.items()}  # an internal name: python -> py
     nearest = by_param.get(key.replace("-", "_")) or next(
@@ -177,6 +176,9 @@ def _pip_default_index() -> tuple[str, str] | None:
 
 def _bundled_pip_index() -> str | None:
     """``PyPI.simple_url`` from the pip wheel bundled with ``ensurepip``, without running it."""
+    import ast
+    import zipfile
+
     try:
         import ensurepip
     except ImportError:

@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 from tests.support.httpserver import FileServer
 from tests.support.torchindex import TorchIndex
-from wheelcache.net.indexes import Mirror
+from wheelcache.core.variants import Mirror
 from wheelcache.serve.publish import Selection
 from wheelcache.serve.pull import Upstreams
 from wheelcache.serve.pull_server import PullServer, PullSettings, make_pull_server

@@ -99,3 +99,28 @@ def test_fetch_over_plain_http_reads_no_trust_store_and_offline_loads_no_http_st
     assert "httpx" in online
     assert "wheelcache.jobs.fetch" in offline
     assert not {"httpx", "httpcore", "h11", "certifi", "ssl"} & offline
+
+
+def test_a_recalled_fetch_loads_no_resolver_finder_or_downloader(tmp_path: Path) -> None:
+    """A second identical fetch whose pages did not change (see test_remembered) takes last
+    run's wheels: the resolver, the page parsers and the downloader are never imported."""
+    cache = tmp_path / "cache"
+    heavy = {
+        "resolvelib",
+        "wheelcache.core.provider",
+        "wheelcache.net.finder",
+        "wheelcache.net.download",
+        "wheelcache.net.transfer",
+        "html.parser",
+        "email.parser",
+        "zipfile",
+    }
+    with serve_index(tmp_path / "index", [Dist("tiny", "1.0")]) as url:
+        args = ("fetch", "tiny", "--py", "311", "--platform", "linux_x86_64", "--cpu")
+        args += ("--index-url", url, "--torch-index", url, "--cache-dir", str(cache))
+        first = _modules_after(*args)
+        second = _modules_after(*args)
+        offline = _modules_after(*args, "--offline")
+    assert heavy <= first  # the probe sees them when they are loaded
+    assert not (heavy - {"email.parser"}) & second  # (the HTTP stack loads that one)
+    assert not heavy & offline

@@ -18,8 +18,8 @@ from tests.integration._pull import BIG, fetch_path, get, pulled, upstream_bytes
 from tests.support.httpserver import FileServer
 from tests.support.torchindex import TorchIndex, torch_root_page
 from wheelcache.core.simple import JSON_CONTENT_TYPE, parse_project_page
+from wheelcache.core.variants import Mirror
 from wheelcache.net.client import HttpSettings
-from wheelcache.net.indexes import Mirror
 from wheelcache.serve.publish import Selection, read_selection_file
 from wheelcache.serve.pull_server import PullSettings
 

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -39,18 +40,12 @@ from wheelcache.config import (
     pip_index_urls,
 )
 from wheelcache.core.cuda import AUTO, gpu_warning
-from wheelcache.core.lockfile import lock_variant
 from wheelcache.core.pins import named_variant
 from wheelcache.core.requirements_file import RequirementSet
 from wheelcache.core.target import Target, make_target
 from wheelcache.core.units import human_size
 from wheelcache.core.variants import KNOWN_VARIANTS
 from wheelcache.errors import TargetError, WheelcacheError
-from wheelcache.host.targetfile import (
-    TargetDescription,
-    parse_target_description,
-    read_target_description,
-)
 from wheelcache.jobs.fetch import (
     FetchRequest,
     FetchResult,
@@ -59,9 +54,12 @@ from wheelcache.jobs.fetch import (
 )
 from wheelcache.net.client import HttpSettings, http_session
 from wheelcache.net.pages import PageStore
-from wheelcache.net.transfer import TransferSettings
+from wheelcache.net.transfer_plan import TransferSettings
 from wheelcache.reqfiles import is_lock_file, read_lock_file, read_requirement_files
 from wheelcache.store.cache import Cache
+
+if TYPE_CHECKING:  # read only with --target or --cuda auto
+    from wheelcache.host.targetfile import TargetDescription
 
 __all__ = ["register"]
 
@@ -301,6 +299,8 @@ def _inputs(
 def _variant_from(lock: Path | None, files: RequirementSet | None, torch_index: str) -> str | None:
     """The PyTorch variant the input names when no option chose one: a lock's torch build
     (``+cu118``), or a requirements file's pin or PyTorch index URL."""
+    from wheelcache.core.lockfile import lock_variant
+
     named = (
         lock_variant(read_lock_file(lock))
         if lock is not None
@@ -327,7 +327,11 @@ def _target_choice(
         raise click.UsageError(
             "--target already gives the Python and platform; drop --py, --platform and --glibc"
         )
-    desc = read_target_description(target_file) if target_file else None
+    desc = None
+    if target_file is not None:
+        from wheelcache.host.targetfile import read_target_description
+
+        desc = read_target_description(target_file)
     auto = choice == AUTO
     chosen = "cpu" if choice is None or auto else choice
 
@@ -392,6 +396,7 @@ def _auto_variant(
     """``--cuda auto``: the newest CUDA variant the driver runs *and* the index publishes."""
     if desc is None:
         from wheelcache.host import probe_script
+        from wheelcache.host.targetfile import parse_target_description
 
         desc = parse_target_description(probe_script.probe(), "this machine")
     available = [v for v in KNOWN_VARIANTS if v.startswith("cu")]

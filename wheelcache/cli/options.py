@@ -18,9 +18,8 @@ from wheelcache.core.cuda import AUTO
 from wheelcache.core.layout import CacheLayout
 from wheelcache.core.target import parse_platform, parse_python
 from wheelcache.core.units import parse_age, parse_size
-from wheelcache.core.variants import DEFAULT_TORCH_INDEX, parse_cuda, parse_variant
+from wheelcache.core.variants import DEFAULT_TORCH_INDEX, Mirror, parse_cuda, parse_variant
 from wheelcache.errors import CacheError
-from wheelcache.net.indexes import Mirror
 from wheelcache.store.cache import Cache
 
 __all__ = [

@@ -27,9 +27,8 @@ from wheelcache.cli.options import (
     upstream_options,
 )
 from wheelcache.config import default_cache_dir, pip_index_urls
-from wheelcache.core.variants import is_torch_family
+from wheelcache.core.variants import Mirror, is_torch_family
 from wheelcache.errors import WheelcacheError
-from wheelcache.net.indexes import Mirror
 from wheelcache.reqfiles import is_lock_file
 from wheelcache.serve.publish import (
     CacheView,

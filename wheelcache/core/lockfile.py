@@ -23,17 +23,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath, PureWindowsPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from packaging.markers import InvalidMarker, Marker, UndefinedComparison, UndefinedEnvironmentName
-from packaging.pylock import (
-    Package,
-    PackageWheel,
-    Pylock,
-    PylockUnsupportedVersionError,
-    PylockValidationError,
-)
 from packaging.utils import NormalizedName, canonicalize_name, parse_wheel_filename
 
 from wheelcache.core.layout import safe_filename
@@ -41,6 +34,10 @@ from wheelcache.core.models import Sha256
 from wheelcache.core.target import Target
 from wheelcache.core.variants import TORCH_FAMILY, variant_or_none
 from wheelcache.errors import LockFileError
+
+if TYPE_CHECKING:  # packaging.pylock (about 7 ms) is imported when a lock is read: a fetch
+    # that only writes one (lock_filename, LockedWheel) never loads it
+    from packaging.pylock import Package, PackageWheel, Pylock
 
 __all__ = [
     "LockSelection",
@@ -113,6 +110,8 @@ def lock_variant(lock: Pylock) -> tuple[str, str] | None:
 # -- reading -----------------------------------------------------------------------------------
 def parse_pylock(data: Mapping[str, Any], *, source: str) -> Pylock:
     """A TOML document (as a dict) → a validated :class:`~packaging.pylock.Pylock`."""
+    from packaging.pylock import Pylock, PylockUnsupportedVersionError, PylockValidationError
+
     try:
         return Pylock.from_dict(data)
     except PylockUnsupportedVersionError as exc:
@@ -193,6 +192,8 @@ def _archive_wheel(package: Package) -> PackageWheel | None:
     name = name.rsplit("/", 1)[-1]
     if not name.endswith(".whl"):
         return None
+    from packaging.pylock import PackageWheel
+
     return PackageWheel(
         name=name,
         url=archive.url,

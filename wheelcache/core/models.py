@@ -6,7 +6,6 @@ between threads without copying.
 
 from __future__ import annotations
 
-import email.parser
 from dataclasses import dataclass, field
 from typing import NewType
 
@@ -96,7 +95,10 @@ def parse_core_metadata(data: bytes, *, source: str = "METADATA") -> CoreMetadat
     """
     # The compat32 policy keeps header values as plain strings (no folding surprises).
     # compat32, the parser's default policy: email.policy (and its header registry) is not
-    # imported, which kept a tenth of a start-up.
+    # imported, which kept a tenth of a start-up; and the parser itself is imported here, on
+    # first use: a recalled resolution reads no METADATA.
+    import email.parser
+
     msg = email.parser.BytesParser().parsebytes(data, headersonly=True)
     name = msg.get("Name")
     version = msg.get("Version")

@@ -28,7 +28,7 @@ from packaging.utils import NormalizedName, canonicalize_name
 from wheelcache.core.checks import is_sha256, safe_filename
 from wheelcache.core.evaluator import Candidate, evaluate_file
 from wheelcache.core.models import DistFile, Sha256
-from wheelcache.core.provider import CandidateSource, Req, Resolution
+from wheelcache.core.requirements import CandidateSource, Req, Resolution
 from wheelcache.core.requirements_file import Location, ReqLine, RequirementSet
 from wheelcache.core.target import Target
 from wheelcache.core.variants import TORCH_FAMILY, variant_of_index_url, variant_or_none

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 from packaging.requirements import Requirement
@@ -19,6 +20,7 @@ from packaging.version import Version
 from wheelcache.errors import TargetError
 
 __all__ = [
+    "Mirror",
     "DEFAULT_TORCH_INDEX",
     "KNOWN_VARIANTS",
     "TORCH_FAMILY",
@@ -247,3 +249,25 @@ def describe_builds(builds: Mapping[Version, str], limit: int = 3) -> str:
         more = f" … ({len(versions)} releases)" if len(versions) > limit else ""
         parts.append(f"{shown}{more} as {variant}")
     return "torch " + "; ".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class Mirror:
+    """A PyTorch wheel mirror: a PEP 503 tree per variant, or a flat listing per variant.
+
+    ``url`` may contain ``{variant}``.  Files are matched by filename; their hashes still
+    come from the official index whenever it can be reached.
+    """
+
+    url: str
+    layout: str = "pep503"  # or "flat"
+
+    def base(self, variant: str) -> str:
+        return self.url.replace("{variant}", variant).rstrip("/")
+
+    @classmethod
+    def parse(cls, text: str) -> Mirror:
+        """``URL`` (PEP 503 tree) or ``flat+URL`` (a directory listing of wheels)."""
+        if text.startswith("flat+"):
+            return cls(text[len("flat+") :], "flat")
+        return cls(text.removeprefix("pep503+"), "pep503")

@@ -21,7 +21,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from packaging.specifiers import SpecifierSet
@@ -40,12 +40,13 @@ from wheelcache.core.pins import (
     unpinned,
 )
 from wheelcache.core.progress import Reporter
-from wheelcache.core.provider import CandidateSource, Req, Resolution, resolve
+from wheelcache.core.requirements import CandidateSource, Req, Resolution
 from wheelcache.core.requirements_file import RequirementSet
 from wheelcache.core.resolved import ResolvedRecord, request_key
 from wheelcache.core.target import Target
 from wheelcache.core.variants import (
     DEFAULT_TORCH_INDEX,
+    Mirror,
     cdn_fallback,
     is_torch_family,
     torch_index_for,
@@ -59,13 +60,15 @@ from wheelcache.errors import (
 )
 from wheelcache.jobs.remembered import recall, remember
 from wheelcache.net.client import Http, HttpSettings
-from wheelcache.net.download import Downloader, DownloadJob, TransferSettings
-from wheelcache.net.early import EarlyTransfers
-from wheelcache.net.finder import IndexFinder, WheelMetadata
-from wheelcache.net.indexes import Indexes, Mirror, Sources, with_file_options
-from wheelcache.net.locked import fetch_locked, lock_candidates
 from wheelcache.net.pages import PageStore
+from wheelcache.net.transfer_plan import TransferSettings
 from wheelcache.store.cache import Cache, CachedWheel, describe_os_error, link_or_copy
+
+if TYPE_CHECKING:  # the resolver, the finder and the downloader are imported when first
+    # used: a recalled resolution (jobs.remembered) loads none of them
+    from wheelcache.net.download import Downloader, DownloadJob
+    from wheelcache.net.early import EarlyTransfers
+    from wheelcache.net.finder import IndexFinder
 
 __all__ = ["DEFAULT_REQUIREMENTS", "FetchRequest", "FetchResult", "FetchedFile", "fetch"]
 
@@ -245,6 +248,8 @@ def _job(c: Candidate, finder: IndexFinder) -> DownloadJob:
     """One download; its sources in order: mirrors (the bytes), the index's URL, and, only
     once those failed, for a torch-family file linked on a CDN the same path on the index's
     own host."""
+    from wheelcache.net.download import DownloadJob
+
     f = c.file
     indexes = finder.indexes
     fallback = cdn_fallback(f.url, indexes.sources.torch_index) if is_torch_family(c.name) else None
@@ -285,11 +290,8 @@ def fetch(
     downloader = None
     early: EarlyTransfers | None = None
     try:
-        if http is not None and not request.dry_run:  # a dry run stores no wheel, not even
-            downloader = Downloader(  # for metadata (see WheelMetadata._whole)
-                http, cache, reporter, jobs=request.jobs, settings=request.transfer
-            )
         if request.lock is not None:
+            downloader = _downloader(request, cache, http, reporter)
             return _fetch_lock(request, request.lock, cache, downloader)
         plan = plan_fetch(
             request.requirements, request.torch_version, request.files, request.target
@@ -301,14 +303,11 @@ def fetch(
         recalled = recall(cache, pages, key, max(2 * request.jobs, 8)) if key else None
         if recalled is not None:
             return _from_record(request, cache, plan, *recalled)
-        finder = _finder(request, WheelMetadata(cache, http, downloader), pages)
+        downloader = _downloader(request, cache, http, reporter)
+        finder = _finder(request, cache, http, downloader, pages)
         source = pinned_source(plan.pins, finder, finder.all_candidates, request.target)
-        if downloader is not None and not request.dry_run:
-            early = EarlyTransfers(
-                downloader,
-                lambda c: _job(c, finder),
-                hold_together=(r.name for r in plan.roots if is_torch_family(r.name)),
-            )
+        if downloader is not None:
+            early = _early(downloader, finder, plan)
         resolution = _resolve(request, plan.roots, finder, source, early)
         _warn_unpinned(request.files, plan, resolution)
         requested = _requested_pins(plan.roots, resolution)
@@ -350,8 +349,41 @@ def _warn_unpinned(
         )
 
 
-def _finder(request: FetchRequest, metadata: WheelMetadata, pages: PageStore | None) -> IndexFinder:
+def _downloader(
+    request: FetchRequest, cache: Cache, http: Http | None, reporter: Reporter | None
+) -> Downloader | None:
+    """The run's downloader; none offline, and none in a dry run, which stores no wheel, not
+    even for metadata (see ``WheelMetadata._whole``)."""
+    if http is None or request.dry_run:
+        return None
+    from wheelcache.net.download import Downloader
+
+    return Downloader(http, cache, reporter, jobs=request.jobs, settings=request.transfer)
+
+
+def _early(downloader: Downloader, finder: IndexFinder, plan: RequirementPlan) -> EarlyTransfers:
+    """Each wheel's transfer starts as soon as the resolver pins it (torch's family together)."""
+    from wheelcache.net.early import EarlyTransfers
+
+    return EarlyTransfers(
+        downloader,
+        lambda c: _job(c, finder),
+        hold_together=(r.name for r in plan.roots if is_torch_family(r.name)),
+    )
+
+
+def _finder(
+    request: FetchRequest,
+    cache: Cache,
+    http: Http | None,
+    downloader: Downloader | None,
+    pages: PageStore | None,
+) -> IndexFinder:
     """Candidates and metadata for the request's target, from the indexes it names."""
+    from wheelcache.net.finder import IndexFinder, WheelMetadata
+    from wheelcache.net.indexes import Indexes, Sources, with_file_options
+
+    metadata = WheelMetadata(cache, http, downloader)
     target = request.target
     torch_url, per_variant = torch_index_for(request.torch_index, target.variant)
     index_urls = tuple(u.rstrip("/") for u in request.index_urls)
@@ -380,6 +412,8 @@ def _resolve(
 ) -> Resolution:
     """Run the resolver with prefetching, starting each pinned wheel's transfer at once
     (*early*); warn about yanked files taken by an exact pin."""
+    from wheelcache.core.provider import resolve
+
     wanted: dict[NormalizedName, SpecifierSet] = {}
     for r in reqs:  # "torch" and --torch's "torch==2.4.0" prefetch one torch, the pinned one
         wanted[r.name] = wanted.get(r.name, SpecifierSet()) & r.specifier
@@ -592,6 +626,8 @@ def _fetch_lock(
 ) -> FetchResult:
     """Exactly the lock's wheels for the target: no index, no resolution (see
     :mod:`wheelcache.net.locked`); a lock that does not fit is refused before any transfer."""
+    from wheelcache.net.locked import fetch_locked, lock_candidates
+
     files = lock_candidates(lock_path, request.target)
     resolution = Resolution(tuple(lf.candidate for lf in files), {})
     requested = tuple(f"{c.name}=={c.version}" for c in resolution.candidates)
@@ -645,6 +681,9 @@ def torch_available(request: FetchRequest, pages: PageStore) -> bool:
     page request per variant, through the command's one page store (*pages*: its client is
     None offline).
     """
+    from wheelcache.net.finder import IndexFinder, WheelMetadata
+    from wheelcache.net.indexes import Indexes, Sources
+
     target = request.target
     torch_url, per_variant = torch_index_for(request.torch_index, target.variant)
     indexes = Indexes(Sources(torch_url, per_variant, ()), pages, target.variant)

@@ -27,7 +27,6 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 from urllib.parse import urlsplit
@@ -92,6 +91,8 @@ def retry_delay(attempt: int, retry_after: str | None, settings: HttpSettings) -
         try:
             return min(float(retry_after), 120.0)
         except ValueError:
+            from email.utils import parsedate_to_datetime  # rare: loaded when needed
+
             try:
                 when = float(parsedate_to_datetime(retry_after).timestamp())
                 return max(0.0, min(when - time.time(), 120.0))
@@ -266,6 +267,8 @@ def _retry_after_seconds(value: str) -> float | None:
     try:
         return max(0.0, float(value))
     except ValueError:
+        from email.utils import parsedate_to_datetime  # rare: loaded when needed
+
         try:
             return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
         except (TypeError, ValueError, IndexError, OverflowError):

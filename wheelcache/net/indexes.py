@@ -25,11 +25,11 @@ from packaging.utils import InvalidWheelFilename, NormalizedName, parse_wheel_fi
 from wheelcache.core.models import DistFile, ProjectPage
 from wheelcache.core.requirements_file import RequirementSet
 from wheelcache.core.simple import PageParseError, parse_flat_listing, parse_project_page
-from wheelcache.core.variants import KNOWN_VARIANTS, is_torch_family
+from wheelcache.core.variants import KNOWN_VARIANTS, Mirror, is_torch_family
 from wheelcache.errors import IndexPageError, IndexUnreachableError, TargetError, WheelcacheError
 from wheelcache.net.pages import PageResponse, PageStore
 
-__all__ = ["Indexes", "Mirror", "Sources", "project_url", "with_file_options"]
+__all__ = ["Indexes", "Sources", "project_url", "with_file_options"]
 
 log = logging.getLogger(__name__)
 
@@ -47,28 +47,6 @@ def _trim() -> None:
 
 
 _SHOWN = 5  # refused files named per page; the rest at debug level
-
-
-@dataclass(frozen=True, slots=True)
-class Mirror:
-    """A PyTorch wheel mirror: a PEP 503 tree per variant, or a flat listing per variant.
-
-    ``url`` may contain ``{variant}``.  Files are matched by filename; their hashes still
-    come from the official index whenever it can be reached.
-    """
-
-    url: str
-    layout: str = "pep503"  # or "flat"
-
-    def base(self, variant: str) -> str:
-        return self.url.replace("{variant}", variant).rstrip("/")
-
-    @classmethod
-    def parse(cls, text: str) -> Mirror:
-        """``URL`` (PEP 503 tree) or ``flat+URL`` (a directory listing of wheels)."""
-        if text.startswith("flat+"):
-            return cls(text[len("flat+") :], "flat")
-        return cls(text.removeprefix("pep503+"), "pep503")
 
 
 @dataclass(frozen=True, slots=True)

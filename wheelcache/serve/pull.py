@@ -53,11 +53,10 @@ from wheelcache.core.simple import (
     parse_project_page,
     parse_root_page,
 )
-from wheelcache.core.variants import TORCH_FAMILY, cdn_fallback, torch_index_for
+from wheelcache.core.variants import TORCH_FAMILY, Mirror, cdn_fallback, torch_index_for
 from wheelcache.errors import IndexPageError, IndexUnreachableError, WheelcacheError
 from wheelcache.net.client import Http
 from wheelcache.net.download import DownloadJob
-from wheelcache.net.indexes import Mirror
 from wheelcache.serve.publish import Selection
 from wheelcache.serve.upstream import UpstreamPage, UpstreamPages
 from wheelcache.store.cache import Cache, CachedWheel
