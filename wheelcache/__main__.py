@@ -1,5 +1,5 @@
 """``python -m wheelcache``."""
 
-from wheelcache.cli.main import main
+from wheelcache.cli.main import run
 
-main(prog_name="wheelcache")
+run()

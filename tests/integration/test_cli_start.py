@@ -124,3 +124,62 @@ def test_a_recalled_fetch_loads_no_resolver_finder_or_downloader(tmp_path: Path)
     assert heavy <= first  # the probe sees them when they are loaded
     assert not (heavy - {"email.parser"}) & second  # (the HTTP stack loads that one)
     assert not heavy & offline
+
+
+QUICK_EXIT = """
+import atexit, sys
+atexit.register(lambda: print("torn down", file=sys.stderr))
+from wheelcache.cli.main import run
+sys.argv[0] = "wheelcache"
+run()
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "last"),
+    [
+        (("--version",), 0, None),
+        (("fetch", "--cuda", "999"), 2, "wheelcache: error: invalid value for '--cuda'"),
+        (
+            ("fetch", "--cpu", "--py", "311", "--platform", "linux_x86_64", "--offline")
+            + ("--index-url", "http://127.0.0.1:9/simple", "--cache-dir", "{missing}"),
+            1,
+            "wheelcache: error:",
+        ),
+    ],
+)
+def test_the_console_script_leaves_without_teardown_and_loses_no_output(
+    tmp_path: Path, args: tuple[str, ...], code: int, last: str | None
+) -> None:
+    """``run`` (the console script) skips the interpreter's teardown (40–50 ms) once only its
+    thread is left: atexit handlers do not run, yet the exit code and every line are there."""
+    argv = [a.replace("{missing}", str(tmp_path / "no-cache")) for a in args]
+    proc = subprocess.run(
+        [sys.executable, "-c", QUICK_EXIT, *argv], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == code, proc.stderr
+    assert "torn down" not in proc.stderr
+    if last is None:
+        assert proc.stdout.startswith("wheelcache, version ")
+    else:
+        assert proc.stderr.splitlines()[-1].startswith(last)
+
+
+def test_the_console_script_flushes_a_long_output_into_a_pipe(tmp_path: Path) -> None:
+    """More than a pipe holds (64 KiB) of ``--json``, read whole after the quick exit."""
+    cache = tmp_path / "cache"
+    dists = [Dist(f"p{i:03d}", "1.0") for i in range(120)]
+    with serve_index(tmp_path / "index", dists) as url:
+        args = [f"p{i:03d}" for i in range(120)]
+        args += ["--py", "311", "--platform", "linux_x86_64", "--cpu", "--json"]
+        args += ["--index-url", url, "--torch-index", url, "--cache-dir", str(cache)]
+        proc = subprocess.run(
+            [sys.executable, "-c", QUICK_EXIT, "fetch", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert len(proc.stdout) > 64 * 1024
+    assert len(json.loads(proc.stdout)["files"]) == 120
+    assert "torn down" not in proc.stderr

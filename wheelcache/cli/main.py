@@ -21,6 +21,7 @@ the bundle code (issue 14: start-up under 80 ms).
 from __future__ import annotations
 
 import importlib
+import os
 import re
 import signal
 import sys
@@ -34,7 +35,7 @@ from click.core import ParameterSource
 from wheelcache import __version__
 from wheelcache.errors import ConfigError, WheelcacheError
 
-__all__ = ["COMMANDS", "main"]
+__all__ = ["COMMANDS", "main", "run"]
 
 #: Command name → (module whose ``register(group)`` adds it, its ``short_help`` as ``--help``
 #: lists it).  A test checks both against the loaded commands.
@@ -279,3 +280,32 @@ def main(ctx: click.Context, verbose: int, quiet: int) -> None:
     _setup_logging(verbose - quiet)
     ctx.default_map = _default_map(ctx)
     _terminate_like_interrupt()
+
+
+def run() -> None:
+    """The console script (``wheelcache``, ``python -m wheelcache``): :data:`main`, then an
+    exit that skips the interpreter's teardown when nothing is left to finish.
+
+    Tearing down the ~350 modules a fetch loads takes 40–50 ms after the work is done — a
+    tenth of a warm second run.  When this is the only thread left, every file the command
+    wrote is closed (they are written in ``with`` blocks) and the streams are flushed here,
+    so leaving at once (``os._exit``) loses nothing.  Anything else — a thread still
+    finishing, a stream that cannot be flushed, an exit code that is a message — takes the
+    ordinary exit.  In-process callers (tests, click's runner) call :data:`main`, not this.
+    """
+    try:
+        main(prog_name="wheelcache")
+        code: str | int | None = 0
+    except SystemExit as exc:
+        code = exc.code
+    if not isinstance(code, int) or threading.active_count() > 1:
+        sys.exit(code)
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):  # a closed pipe: Python's own exit says it as it always does
+        sys.exit(code)
+    logging = sys.modules.get("logging")
+    if logging is not None:
+        logging.shutdown()  # flushes and closes the handlers, as the ordinary exit would
+    os._exit(code)
