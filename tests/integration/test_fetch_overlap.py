@@ -90,7 +90,8 @@ def test_prefetch_reads_the_metadata_resolution_will_use(
     torch_index: TorchIndex, tmp_path: Path
 ) -> None:
     """Metadata fetched ahead follows the specifiers known at the time: the pinned torch, not
-    the newest; a dependency's pinned version; never a yanked file or a pre-release."""
+    the newest, nor the one below it (a backtrack over the companions never goes there); a
+    dependency's pinned version; never a yanked file or a pre-release."""
     ok_json(
         run(
             torch_index,
@@ -108,6 +109,7 @@ def test_prefetch_reads_the_metadata_resolution_will_use(
     asked = {r.path for srv in torch_index.servers for r in srv.requests}
     never = {
         "/whl/cu118/torch-2.5.1+cu118-cp310-cp310-linux_x86_64.whl.metadata",  # not the pin
+        "/whl/cu118/torch-2.3.1+cu118-cp310-cp310-linux_x86_64.whl",  # nor the one below it
         "/files/filelock-3.16.2-py3-none-any.whl.metadata",  # yanked
         "/files/networkx-3.4rc1-py3-none-any.whl.metadata",  # a pre-release
         "/files/nvidia_nccl_cu11-2.21.5-py3-none-manylinux1_x86_64.whl.metadata",  # not torch's

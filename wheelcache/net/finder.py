@@ -384,12 +384,21 @@ class IndexFinder:
 
     def _prefetch_next(self, candidate: Candidate) -> None:
         """The resolver asked for a torch-family wheel's metadata: the next older candidate
-        is the one a backtrack over the companions' pins asks for next."""
+        is the one a backtrack over the companions' pins asks for next — unless the user's
+        own requirement rules it out (``--torch 2.4.0``: no torch 2.3.1, whose metadata
+        may cost three range reads of a multi-GB wheel)."""
         if self._pool is None or not self._prefetch_metadata or not is_torch_family(candidate.name):
             return
         with self._lock:
             cands = self._cands.get(candidate.name, [])
-        older = [c for c in cands if c.version < candidate.version and not c.file.yanked]
+        root = self._roots.get(candidate.name, SpecifierSet())  # never one the user excluded
+        older = [
+            c
+            for c in cands
+            if c.version < candidate.version
+            and not c.file.yanked
+            and root.contains(c.version, prereleases=True)
+        ]
         if older:
             try:
                 self._pool.submit(self._warm_next, older[0])
