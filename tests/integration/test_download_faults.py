@@ -110,6 +110,24 @@ def test_large_file_is_split_across_connections(
     assert dl.downloaded_bytes == SIZE
 
 
+def test_idle_connections_leave_when_the_last_segment_ends(
+    server: FileServer, payload: Path, tmp_path: Path
+) -> None:
+    """Connections with nothing left to take wait for a slow one to help; when the last
+    segment ends they leave at once, not at their next look (here a minute away)."""
+    settings = replace(SEGMENTED, idle_seconds=60.0)
+    done = threading.Event()
+
+    def run() -> None:
+        _download(server, payload, tmp_path, settings)
+        done.set()
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    assert done.wait(30), "idle connections waited for their next look"
+    assert len({r.range for r in server.requests if r.path == PATH}) >= settings.connections
+
+
 def test_file_below_split_size_uses_one_connection(
     server: FileServer, payload: Path, tmp_path: Path
 ) -> None:

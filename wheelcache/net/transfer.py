@@ -152,6 +152,8 @@ class Transfer:
         self._count = count
         self._lock = threading.Lock()
         self._progress = threading.Condition(self._lock)
+        #: Notified when a segment ends or the transfer stops: what an idle worker waits for.
+        self._settled = threading.Condition(self._lock)
         self._stop = threading.Event()
         self._error: BaseException | None = None
         self._workers: list[threading.Thread] = []
@@ -199,7 +201,7 @@ class Transfer:
                 if self.cancel.is_set():
                     self._fail(DownloadError(self.st.url, "cancelled"))
         finally:
-            self._stop.set()
+            self._halt()
             for t in list(self._workers):
                 t.join()
             if self._error is not None or self._unfinished():
@@ -231,7 +233,12 @@ class Transfer:
         with self._lock:
             if self._error is None:
                 self._error = exc
+        self._halt()
+
+    def _halt(self) -> None:
         self._stop.set()
+        with self._settled:
+            self._settled.notify_all()
 
     def _spawn(self, n: int) -> None:
         with self._lock:
@@ -264,16 +271,26 @@ class Transfer:
                 seg = self._next_segment()
                 if seg is None:
                     if self._may_steal_later():  # a connection may still turn slow
-                        self._stop.wait(0.25)
+                        self._idle(self.settings.idle_seconds)
                         continue
                     return
                 try:
                     self._run_segment(seg)
                 finally:
-                    with self._lock:
+                    with self._settled:
                         seg.active = False
+                        self._settled.notify_all()
         except BaseException as exc:  # any failure stops the whole transfer
             self._fail(exc)
+
+    def _idle(self, seconds: float) -> None:
+        """Wait until a segment ends, the transfer stops, or *seconds* pass (the time a slow
+        connection takes to show itself).  Not a plain sleep: when the last segment ends,
+        the idle workers leave at once instead of a quarter second later (which was most of
+        a 32 MiB file's time on a fast link)."""
+        with self._settled:
+            if not self._stop.is_set():
+                self._settled.wait(seconds)
 
     def _pick_source(self) -> Source | None:
         """A healthy source, turn by turn among those at least half as fast as the best."""

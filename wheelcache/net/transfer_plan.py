@@ -42,6 +42,9 @@ class TransferSettings:
     #: An idle connection takes half of another's segment only when that one would need
     #: longer than this to finish: stealing from a fast connection wastes its in-flight bytes.
     steal_seconds: float = 2.0
+    #: An idle connection looks this often for a slow one to help; a segment that ends, or
+    #: the transfer stopping, wakes it at once.
+    idle_seconds: float = 0.25
     #: Hash the prefix while downloading (True) or in one pass after the last byte (False);
     #: scripts/bench_download.py measures both.
     hash_during: bool = True
