@@ -142,3 +142,18 @@ def test_an_exactly_pinned_torch_starts_before_its_dependencies_are_listed(
     filelock = min(r.at for r in torch_index.deps.requests if r.path == "/simple/filelock/")
     torch_gets = [r.at for r in torch_index.cdn.requests if r.path == LINUX_TORCH]
     assert torch_gets and min(torch_gets) < filelock + STALL - 1.0
+
+
+def test_no_deps_reads_no_dependency_page(torch_index: TorchIndex, tmp_path: Path) -> None:
+    """``--no-deps``: torch's metadata may be read, its dependencies' pages never are."""
+    out = ok_json(
+        run(
+            torch_index,
+            tmp_path / "cache",
+            "torch",
+            "--no-deps",
+            *("--cuda", "118", "--py", "310", "--platform", "linux_x86_64", "--torch", "2.4.0"),
+        )
+    )
+    assert [f["project"] for f in out["files"]] == ["torch"]
+    assert not [r.path for r in torch_index.deps.requests if r.path.startswith("/simple/")]

@@ -516,7 +516,8 @@ class IndexFinder:
 
     def _metadata_and_dependencies(self, candidate: Candidate) -> CoreMetadata:
         md = self.metadata.get_metadata(candidate)
-        self._prefetch_dependencies(md)
+        if self._prefetch_metadata:  # --no-deps: no dependency's page is ever read
+            self._prefetch_dependencies(md)
         return md
 
 
