@@ -129,12 +129,16 @@ class Run:
 #: The child limits its own address space, then runs the CLI (no preexec_fn: it is not safe
 #: in a process with threads, and test servers run threads).
 #: At exit it writes its own VmHWM (kB) to $WHEELCACHE_TEST_HWM: the peak of this program
-#: alone — rusage's ru_maxrss keeps the forking pytest process's size across exec.
+#: alone — rusage's ru_maxrss keeps the forking pytest process's size across exec.  Both
+#: exits write it: the ordinary one (atexit) and the quick one the console script takes
+#: (``os._exit``, which skips atexit: see ``wheelcache.cli.main.run``).
 _BOOT = (
     "import atexit, os, resource, runpy, sys; "
     f"resource.setrlimit(resource.RLIMIT_AS, ({CHILD_ADDRESS_SPACE}, {CHILD_ADDRESS_SPACE})); "
-    "atexit.register(lambda: open(os.environ['WHEELCACHE_TEST_HWM'], 'w').write("
-    "next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')))); "
+    "hwm = lambda: open(os.environ['WHEELCACHE_TEST_HWM'], 'w').write("
+    "next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM'))); "
+    "atexit.register(hwm); quick = os._exit; "
+    "os._exit = lambda code: (hwm(), quick(code)); "
     "sys.argv[0] = 'wheelcache'; runpy.run_module('wheelcache', run_name='__main__')"
 )
 
