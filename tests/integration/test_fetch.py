@@ -22,6 +22,7 @@ from tests.support.torchindex import (
     newest_complete_release,
 )
 from wheelcache.cli.main import main
+from wheelcache.net.transfer import TransferSettings
 
 
 def run(ti: TorchIndex, cache: Path, *args: str, json_out: bool = True) -> Result:
@@ -244,7 +245,7 @@ def test_server_without_ranges_costs_one_whole_download_that_is_kept(
 def test_dropped_connection_is_resumed(torch_index: TorchIndex, tmp_path: Path) -> None:
     fn = "torch-2.4.0+cu118-cp39-cp39-win_amd64.whl"
     size = torch_index.file_path(fn).stat().st_size
-    cut = 500_000  # inside the first (1 MiB probe) request
+    cut = 500_000  # inside the first (probe) request
     torch_index.cdn.fault(torch_index.url(fn), drop_after=cut, times=1)
     data = ok_json(
         run(
@@ -265,7 +266,8 @@ def test_dropped_connection_is_resumed(torch_index: TorchIndex, tmp_path: Path) 
     (f,) = data["files"]
     assert f["sha256"] == torch_index.sha256(fn)
     gets = [r for r in torch_index.cdn.requests if r.path.endswith(fn) and r.method == "GET"]
-    assert [r.range for r in gets] == [f"bytes=0-{(1 << 20) - 1}", f"bytes={cut}-{size - 1}"]
+    probe = TransferSettings().probe_size
+    assert [r.range for r in gets] == [f"bytes=0-{probe - 1}", f"bytes={cut}-{size - 1}"]
     assert gets[1].headers.get("if-range")
     fetched = sum(r.body_bytes for r in gets)
     assert size <= fetched <= size * 1.01

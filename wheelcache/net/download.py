@@ -25,7 +25,7 @@ from wheelcache.errors import CacheError, DownloadError, HashMismatchError, Inco
 from wheelcache.net.client import Http
 from wheelcache.net.transfer import HostLimiter, Restart, StopFlag, Transfer, TransferSettings
 from wheelcache.net.transfer_state import boot_marker
-from wheelcache.store.cache import Cache, CachedWheel, describe_os_error
+from wheelcache.store.cache import Cache, CachedWheel, describe_os_error, fsync_file
 
 __all__ = ["DownloadJob", "Downloader", "TransferSettings"]
 
@@ -339,6 +339,9 @@ class Downloader:
             )
         tmp = self.cache.temp_path(".whl")
         try:
+            # The transfer synced its data only now and then: the whole file reaches the disk
+            # before the blob store and the catalog vouch for it.
+            fsync_file(part)
             os.replace(part, tmp)
         except OSError as exc:
             raise CacheError(describe_os_error(exc, part)) from exc

@@ -1,6 +1,6 @@
 """One file's transfer: byte-range segments over several connections, resumable, hashed.
 
-A transfer of a file of unknown size starts with one connection asking for the first MiB; if
+A transfer of a file of unknown size starts with one connection asking for the first 2 MiB; if
 the server answers 206 and the file is above the split size, the rest is planned into bounded
 segments for more connections (a known size is planned at once).  An idle connection *steals*
 from a segment that would take long: the share that makes both finish together, so a slow
@@ -9,9 +9,16 @@ connection or a slow mirror never keeps the last megabytes to itself.  A server 
 
 Every segment is ``[start, pos, end)``; the list is saved every 50 ms and, with the list as of
 the last fsync of the data, every 2 s, so a killed process resumes each segment where it stood
-and a rebooted machine where the disk surely has it.  A hasher thread follows the
-contiguous prefix and feeds sha256 and blake3 from the page cache while the network is still
-busy, so the digests are ready moments after the last byte (measured against inline hashing in
+and a rebooted machine where the disk surely has it.  A transfer younger than
+``state_after`` (1 s) saves no state: a crash then costs at most that much transfer, and the
+many small files that finish sooner never write a state file (a partial without one is simply
+fetched again from byte 0).
+
+The thread that calls :meth:`Transfer.run` is the first connection, and while it is the only
+one it hashes each chunk as it writes it: a small file costs no thread and no second read of
+its bytes.  Once a second connection starts, a hasher thread follows the contiguous prefix and
+feeds sha256 and blake3 from the page cache while the network is still busy, so the digests are
+ready moments after the last byte (measured against hashing after the last byte in
 ``scripts/bench_download.py``).
 
 Faults handled here, each as a retry of that segment on a new connection (with backoff and
@@ -159,9 +166,21 @@ class Transfer:
         self._workers: list[threading.Thread] = []
         self._ranges: bool | None = True if state.done else None
         self._announced = False
+        # The digests: fed inline by the only connection, or by the hasher thread once it
+        # runs (``_hash_lock`` guards the hand-over; afterwards the hasher alone feeds them).
         self._hashed = 0
         self._sha = hashlib.sha256()
-        self._b3 = blake3(max_threads=blake3.AUTO)
+        # blake3's threads pay off on the hasher's 1 MiB blocks of a big file; on the 64 KiB
+        # chunks hashed inline they cost twice the CPU for less speed (measured).
+        big = state.size is not None and state.size >= settings.split_size
+        self._b3 = blake3(max_threads=blake3.AUTO) if big else blake3()
+        self._hash_lock = threading.Lock()
+        self._hasher: threading.Thread | None = None
+        # The supervisor's duties (state saves, noticing a cancel) are done by whichever
+        # thread passes by when they are due: every connection between its reads, and the
+        # thread that called run() once it waits for the others.
+        self._tick_lock = threading.Lock()
+        self._born = self._next_save = self._synced = 0.0
         if not self.st.segments:
             if self.st.size is not None and self.st.size >= settings.split_size:
                 self.st.segments = plan(0, self.st.size, settings.connections)
@@ -173,33 +192,23 @@ class Transfer:
     def run(self) -> tuple[str, str, int]:
         if not self.st.done:
             self.part.write_bytes(b"")  # stale bytes of an unknown earlier attempt must go
-        hasher = threading.Thread(target=self._hash_loop, name="wheelcache-hash", daemon=True)
-        hasher.start()
+        self._born = self._synced = time.monotonic()
+        self._next_save = self._born + self.settings.save_seconds
         n = 1
         if self._ranges:  # resuming: ranges are known to work
             resumable = sum(1 for s in self.st.segments if not s.complete)
             big = (self.st.size or 0) >= self.settings.split_size
             n = self.settings.connections if big else max(1, resumable)
-        self._spawn(n)
+        if self.st.done:
+            self._start_hasher()  # the bytes kept on disk are hashed while the rest arrives
         if (self.st.size or 0) >= self.settings.split_size:
             # Reserve the state file while there is room: a disk that fills up later can
             # still record how far a big download got (see Downloader._save_state).
             self._checkpoint(sync=True)
-        synced = time.monotonic()
         try:
-            while True:
-                with self._lock:
-                    alive = [t for t in self._workers if t.is_alive()]
-                if not alive:
-                    break
-                alive[0].join(self.settings.save_seconds)
-                if not alive[0].is_alive() and len(alive) == 1:
-                    continue  # the last worker ended: no state to save for a finished file
-                sync = time.monotonic() - synced >= self.settings.fsync_seconds
-                self._checkpoint(sync=sync)
-                synced = time.monotonic() if sync else synced
-                if self.cancel.is_set():
-                    self._fail(DownloadError(self.st.url, "cancelled"))
+            self._spawn(n - 1)
+            self._worker()  # this thread is the first connection (a small file's only one)
+            self._supervise()  # the other connections, if any
         finally:
             self._halt()
             for t in list(self._workers):
@@ -208,13 +217,60 @@ class Transfer:
                 self._checkpoint(sync=True)  # keep what we have for the next run
             with self._progress:
                 self._progress.notify_all()
-            hasher.join()
+            if self._hasher is not None:
+                self._hasher.join()
         if self._error is not None:
             raise self._error
         size = self.st.size if self.st.size is not None else self.st.segments[-1].pos
+        self._hash_rest(size)
         if self._hashed != size:
             raise Restart(f"the partial is inconsistent (hashed {self._hashed} of {size} bytes)")
         return self._sha.hexdigest(), self._b3.hexdigest(), size
+
+    def _supervise(self) -> None:
+        """Wait for the other connections, saving the state and watching for a cancel."""
+        while True:
+            with self._lock:
+                alive = [t for t in self._workers if t.is_alive()]
+            if not alive:
+                return
+            alive[0].join(self.settings.save_seconds)
+            if not alive[0].is_alive() and len(alive) == 1:
+                continue  # the last worker ended: no state to save for a finished file
+            self._tick()
+
+    def _tick(self) -> None:
+        """The supervisor's duties, when they are due and no other thread is doing them: save
+        the state every ``save_seconds`` once the transfer is ``state_after`` old, fsync the
+        data every ``fsync_seconds``, and stop on a cancel."""
+        now = time.monotonic()
+        if now < self._next_save or not self._tick_lock.acquire(blocking=False):
+            return
+        try:
+            if now < self._next_save:
+                return  # another thread did it a moment ago
+            self._next_save = now + self.settings.save_seconds
+            if self.cancel.is_set():
+                self._fail(DownloadError(self.st.url, "cancelled"))
+                return
+            if now - self._born < self.settings.state_after:
+                return
+            sync = now - self._synced >= self.settings.fsync_seconds
+            self._checkpoint(sync=sync)
+            self._synced = time.monotonic() if sync else self._synced
+        finally:
+            self._tick_lock.release()
+
+    def _pause(self, seconds: float) -> bool:
+        """Wait *seconds* unless the transfer stops (True then), keeping up the ticks."""
+        deadline = time.monotonic() + seconds
+        while not self._stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self._stop.wait(min(left, self.settings.save_seconds))
+            self._tick()
+        return True
 
     def _checkpoint(self, *, sync: bool) -> None:
         """Save the segment list; with *sync*, fsync the data first (see Checkpoints)."""
@@ -241,6 +297,8 @@ class Transfer:
             self._settled.notify_all()
 
     def _spawn(self, n: int) -> None:
+        if n > 0:
+            self._start_hasher()  # the chunks no longer arrive in order
         with self._lock:
             for _ in range(n):
                 t = threading.Thread(target=self._worker, name="wheelcache-seg", daemon=True)
@@ -272,6 +330,7 @@ class Transfer:
                 if seg is None:
                     if self._may_steal_later():  # a connection may still turn slow
                         self._idle(self.settings.idle_seconds)
+                        self._tick()
                         continue
                     return
                 try:
@@ -385,7 +444,7 @@ class Transfer:
                     seg.pos,
                     delay,
                 )
-                if self._stop.wait(delay):
+                if self._pause(delay):
                     return
 
     # -- one request ----------------------------------------------------------------------
@@ -540,8 +599,9 @@ class Transfer:
                 take = len(chunk) if end is None else min(len(chunk), end - seg.pos)
                 if take <= 0:
                     return False  # a thief took the rest of this segment
+                data = memoryview(chunk)
                 try:
-                    view = memoryview(chunk)[:take]
+                    view = data[:take]
                     while view:  # a raw write may be partial
                         view = view[fh.write(view) or 0 :]
                 except OSError as exc:
@@ -550,8 +610,11 @@ class Transfer:
                     # A thief may have moved the end while this chunk was written; the bytes
                     # past it are the thief's to write again.
                     take = take if seg.end is None else max(0, min(take, seg.end - seg.pos))
+                    at = seg.pos
                     seg.pos += take
                     self._progress.notify_all()
+                self._hash_inline(at, data[:take])
+                self._tick()
                 self.reporter.file_advanced(self.st.filename, take)
                 self._count(take)
                 if take < len(chunk):
@@ -568,6 +631,51 @@ class Transfer:
             raise _Retry(f"connection closed at byte {seg.pos}")
         return False
 
+    # -- hashing ----------------------------------------------------------------------------
+    def _start_hasher(self) -> None:
+        """Hand the digests to a thread that reads the prefix back as it grows (once)."""
+        if not self.settings.hash_during:
+            return
+        with self._hash_lock:
+            if self._hasher is not None:
+                return
+            self._hasher = threading.Thread(
+                target=self._hash_loop, name="wheelcache-hash", daemon=True
+            )
+        self._hasher.start()
+
+    def _hash_inline(self, at: int, data: memoryview) -> None:
+        """Hash bytes just written at *at* when they extend the hashed prefix and no hasher
+        thread runs: with one connection, every chunk, straight from memory."""
+        if not data or not self.settings.hash_during:
+            return
+        with self._hash_lock:
+            if self._hasher is None and at == self._hashed:
+                self._sha.update(data)
+                self._b3.update(data)
+                self._hashed += len(data)
+
+    def _hash_rest(self, size: int) -> None:
+        """After the last byte: hash what was not hashed on the way (all of it when
+        ``hash_during`` is off)."""
+        if self._hashed >= size:
+            return
+        try:
+            with open(self.part, "rb", buffering=0) as fh:
+                self._hash_from(fh, size)
+        except OSError as exc:
+            raise CacheError(describe_os_error(exc, self.part)) from exc
+
+    def _hash_from(self, fh: Any, target: int) -> None:
+        fh.seek(self._hashed)
+        while self._hashed < target:
+            block = fh.read(min(READ_BLOCK, target - self._hashed))
+            if not block:
+                raise Restart("the partial file is shorter than its state says")
+            self._sha.update(block)
+            self._b3.update(block)
+            self._hashed += len(block)
+
     def _hash_loop(self) -> None:
         """Hash the contiguous prefix as it grows; the page cache serves the reads.
 
@@ -580,22 +688,12 @@ class Transfer:
                     with self._progress:
                         if self._error is not None:
                             return
-                        if not self.settings.hash_during and not self._stop.is_set():
-                            self._progress.wait(0.2)
-                            continue
                         target = contiguous_prefix(self.st.segments)
                         if target <= self._hashed:
                             if self._stop.is_set():
                                 return
                             self._progress.wait(0.2)
                             continue
-                    fh.seek(self._hashed)
-                    while self._hashed < target:
-                        block = fh.read(min(READ_BLOCK, target - self._hashed))
-                        if not block:
-                            raise Restart("the partial file is shorter than its state says")
-                        self._sha.update(block)
-                        self._b3.update(block)
-                        self._hashed += len(block)
+                    self._hash_from(fh, target)
         except BaseException as exc:
             self._fail(exc)

@@ -32,13 +32,19 @@ class TransferSettings:
     min_segment: int = 256 * 1024  # never split a segment into pieces smaller than this
     stall_seconds: float = 10.0  # a connection with no progress for this long is replaced
     #: Of a file of unknown size, the first request asks for this much: small files come in
-    #: one request, and a big one is planned into segments after the first answer.
-    probe_size: int = 1024 * 1024
+    #: one request, and a big one is planned into segments after the first answer.  No more
+    #: than the share of each other connection of a file just at ``split_size``, so that the
+    #: first connection does not finish last.
+    probe_size: int = 2 * 1024 * 1024
     #: The segment list is saved this often (a killed process loses at most this much time
     #: of transfer) and the data fsynced every ``fsync_seconds`` (a power loss can cost more,
     #: but the final sha256 check catches it and the file is fetched again).
     save_seconds: float = 0.05
     fsync_seconds: float = 2.0
+    #: A transfer saves no state before it has run this long (a state file it would delete a
+    #: moment later costs more than the file): a crash before then fetches it again from byte
+    #: 0.  A failed or cancelled transfer saves its state whatever its age.
+    state_after: float = 1.0
     #: An idle connection takes half of another's segment only when that one would need
     #: longer than this to finish: stealing from a fast connection wastes its in-flight bytes.
     steal_seconds: float = 2.0

@@ -38,6 +38,7 @@ __all__ = [
     "FileLock",
     "describe_os_error",
     "fsync_dir",
+    "fsync_file",
     "link_or_copy",
 ]
 
@@ -202,6 +203,19 @@ def link_or_copy(
     except OSError as exc:
         raise CacheError(describe_os_error(exc, dest, fix)) from exc
     return dest
+
+
+def fsync_file(path: Path) -> None:
+    """Make *path*'s bytes durable before a name vouches for them (a power loss after the
+    rename must not leave a torn file under the new name).
+
+    Opened for writing: Windows flushes (``_commit``) only a handle that may write.
+    """
+    fd = os.open(path, os.O_RDWR | getattr(os, "O_BINARY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def fsync_dir(path: Path) -> None:
