@@ -186,6 +186,23 @@ def test_many_clients_share_one_streamed_transfer(torch_index: TorchIndex, tmp_p
     assert p.cache.find(BIG, ti.sha256(BIG)) is not None
 
 
+def test_a_client_is_streamed_a_file_that_arrives_within_a_second(
+    torch_index: TorchIndex, tmp_path: Path
+) -> None:
+    """A fetch saves no transfer state in its first second (a crash then costs little); a
+    pull server's readers learn what arrived from those saves, so its transfers save from
+    the start: a client of a file upstream sends in about half a second still gets its
+    first bytes long before the last."""
+    ti = torch_index
+    ti.cdn.fault(ti.url(BIG), throttle_bps=8 * MiB, times=None)
+    with pulled(tmp_path / "cache", ti) as p:
+        out: dict[str, object] = {}
+        _read_first_byte_then_rest(p.port, fetch_path("cu118", BIG), out)
+    assert out["status"] == 200
+    assert hashlib.sha256(out["body"]).hexdigest() == ti.sha256(BIG)  # type: ignore[arg-type]
+    assert out["first"] < out["done"] / 2  # type: ignore[operator]
+
+
 def test_ranges_during_a_transfer_and_the_last_byte_after_verification(
     torch_index: TorchIndex, tmp_path: Path
 ) -> None:

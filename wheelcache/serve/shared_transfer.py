@@ -35,7 +35,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from wheelcache.core.layout import url_key
@@ -265,6 +265,9 @@ class _PullDownloader(Downloader):
     def __init__(
         self, shared: SharedTransfer, http: Http, cache: Cache, settings: TransferSettings
     ) -> None:
+        # Readers learn what arrived from the checkpoints: save them from the first moment,
+        # not only once the transfer is old enough to be worth resuming (state_after).
+        settings = replace(settings, state_after=0.0)
         super().__init__(http, cache, _Feed(shared), jobs=1, settings=settings)
         self._shared = shared
 
