@@ -7,17 +7,13 @@ the first two and the config file arrives as click's ``default_map``.
 
 from __future__ import annotations
 
-import configparser
 import logging
 import os
-import platform
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
-
-import platformdirs
 
 from wheelcache.errors import ConfigError, WheelcacheError
 
@@ -43,6 +39,9 @@ APP = "wheelcache"
 
 
 def default_cache_dir() -> Path:
+    import platformdirs  # (the imports of this module are made where they are needed: a
+    # command given --cache-dir, --index-url and --platform loads none of them)
+
     return Path(platformdirs.user_cache_dir(APP, appauthor=False))
 
 
@@ -50,6 +49,8 @@ def config_file_path(environ: Mapping[str, str] = os.environ) -> Path:
     override = environ.get("WHEELCACHE_CONFIG")
     if override:
         return Path(override)
+    import platformdirs
+
     return Path(platformdirs.user_config_dir(APP, appauthor=False)) / "config.toml"
 
 
@@ -214,6 +215,8 @@ def pip_index_urls(environ: Mapping[str, str] = os.environ) -> tuple[list[str], 
     index: str | None = None
     extra: list[str] = []
     origin, extra_origin = "pip's default", ""
+    import configparser
+
     parser = configparser.RawConfigParser()
     for path in _pip_config_files(environ):
         try:
@@ -256,6 +259,8 @@ def host_python() -> str:
 
 def host_platform() -> tuple[str, str | None]:
     """This machine as ``(--platform tag, glibc version or None)``."""
+    import platform
+
     machine = platform.machine().lower()
     if sys.platform == "win32":
         return {"arm64": "win_arm64", "x86": "win32", "i386": "win32"}.get(

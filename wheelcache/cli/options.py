@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import shlex
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -50,7 +48,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 def command_line(args: list[str]) -> str:
     """A command as the user's shell wants it quoted (cmd.exe rules on Windows)."""
     if os.name == "nt":
+        import subprocess
+
         return subprocess.list2cmdline(args)
+    import shlex
+
     return shlex.join(args)
 
 

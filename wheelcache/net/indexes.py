@@ -11,7 +11,6 @@ mirror that has it, and that is recorded (its hashes are the mirror's).
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import sys
 import threading
@@ -40,6 +39,8 @@ def _trim() -> None:
     """Give the memory a big page's parse freed back to the OS (glibc keeps it otherwise,
     spread over the arenas of the threads that parsed)."""
     if sys.platform.startswith("linux"):
+        import ctypes  # only here: its import costs more than most runs ever trim
+
         try:
             ctypes.CDLL("libc.so.6").malloc_trim(0)
         except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
