@@ -23,8 +23,8 @@ FIRST = [Dist("app", "1.0", requires=("lib>=1",)), Dist("lib", "1.0")]
 def _fetch(url: str, cache: Path, *args: str) -> tuple[dict[str, object], str]:
     result = CliRunner().invoke(
         main,
-        ["fetch", *args, *TARGET, "--index-url", url, "--torch-index", url]
-        + ["--cache-dir", str(cache), "--json", "-v"],
+        ["fetch", *TARGET, "--index-url", url, "--torch-index", url]
+        + ["--cache-dir", str(cache), "--json", "-v", *args],  # (a later option wins)
     )
     assert result.exit_code == 0, result.stderr
     return json.loads(result.stdout), result.stderr
@@ -95,21 +95,46 @@ def test_another_request_or_a_wheel_gone_is_resolved_again(tmp_path: Path) -> No
 
 
 def test_a_record_that_is_not_whole_or_lies_is_not_used(tmp_path: Path) -> None:
-    """The record is read like anything from disk: a torn one, or one naming a path instead
-    of a file name, is passed over (and nothing is written outside the cache)."""
+    """The record is read like anything from disk: a torn one is passed over; so is one
+    that names a cached wheel for another machine (here the Windows build, cached by a
+    fetch for Windows) — and nothing is written outside the cache."""
     cache = tmp_path / "cache"
+    native = Dist("native", "1.0", tags=("cp311-cp311-linux_x86_64", "cp311-cp311-win_amd64"))
+    win = ("--platform", "win_amd64")
     with FileServer() as srv:
-        url = publish(srv, tmp_path / "index", FIRST)
-        first, _ = _fetch(url, cache, "app")
+        url = publish(srv, tmp_path / "index", [native])
+        first, _ = _fetch(url, cache, "native")
         (record,) = _records(cache)
         data = record.read_bytes()
         record.write_bytes(data[: len(data) // 2])
-        out, err = _fetch(url, cache, "app")
+        out, err = _fetch(url, cache, "native")
         assert RECALLED not in err and _chosen(out) == _chosen(first)
-        raw = json.loads(record.read_bytes())  # written whole again by that run
-        raw["files"][0]["filename"] = "../../outside.whl"
+        windows, _ = _fetch(url, cache, "native", *win)  # its own record and wheel
+        (other,) = windows["files"]  # type: ignore[misc]
+        raw = json.loads(record.read_bytes())  # written whole again by the second run
+        raw["files"][0].update(filename=other["filename"], sha256=other["sha256"])
         record.write_text(json.dumps(raw))
-        out, err = _fetch(url, cache, "app")
-    assert RECALLED not in err and _chosen(out) == _chosen(first)
-    assert not (tmp_path / "outside.whl").exists()
+        out, err = _fetch(url, cache, "native")
+    assert RECALLED not in err
+    assert _chosen(out) == _chosen(first) == ["native-1.0-cp311-cp311-linux_x86_64.whl"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "index"]
+
+
+def test_a_resolution_made_while_metadata_failed_is_not_remembered(tmp_path: Path) -> None:
+    """A metadata read that failed (a flaky server, a size limit, --offline without it) may
+    have made the resolution pass over a candidate — on a plain torch index a build whose
+    metadata cannot be read is not taken — and that answer is not kept for later runs."""
+    cache = tmp_path / "cache"
+    newest = "/files/torch-2.5.1-py3-none-any.whl"
+    with FileServer() as srv:
+        url = publish(srv, tmp_path / "index", [Dist("torch", "2.5.1"), Dist("torch", "2.4.0")])
+        for path in (newest, newest + ".metadata"):
+            srv.fault(path, status=404, times=None)
+        first, _ = _fetch(url, cache, "torch")
+        assert _chosen(first) == ["torch-2.4.0-py3-none-any.whl"]  # the worse answer …
+        assert _records(cache) == []  # … is not remembered
+        srv.clear_faults()
+        again, err = _fetch(url, cache, "torch")
+    assert RECALLED not in err
+    assert _chosen(again) == ["torch-2.5.1-py3-none-any.whl"]
+    assert len(_records(cache)) == 1  # a run that read everything is

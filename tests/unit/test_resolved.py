@@ -27,7 +27,16 @@ KEY = "cd" * 32
 def _record() -> ResolvedRecord:
     return ResolvedRecord(
         KEY,
-        (PageSeen("http://127.0.0.1:1/simple/app/", "text/html", 200, SHA),),  # type: ignore[arg-type]
+        (
+            PageSeen(
+                "http://127.0.0.1:1/simple/app/",
+                "text/html",
+                200,
+                SHA,
+                "http://127.0.0.1:1/simple/app/",
+                "text/html",
+            ),
+        ),  # type: ignore[arg-type]
         (
             ChosenFile("app", "1.0", "app-1.0-py3-none-any.whl", "http://h/app.whl", SHA, 10),  # type: ignore[arg-type]
             ChosenFile(
@@ -72,12 +81,16 @@ def _with(change: str, value: object) -> bytes:
         ("file.sha256", "ab" * 31),
         ("file.version", "not a version"),
         ("file.project", "App"),  # not the normalized name a resolution records
+        ("file.project", "lib"),  # the filename is app's: the lock would name another wheel
+        ("file.version", "1.1"),  # … or another version
+        ("file.filename", "app-1.0.tar.gz"),  # not a wheel
         ("file.size", -1),
         ("file.size", True),
         ("file.url", "http://h/x\n--find-links /elsewhere"),
         ("file.required_by", "app"),
         ("page.3", "zz" * 32),
         ("page.2", "200"),
+        ("page.4", "two\nlines"),
         ("warnings", ["two\nlines"]),
         ("format", 2),
         ("key", "ef" * 32),

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields, is_dataclass
 
-from packaging.utils import NormalizedName, canonicalize_name
+from packaging.tags import Tag
+from packaging.utils import NormalizedName, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
 from wheelcache.core.checks import parse_sha256, safe_filename, safe_text
@@ -34,10 +35,13 @@ __all__ = [
     "ResolvedRecord",
     "decode_record",
     "encode_record",
+    "fits",
     "request_key",
 ]
 
-#: Bumped when the record's meaning changes: an older record is then simply not found.
+#: Bumped when the record's meaning changes — or when resolution would now choose
+#: differently from the same pages (a resolver fix): an older record is then not found.
+#: ``__version__`` is in the key too, but a development install does not change it.
 FORMAT = 1
 #: The largest record read back (a closure of hundreds of wheels is a few hundred KiB).
 MAX_RECORD = 8 << 20
@@ -46,12 +50,16 @@ _MAX_LINE = 4000
 
 @dataclass(frozen=True, slots=True)
 class PageSeen:
-    """One index page the resolution read: what it asked for and the bytes it got."""
+    """One index page the resolution read: what it asked for and what it got — the bytes,
+    and the final URL (after redirects: relative links resolve against it) and content type
+    they were read with."""
 
     url: str
     accept: str
     status: int
     sha256: Sha256
+    final_url: str = ""
+    content_type: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +120,10 @@ def encode_record(record: ResolvedRecord) -> bytes:
         {
             "format": FORMAT,
             "key": record.key,
-            "pages": [[p.url, p.accept, p.status, p.sha256] for p in record.pages],
+            "pages": [
+                [p.url, p.accept, p.status, p.sha256, p.final_url, p.content_type]
+                for p in record.pages
+            ],
             "files": [
                 {
                     "project": f.project,
@@ -135,7 +146,8 @@ def encode_record(record: ResolvedRecord) -> bytes:
 
 def decode_record(data: bytes, key: str) -> ResolvedRecord | None:
     """The record in *data* if it is whole, valid and for *key*; None otherwise (the caller
-    then resolves as if there were none)."""
+    then resolves as if there were none).  Each file must be a wheel named for its project
+    and version; whether its tags fit the target is :func:`fits`'s to say."""
     if len(data) > MAX_RECORD:
         return None
     try:
@@ -153,6 +165,20 @@ def decode_record(data: bytes, key: str) -> ResolvedRecord | None:
     return ResolvedRecord(key, pages, files, warnings, notes)
 
 
+def fits(record: ResolvedRecord, tags: Iterable[Tag]) -> bool:
+    """Whether every wheel of *record* carries one of *tags* (the target's): a record is
+    trusted no further than the catalog, but never hands over a wheel for another machine.
+
+    >>> from packaging.tags import Tag
+    >>> f = ChosenFile("a", "1.0", "a-1.0-py3-none-any.whl", "u", "ab" * 32)
+    >>> r = ResolvedRecord("k", (), (f,))
+    >>> fits(r, [Tag("py3", "none", "any")]), fits(r, [Tag("cp39", "cp39", "win_amd64")])
+    (True, False)
+    """
+    wanted = frozenset(tags)
+    return all(wanted & parse_wheel_filename(f.filename)[3] for f in record.files)
+
+
 def _list(value: object) -> list[object]:
     if not isinstance(value, list):
         raise ValueError("not a list")
@@ -168,10 +194,17 @@ def _line(value: object) -> str:
 
 
 def _page(value: object) -> PageSeen:
-    url, accept, status, sha = _list(value)
+    url, accept, status, sha, final, kind = _list(value)
     if not isinstance(status, int) or isinstance(status, bool):
         raise ValueError("status")
-    return PageSeen(_text(url, "url"), _text(accept, "accept"), status, parse_sha256(sha))
+    return PageSeen(
+        _text(url, "url"),
+        _text(accept, "accept"),
+        status,
+        parse_sha256(sha),
+        _text(final, "url"),
+        _text(kind, "content type"),
+    )
 
 
 def _file(value: object) -> ChosenFile:
@@ -183,10 +216,15 @@ def _file(value: object) -> ChosenFile:
     size, upload = value.get("size"), value.get("upload_time")
     if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
         raise ValueError("size")
+    filename = safe_filename(value["filename"])
+    version = Version(_text(value["version"], "version"))
+    named, numbered, _build, _tags = parse_wheel_filename(filename)
+    if named != project or numbered != version:  # the lock would name another wheel
+        raise ValueError("the filename is another project's or version's")
     return ChosenFile(
         project=NormalizedName(project),
-        version=str(Version(_text(value["version"], "version"))),
-        filename=safe_filename(value["filename"]),
+        version=str(version),
+        filename=filename,
         url=_text(value["url"], "url"),
         sha256=parse_sha256(value["sha256"]),
         size=size,

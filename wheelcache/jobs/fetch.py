@@ -300,7 +300,8 @@ def fetch(
             log.warning("leaving out %s: its marker does not hold on %s", text, target_text)
         pages = pages or PageStore(cache, http)
         key = None if request.dry_run else _request_key(request)
-        recalled = recall(cache, pages, key, max(2 * request.jobs, 8)) if key else None
+        threads = max(2 * request.jobs, 8)
+        recalled = recall(cache, pages, key, request.target, threads) if key else None
         if recalled is not None:
             return _from_record(request, cache, plan, *recalled)
         downloader = _downloader(request, cache, http, reporter)
@@ -317,7 +318,7 @@ def fetch(
             return _plan(request, cache, requested, resolution, finder.metadata.sizes)
         wheels = _download(resolution, cache, finder, early)
         result = _write_outputs(request, cache, resolution, requested, wheels, downloader)
-        if key is not None:
+        if key is not None and not finder.metadata.failed:
             remember(cache, pages, key, resolution, wheels, _said(resolution))
         return result
     except BaseException:
@@ -452,12 +453,22 @@ def _said(resolution: Resolution) -> tuple[tuple[str, ...], tuple[str, ...]]:
     matched by deduction, a yanked file taken because it was pinned exactly) and notes (why
     each companion goes with the chosen torch, for -v)."""
     yanked = tuple(
-        f"{c.file.filename} is yanked ({c.file.yanked_reason or 'no reason given'}); taken "
-        "because it was pinned exactly"
+        f"{c.file.filename} is yanked ({_one_line(c.file.yanked_reason)}); taken because it "
+        "was pinned exactly"
         for c in resolution.candidates
         if c.file.yanked
     )
     return (*resolution.warnings, *yanked), resolution.notes
+
+
+def _one_line(reason: str | None) -> str:
+    """An index's yanked reason as one short line (it may hold newlines and run long).
+
+    >>> _one_line("broken\n  build"), _one_line(None)
+    ('broken build', 'no reason given')
+    """
+    text = " ".join((reason or "").split())
+    return (text[:197] + "...") if len(text) > 200 else text or "no reason given"
 
 
 def _say(warnings: Sequence[str], notes: Sequence[str]) -> None:

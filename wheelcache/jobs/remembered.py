@@ -18,7 +18,7 @@ from pathlib import Path
 from packaging.version import Version
 
 from wheelcache.core.evaluator import Candidate
-from wheelcache.core.models import DistFile
+from wheelcache.core.models import DistFile, Sha256
 from wheelcache.core.requirements import Resolution
 from wheelcache.core.resolved import (
     MAX_RECORD,
@@ -27,7 +27,9 @@ from wheelcache.core.resolved import (
     ResolvedRecord,
     decode_record,
     encode_record,
+    fits,
 )
+from wheelcache.core.target import Target
 from wheelcache.errors import CacheError, WheelcacheError
 from wheelcache.net.pages import PageStore
 from wheelcache.store.cache import Cache, CachedWheel
@@ -39,9 +41,11 @@ log = logging.getLogger(__name__)
 Recalled = tuple[ResolvedRecord, Resolution, list[CachedWheel]]
 
 
-def recall(cache: Cache, pages: PageStore, key: str, threads: int) -> Recalled | None:
-    """The remembered resolution of request *key*, its wheels in the cache, when it still
-    holds; None otherwise (no record, a changed page, a wheel gone)."""
+def recall(
+    cache: Cache, pages: PageStore, key: str, target: Target, threads: int
+) -> Recalled | None:
+    """The remembered resolution of request *key* for *target*, its wheels in the cache,
+    when it still holds; None otherwise (no record, a changed page, a wheel gone)."""
     path = Path(cache.layout.resolved(key))
     try:
         with open(path, "rb") as fh:
@@ -49,7 +53,7 @@ def recall(cache: Cache, pages: PageStore, key: str, threads: int) -> Recalled |
     except OSError:
         return None
     record = decode_record(data, key)
-    if record is None:
+    if record is None or not fits(record, target.tags):
         log.debug("%s: not a usable resolution record; resolving", path)
         return None
     if not _unchanged(pages, record.pages, threads):
@@ -73,15 +77,27 @@ def _unchanged(pages: PageStore, seen: Sequence[PageSeen], threads: int) -> bool
             got = pages.get(p.url, p.accept)
         except WheelcacheError:
             return False  # the ordinary path meets the same failure and says what it is
-        if got.status != p.status or got.sha256 != p.sha256:
+        now = PageSeen(p.url, p.accept, got.status, Sha256(got.sha256), got.url, got.content_type)
+        if now != p:
             log.debug("page %s changed; resolving", p.url)
             return False
         return True
 
-    with concurrent.futures.ThreadPoolExecutor(
+    pool = concurrent.futures.ThreadPoolExecutor(
         max(1, min(len(seen), threads)), thread_name_prefix="wheelcache-recall"
-    ) as pool:
-        return all(list(pool.map(same, seen)))
+    )
+    try:
+        futures = [pool.submit(same, p) for p in seen]
+        for done in concurrent.futures.as_completed(futures):
+            if not done.result():
+                return False  # one changed page decides: the rest are not waited for
+        return True
+    except BaseException:  # Ctrl-C: retry waits in the pool's threads end at once
+        if pages.http is not None:
+            pages.http.cancel()
+        raise
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _resolution(files: Sequence[ChosenFile]) -> Resolution:
@@ -124,8 +140,12 @@ def remember(
         for c, w in zip(resolution.candidates, wheels, strict=True)
     )
     record = ResolvedRecord(key, seen, files, *said)
+    data = encode_record(record)
+    if decode_record(data, key) != record:  # a value a record may not hold (a long URL …)
+        log.debug("resolution not recorded: it would not read back as written")
+        return
     path = Path(cache.layout.resolved(key))
     try:  # a copy of what can be worked out again: no fsync (a torn one does not decode)
-        cache.write_atomic(path, encode_record(record), durable=False)
+        cache.write_atomic(path, data, durable=False)
     except CacheError as exc:
         log.debug("resolution not recorded: %s", exc)

@@ -21,6 +21,7 @@ import logging
 import os
 import random
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -343,8 +344,8 @@ def _lazy_trust() -> ssl.SSLContext:
             return super().wrap_bio(*args, **kwargs)
 
     ctx = LazyTrust(ssl.PROTOCOL_TLS_CLIENT)  # verifies certificates and host names
-    # what ssl.create_default_context adds for a client:
-    ctx.verify_flags |= getattr(ssl, "VERIFY_X509_PARTIAL_CHAIN", 0)
+    if sys.version_info >= (3, 13):  # what ssl.create_default_context adds there, as httpx
+        ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN | ssl.VERIFY_X509_STRICT  # had it
     keylog = os.environ.get("SSLKEYLOGFILE")
     if keylog:
         ctx.keylog_filename = keylog

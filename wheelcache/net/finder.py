@@ -91,9 +91,19 @@ class WheelMetadata:
         self.limit = http.settings.max_metadata if http is not None else MAX_METADATA
         #: Sizes learnt on the way (range reads tell the total), for ``--dry-run``.
         self.sizes: dict[str, int] = {}
+        #: Whether any metadata could not be read in this run: the resolution may then have
+        #: passed over a candidate it would take another time, so it is not remembered.
+        self.failed = False
 
     def get_metadata(self, candidate: Candidate) -> CoreMetadata:
         """Parse the candidate's METADATA; a damaged stored copy is fetched once more."""
+        try:
+            return self._get_metadata(candidate)
+        except BaseException:
+            self.failed = True
+            raise
+
+    def _get_metadata(self, candidate: Candidate) -> CoreMetadata:
         f = candidate.file
         with self._lock:
             lock = self._md_locks.setdefault(f.url, threading.Lock())

@@ -102,7 +102,9 @@ class PageStore:
             pages = dict(self._memo)
             accept = dict(self._accept)
         return tuple(
-            PageSeen(url, accept[url], page.status, Sha256(page.sha256))
+            PageSeen(
+                url, accept[url], page.status, Sha256(page.sha256), page.url, page.content_type
+            )
             for url, page in sorted(pages.items())
         )
 

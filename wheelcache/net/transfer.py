@@ -318,18 +318,17 @@ class Transfer:
             return steal(self.st.segments, self.sources, self.settings, time.monotonic())
 
     def _may_steal_later(self) -> bool:
-        with self._lock:
-            return bool(self._ranges) and any(
-                s.active and s.left >= 2 * self.settings.min_segment for s in self.st.segments
-            )
+        """Whether a connection may still turn slow enough to help (call with the lock)."""
+        return bool(self._ranges) and any(
+            s.active and s.left >= 2 * self.settings.min_segment for s in self.st.segments
+        )
 
     def _worker(self) -> None:
         try:
             while not self._stop.is_set():
                 seg = self._next_segment()
                 if seg is None:
-                    if self._may_steal_later():  # a connection may still turn slow
-                        self._idle(self.settings.idle_seconds)
+                    if self._idle(self.settings.idle_seconds):  # one may still turn slow
                         self._tick()
                         continue
                     return
@@ -342,14 +341,20 @@ class Transfer:
         except BaseException as exc:  # any failure stops the whole transfer
             self._fail(exc)
 
-    def _idle(self, seconds: float) -> None:
-        """Wait until a segment ends, the transfer stops, or *seconds* pass (the time a slow
-        connection takes to show itself).  Not a plain sleep: when the last segment ends,
-        the idle workers leave at once instead of a quarter second later (which was most of
-        a 32 MiB file's time on a fast link)."""
+    def _idle(self, seconds: float) -> bool:
+        """While another connection may still turn slow enough to help: wait until a segment
+        ends, the transfer stops, or *seconds* pass (the time a slow connection takes to show
+        itself), then True; False when there is nothing left to wait for.
+
+        Not a plain sleep: when the last segment ends, the idle workers leave at once instead
+        of a quarter second later (which was most of a 32 MiB file's time on a fast link).
+        The check and the wait are under one lock, so an ending cannot slip between them.
+        """
         with self._settled:
-            if not self._stop.is_set():
-                self._settled.wait(seconds)
+            if self._stop.is_set() or not self._may_steal_later():
+                return False
+            self._settled.wait(seconds)
+            return True
 
     def _pick_source(self) -> Source | None:
         """A healthy source, turn by turn among those at least half as fast as the best."""

@@ -7,13 +7,13 @@ has it (the segment list as of the last fsync, kept with the boot it belongs to)
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from wheelcache.core.partial import PartialState, Segment
+from wheelcache.store.cache import fsync_file
 
 __all__ = ["Checkpoints", "boot_marker"]
 
@@ -70,11 +70,7 @@ class Checkpoints:
         """Save *snapshot*; with *sync*, fsync the data first (skipped when that fails)."""
         if sync:
             try:
-                fd = os.open(self.part, os.O_RDWR | getattr(os, "O_BINARY", 0))
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
+                fsync_file(self.part)
             except OSError as exc:
                 log.debug("fsync of %s failed: %s", self.part, exc)
                 return
