@@ -464,7 +464,7 @@ def _said(resolution: Resolution) -> tuple[tuple[str, ...], tuple[str, ...]]:
 def _one_line(reason: str | None) -> str:
     """An index's yanked reason as one short line (it may hold newlines and run long).
 
-    >>> _one_line("broken\n  build"), _one_line(None)
+    >>> _one_line("broken\\n  build"), _one_line(None)
     ('broken build', 'no reason given')
     """
     text = " ".join((reason or "").split())
