@@ -138,3 +138,31 @@ def test_a_resolution_made_while_metadata_failed_is_not_remembered(tmp_path: Pat
     assert RECALLED not in err
     assert _chosen(again) == ["torch-2.5.1-py3-none-any.whl"]
     assert len(_records(cache)) == 1  # a run that read everything is
+
+
+def test_gc_removes_the_records_that_can_no_longer_be_used(tmp_path: Path) -> None:
+    """After ``rm`` of a wheel a record names, or a record torn, ``gc`` removes the record;
+    a record whose wheels are all there stays (and is recalled)."""
+    cache = tmp_path / "cache"
+    with FileServer() as srv:
+        url = publish(srv, tmp_path / "index", [*FIRST, Dist("other", "1.0")])
+        _fetch(url, cache, "app")
+        _fetch(url, cache, "other")
+        assert len(_records(cache)) == 2
+        removed = CliRunner().invoke(main, ["rm", "lib", "--cache-dir", str(cache)])
+        assert removed.exit_code == 0, removed.stderr
+        dry = CliRunner().invoke(main, ["gc", "--dry-run", "--cache-dir", str(cache)])
+        assert "Would remove" in dry.stdout and "1 remembered resolution(s)" in dry.stdout
+        assert len(_records(cache)) == 2  # a dry run removes nothing
+        done = CliRunner().invoke(main, ["gc", "--cache-dir", str(cache)])
+        assert done.exit_code == 0, done.stderr
+        assert "1 remembered resolution(s) of wheels now gone" in done.stdout
+        (kept,) = _records(cache)
+        kept.write_bytes(kept.read_bytes()[:-3])  # torn: never readable again
+        CliRunner().invoke(main, ["gc", "--cache-dir", str(cache)])
+        assert _records(cache) == []
+        _fetch(url, cache, "other")
+        again = CliRunner().invoke(main, ["gc", "--cache-dir", str(cache)])
+        assert "remembered" not in again.stdout
+        _, err = _fetch(url, cache, "other")
+    assert RECALLED in err  # the record gc kept still serves

@@ -167,6 +167,8 @@ def _render_gc(res: GcResult, dry_run: bool) -> None:
     ]
     if res.temp_files or res.views or res.metadata:
         parts.append(f"{res.temp_files + res.views + res.metadata} leftover file(s)")
+    if res.records:
+        parts.append(f"{res.records} remembered resolution(s) of wheels now gone")
     click.echo(
         f"{verb} {', '.join(parts)}; {'would free' if dry_run else 'freed'} "
         f"{human_size(res.freed)}. Wheels now take {human_size(res.size_after)}."

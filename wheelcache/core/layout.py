@@ -134,11 +134,16 @@ class CacheLayout:
             f"{k}.json"
         )
 
+    @property
+    def resolutions(self) -> PurePath:
+        """Remembered resolutions (see ``core.resolved``): kept with the pages, since each is
+        only good while they are."""
+        return self.pages / "resolved"
+
     def resolved(self, key: str) -> PurePath:
-        """What a request resolved to, and from which pages (see ``core.resolved``): kept
-        with the pages, since it is only good while they are."""
+        """What the request with *key* resolved to, and from which pages."""
         _check_key(key)
-        return self.pages / "resolved" / f"{key}.json"
+        return self.resolutions / f"{key}.json"
 
     def metadata(self, url: str) -> PurePath:
         """A wheel's METADATA, keyed by the wheel's URL (immutable once fetched)."""

@@ -1,5 +1,5 @@
 """``wheelcache gc``: stale partials and temp files, unreferenced blobs, then old or least
-recently used wheels.
+recently used wheels, then the remembered resolutions that named them.
 
 It runs while other processes fetch into the same cache or serve it, and follows the rules in
 :mod:`wheelcache.store.maintenance` (whose helpers it uses): a partial whose lock is held
@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from wheelcache.core.resolved import MAX_RECORD, decode_record
 from wheelcache.errors import CacheError
 from wheelcache.store.cache import Cache, describe_os_error
 from wheelcache.store.catalog import CatalogRow
@@ -51,6 +52,9 @@ class GcResult:
     views: int = 0
     evicted: list[CatalogRow] = field(default_factory=list)
     kept_recent: int = 0
+    #: Remembered resolutions (``pages-v1/resolved/``) that could no longer be used: a wheel
+    #: they name is gone, or they do not read back.
+    records: int = 0
     freed: int = 0
     size_after: int = 0
 
@@ -138,6 +142,27 @@ def _gc_orphans(cache: Cache, res: GcResult, now: float, dry: bool) -> None:
                 res.metadata += 1
 
 
+def _gc_records(cache: Cache, res: GcResult, dry: bool) -> None:
+    """Remembered resolutions that can never be recalled again: one naming a wheel the
+    catalog no longer has (a recall would resolve anyway), or one that does not read back."""
+    folder = Path(cache.layout.resolutions)
+    if not folder.is_dir():
+        return
+    held = {(r.sha256, r.filename) for r in cache.catalog.all()}
+    for path in folder.iterdir():
+        if not (path.suffix == ".json" and _KEY.fullmatch(path.stem) and path.is_file()):
+            continue  # not ours to judge
+        with contextlib.suppress(OSError):
+            with open(path, "rb") as fh:
+                record = decode_record(fh.read(MAX_RECORD + 1), path.stem)
+            if record is not None and all((f.sha256, f.filename) in held for f in record.files):
+                continue
+            size = path.stat().st_size
+            if dry or remove_file(path):
+                res.records += 1
+                res.freed += size
+
+
 def collect_garbage(
     cache: Cache,
     *,
@@ -178,6 +203,7 @@ def collect_garbage(
             res.freed += row.size
             total -= row.size
         res.size_after = total
+        _gc_records(cache, res, dry_run)
     except OSError as exc:
         raise CacheError(describe_os_error(exc, cache.root)) from exc
     return res
