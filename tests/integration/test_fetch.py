@@ -605,3 +605,19 @@ def test_bad_urls_are_usage_errors_before_any_request(
         main, ["fetch", "--cpu", option, url, "--cache-dir", str(tmp_path / "c")]
     )
     assert result.exit_code == 2 and message in result.stderr
+
+
+def test_a_yanked_file_pinned_exactly_is_taken_with_one_warning(
+    torch_index: TorchIndex, tmp_path: Path
+) -> None:
+    """PEP 592: an exact pin may take a yanked file; the user hears it once, with the index's
+    reason, and the warning is said again when the resolution is recalled."""
+    args = ("filelock==3.16.2", "--no-deps", "--cpu", "--py", "310", "--platform", "linux_x86_64")
+    for _ in range(2):  # resolved, then recalled
+        result = run(torch_index, tmp_path / "cache", *args)
+        assert names(ok_json(result)) == {"filelock-3.16.2-py3-none-any.whl"}
+        warning = (
+            "wheelcache: WARNING: filelock-3.16.2-py3-none-any.whl is yanked (broken); taken "
+            "because it was pinned exactly\n"
+        )
+        assert result.stderr.count(warning) == 1, result.stderr

@@ -242,3 +242,26 @@ def test_root_pages_list_project_names() -> None:
     assert parse_root_page(doc, content_type=JSON_CONTENT_TYPE) == {"jinja2", "numpy"}
     with pytest.raises(PageParseError):
         parse_root_page(b'{"projects": 3}', content_type=JSON_CONTENT_TYPE)
+
+
+def test_a_yanked_reason_is_one_short_line_in_both_forms() -> None:
+    """A reason is shown in a warning: newlines and runs of spaces an index wrote collapse."""
+    url = "https://h.invalid/simple/x/"
+    html = b'<a href="x-1.0-py3-none-any.whl" data-yanked="broken\n\n  build">x</a>'
+    js = json.dumps(
+        {
+            "meta": {"api-version": "1.0"},
+            "name": "x",
+            "files": [
+                {
+                    "filename": "x-1.0-py3-none-any.whl",
+                    "url": "x-1.0-py3-none-any.whl",
+                    "hashes": {},
+                    "yanked": "broken\r\n\tbuild",
+                }
+            ],
+        }
+    ).encode()
+    for body, ctype in ((html, "text/html"), (js, JSON_CONTENT_TYPE)):
+        page = parse_project_page(body, content_type=ctype, base_url=url, project="x")
+        assert [f.yanked_reason for f in page.files] == ["broken build"]

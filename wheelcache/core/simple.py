@@ -24,6 +24,7 @@ from packaging.utils import NormalizedName, canonicalize_name
 
 from wheelcache.core.checks import parse_sha256, safe_filename
 from wheelcache.core.models import DistFile, ProjectPage, Sha256
+from wheelcache.core.render import JSON_CONTENT_TYPE  # one home for the PEP 691 type
 
 __all__ = [
     "JSON_CONTENT_TYPE",
@@ -34,7 +35,6 @@ __all__ = [
     "parse_root_page",
 ]
 
-JSON_CONTENT_TYPE = "application/vnd.pypi.simple.v1+json"
 HTML_CONTENT_TYPES = ("text/html", "application/vnd.pypi.simple.v1+html")
 _DIST_SUFFIXES = (".whl", ".tar.gz", ".zip", ".tar.bz2", ".tgz")
 _SCHEMES = ("http", "https")
@@ -139,20 +139,46 @@ def _html_entry(attrs: dict[str, str | None], href: str, base: str) -> DistFile 
         sha256=sha,
         requires_python=(attrs.get("data-requires-python") or None),
         yanked=yanked,
-        yanked_reason=(attrs.get("data-yanked") or None) if yanked else None,
+        yanked_reason=_reason(attrs.get("data-yanked")) if yanked else None,
         core_metadata=has_md,
         core_metadata_sha256=md_sha,
         upload_time=attrs.get("data-upload-time") or None,
     )
 
 
-def _files_from_html(body: bytes, base_url: str) -> tuple[list[DistFile], list[tuple[str, str]]]:
+def _reason(text: str | None) -> str | None:
+    """An index's yanked reason as one short line, or None when it gives none: it is shown in
+    a warning, and a warning is one line however many the index wrote.
+
+    >>> _reason("broken\\n  build"), _reason(" "), _reason(None), len(_reason("x" * 999) or "")
+    ('broken build', None, None, 200)
+    """
+    line = " ".join((text or "").split())
+    return (line[:197] + "...") if len(line) > 200 else line or None
+
+
+def _anchors(body: bytes) -> _AnchorCollector:
+    """The anchors (and ``<base>``) of an HTML page, read leniently as html.parser does."""
     parser = _AnchorCollector()
     try:
         parser.feed(body.decode("utf-8", errors="replace"))
         parser.close()
     except Exception as exc:  # html.parser is lenient; this is a last line of defence
         raise PageParseError(f"unreadable HTML: {exc}") from exc
+    return parser
+
+
+def _is_json(body: bytes, content_type: str | None) -> bool:
+    """A PEP 691 JSON page by its Content-Type, or, when that names neither form, by its
+    first byte."""
+    ctype = (content_type or "").split(";")[0].strip().lower()
+    return ctype == JSON_CONTENT_TYPE or (
+        ctype not in HTML_CONTENT_TYPES and body.lstrip()[:1] == b"{"
+    )
+
+
+def _files_from_html(body: bytes, base_url: str) -> tuple[list[DistFile], list[tuple[str, str]]]:
+    parser = _anchors(body)
     base = _base(base_url, parser.base)
     files: list[DistFile] = []
     rejected: list[tuple[str, str]] = []
@@ -215,7 +241,7 @@ def _json_entry(entry: dict[str, Any], base_url: str) -> DistFile:
             sha256=digest or _sha256_from_fragment(fragment),
             requires_python=rp if isinstance(rp, str) and rp else None,
             yanked=bool(yanked),
-            yanked_reason=yanked if isinstance(yanked, str) and yanked else None,
+            yanked_reason=_reason(yanked) if isinstance(yanked, str) else None,
             core_metadata=has_md,
             core_metadata_sha256=md_sha,
             size=size,
@@ -312,10 +338,7 @@ def parse_project_page(
     >>> f.filename, f.url
     ('torch-2.4.0+cu118-cp39-cp39-win_amd64.whl', 'https://h.invalid/whl/cu118/torch-2.4.0%2Bcu118-cp39-cp39-win_amd64.whl')
     """
-    ctype = (content_type or "").split(";")[0].strip().lower()
-    json_page = ctype == JSON_CONTENT_TYPE or (
-        ctype not in HTML_CONTENT_TYPES and body.lstrip()[:1] == b"{"
-    )
+    json_page = _is_json(body, content_type)
     _count_files(body, json_page, max_files)
     if json_page:
         _, files, rejected = _files_from_json(body, base_url)
@@ -354,22 +377,14 @@ def parse_root_page(body: bytes, *, content_type: str | None) -> frozenset[Norma
     ...                        content_type=JSON_CONTENT_TYPE))
     ['jinja2']
     """
-    ctype = (content_type or "").split(";")[0].strip().lower()
-    if ctype == JSON_CONTENT_TYPE or (
-        ctype not in HTML_CONTENT_TYPES and body.lstrip()[:1] == b"{"
-    ):
+    if _is_json(body, content_type):
         try:
             data = json.loads(body)
             projects = data["projects"]
             return frozenset(canonicalize_name(str(p["name"])) for p in projects)
         except (ValueError, UnicodeDecodeError, KeyError, TypeError) as exc:
             raise PageParseError(f"not a PEP 691 root page: {exc}") from exc
-    parser = _AnchorCollector()
-    try:
-        parser.feed(body.decode("utf-8", errors="replace"))
-        parser.close()
-    except Exception as exc:  # html.parser is lenient; this is a last line of defence
-        raise PageParseError(f"unreadable HTML: {exc}") from exc
+    parser = _anchors(body)
     names: set[NormalizedName] = set()
     for attrs, text in parser.anchors:
         name = text or unquote(urlsplit(attrs.get("href") or "").path.rstrip("/").rsplit("/")[-1])

@@ -453,22 +453,12 @@ def _said(resolution: Resolution) -> tuple[tuple[str, ...], tuple[str, ...]]:
     matched by deduction, a yanked file taken because it was pinned exactly) and notes (why
     each companion goes with the chosen torch, for -v)."""
     yanked = tuple(
-        f"{c.file.filename} is yanked ({_one_line(c.file.yanked_reason)}); taken because it "
-        "was pinned exactly"
+        f"{c.file.filename} is yanked ({c.file.yanked_reason or 'no reason given'}); taken "
+        "because it was pinned exactly"
         for c in resolution.candidates
         if c.file.yanked
     )
     return (*resolution.warnings, *yanked), resolution.notes
-
-
-def _one_line(reason: str | None) -> str:
-    """An index's yanked reason as one short line (it may hold newlines and run long).
-
-    >>> _one_line("broken\\n  build"), _one_line(None)
-    ('broken build', 'no reason given')
-    """
-    text = " ".join((reason or "").split())
-    return (text[:197] + "...") if len(text) > 200 else text or "no reason given"
 
 
 def _say(warnings: Sequence[str], notes: Sequence[str]) -> None:

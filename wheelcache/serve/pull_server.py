@@ -17,14 +17,13 @@ from typing import Any
 from packaging.utils import NormalizedName, canonicalize_name
 
 from wheelcache.core.models import DistFile
-from wheelcache.core.render import HTML_CONTENT_TYPE, JSON_CONTENT_TYPE
 from wheelcache.core.variants import parse_variant
 from wheelcache.errors import TargetError, WheelcacheError
 from wheelcache.net.client import Http, HttpSettings
 from wheelcache.net.transfer import TransferSettings
 from wheelcache.serve.publish import CacheView, Selection
 from wheelcache.serve.pull import PullService, Scope, Upstreams
-from wheelcache.serve.request import HTTPProblem, negotiate, split_target
+from wheelcache.serve.request import HTTPProblem, representation, split_target
 from wheelcache.serve.server import IndexServer, _file_status, _Handler
 from wheelcache.serve.shared_transfer import CHUNK, SharedTransfer, SharedTransfers, TransferFailed
 from wheelcache.serve.upstream import UpstreamPages
@@ -37,8 +36,6 @@ log = logging.getLogger(__name__)
 #: Seconds a client waits for the first answer of a transfer, and for each next piece.
 FIRST_BYTE_WAIT = 60.0
 NEXT_BYTES_WAIT = 120.0
-_V1_HTML = "application/vnd.pypi.simple.v1+html"
-_CONTENT_TYPES = {"html": HTML_CONTENT_TYPE, "json": JSON_CONTENT_TYPE, "v1html": _V1_HTML}
 _LANDING = (
     b"<!DOCTYPE html>\n<html><head><title>wheelcache</title></head><body>\n"
     b"<p>A pull-through cache of Python package indexes, served by wheelcache: "
@@ -89,23 +86,17 @@ class PullHandler(_Handler):
         except WheelcacheError as exc:  # an upstream that cannot answer and nothing cached
             raise HTTPProblem(502, str(exc)) from exc
 
-    def _rep(self, h: dict[str, str]) -> str:
-        rep = negotiate(h.get("accept"))
-        if rep is None:
-            raise HTTPProblem(406, f"available: text/html, {JSON_CONTENT_TYPE}, {_V1_HTML}")
-        return rep
-
     def _send_root(self, h: dict[str, str], scope: Scope) -> None:
-        rep = self._rep(h)
+        rep, content_type = representation(h.get("accept"))
         body = self.server.pull.root_page(scope, "json" if rep == "json" else "html")
-        self._send_bytes(h, body, _CONTENT_TYPES[rep], None, vary=True)
+        self._send_bytes(h, body, content_type, None, vary=True)
 
     def _send_project(self, h: dict[str, str], scope: Scope, name: NormalizedName) -> None:
-        rep = self._rep(h)
+        rep, content_type = representation(h.get("accept"))
         page = self.server.pull.project_page(scope, name, "json" if rep == "json" else "html")
         if page is None:
             raise HTTPProblem(404)
-        self._send_bytes(h, page.body, _CONTENT_TYPES[rep], page.etag, vary=True)
+        self._send_bytes(h, page.body, content_type, page.etag, vary=True)
 
     # -- files -------------------------------------------------------------------------------
     def _send_pulled(

@@ -16,12 +16,15 @@ from http import HTTPStatus
 from typing import Literal
 from urllib.parse import unquote
 
+from wheelcache.core.render import HTML_CONTENT_TYPE, JSON_CONTENT_TYPE
+
 __all__ = [
     "JSON_TYPES",
     "HTTPProblem",
     "etag_matches",
     "http_date",
     "negotiate",
+    "representation",
     "parse_header_lines",
     "parse_http_date",
     "parse_range",
@@ -174,6 +177,28 @@ def negotiate(accept: str | None) -> str | None:
             if best is None or score > best:
                 best, chosen = score, rep
     return chosen
+
+
+#: The Content-Type each representation :func:`negotiate` picks is sent with.
+CONTENT_TYPES = {
+    "html": HTML_CONTENT_TYPE,
+    "json": JSON_CONTENT_TYPE,
+    "v1html": "application/vnd.pypi.simple.v1+html",
+}
+
+
+def representation(accept: str | None) -> tuple[str, str]:
+    """The representation of a page an ``Accept`` header asks for, and its Content-Type;
+    406 when the client accepts none of them.
+
+    >>> representation("application/vnd.pypi.simple.v1+json")
+    ('json', 'application/vnd.pypi.simple.v1+json')
+    """
+    rep = negotiate(accept)
+    if rep is None:
+        offered = ", ".join(["text/html", JSON_CONTENT_TYPE, CONTENT_TYPES["v1html"]])
+        raise HTTPProblem(406, f"available: {offered}")
+    return rep, CONTENT_TYPES[rep]
 
 
 def parse_range(header: str, size: int) -> tuple[int, int] | Literal[False] | None:

@@ -58,8 +58,6 @@ from packaging.utils import NormalizedName, canonicalize_name
 
 from wheelcache import __version__
 from wheelcache.core.render import (
-    HTML_CONTENT_TYPE,
-    JSON_CONTENT_TYPE,
     render_project_html,
     render_project_json,
     render_root_html,
@@ -71,12 +69,12 @@ from wheelcache.serve.request import (
     HTTPProblem,
     etag_matches,
     http_date,
-    negotiate,
     parse_header_lines,
     parse_http_date,
     parse_range,
     parse_request_line,
     reason,
+    representation,
     split_target,
 )
 
@@ -94,8 +92,6 @@ MAX_HEADERS = 100
 MAX_HEADER_BYTES = 64 * 1024
 SERVER = f"wheelcache/{__version__}"
 USE_RECORD_INTERVAL = 3600.0  # seconds between two "used" records of one served wheel
-_V1_HTML = "application/vnd.pypi.simple.v1+html"
-_CONTENT_TYPES = {"html": HTML_CONTENT_TYPE, "json": JSON_CONTENT_TYPE, "v1html": _V1_HTML}
 _LANDING = (
     b"<!DOCTYPE html>\n<html><head><title>wheelcache</title></head><body>\n"
     b"<p>A Python package index served by wheelcache: "
@@ -364,13 +360,11 @@ class _Handler(socketserver.StreamRequestHandler):
         self._body(body)
 
     def _send_page(self, h: dict[str, str], snap: Snapshot, project: NormalizedName | None) -> None:
-        rep = negotiate(h.get("accept"))
-        if rep is None:
-            raise HTTPProblem(406, f"available: text/html, {JSON_CONTENT_TYPE}, {_V1_HTML}")
+        rep, content_type = representation(h.get("accept"))
         page = self.server.pages.get(snap, project, rep)
         if page is None:
             raise HTTPProblem(404)
-        self._send_bytes(h, page.body, _CONTENT_TYPES[rep], page.etag, vary=True)
+        self._send_bytes(h, page.body, content_type, page.etag, vary=True)
 
     def _send_bytes(
         self, h: dict[str, str], body: bytes, ctype: str, etag: str | None, vary: bool = False
