@@ -9,6 +9,18 @@ from tests.support.torchindex import TorchIndex
 
 LINUX_TORCH = "/whl/cu118/torch-2.4.0+cu118-cp39-cp39-linux_x86_64.whl"
 STALL = 3.0
+WIN39 = ("--cuda", "118", "--py", "39", "--platform", "win_amd64")
+LINUX39_TORCH240 = ("--cuda", "118", "--py", "39", "--platform", "linux_x86_64", "--torch", "2.4.0")
+LINUX310_TORCH240 = (
+    "--cuda",
+    "118",
+    "--py",
+    "310",
+    "--platform",
+    "linux_x86_64",
+    "--torch",
+    "2.4.0",
+)
 
 
 def test_torch_transfer_starts_while_resolution_still_waits_for_a_page(
@@ -21,14 +33,7 @@ def test_torch_transfer_starts_while_resolution_still_waits_for_a_page(
         run(
             torch_index,
             tmp_path / "cache",
-            "--cuda",
-            "118",
-            "--py",
-            "39",
-            "--platform",
-            "linux_x86_64",
-            "--torch",
-            "2.4.0",
+            *LINUX39_TORCH240,
         )
     )
     assert "mpmath-1.3.0-py3-none-any.whl" in names(data)
@@ -48,12 +53,7 @@ def test_a_torch_the_companions_reject_is_never_started(
         run(
             torch_index,
             tmp_path / "cache",
-            "--cuda",
-            "118",
-            "--py",
-            "39",
-            "--platform",
-            "win_amd64",
+            *WIN39,
         )
     )
     assert "torch-2.4.0+cu118-cp39-cp39-win_amd64.whl" in names(data)
@@ -96,14 +96,7 @@ def test_prefetch_reads_the_metadata_resolution_will_use(
         run(
             torch_index,
             tmp_path / "cache",
-            "--cuda",
-            "118",
-            "--py",
-            "310",
-            "--platform",
-            "linux_x86_64",
-            "--torch",
-            "2.4.0",
+            *LINUX310_TORCH240,
         )
     )
     asked = {r.path for srv in torch_index.servers for r in srv.requests}
@@ -129,14 +122,7 @@ def test_an_exactly_pinned_torch_starts_before_its_dependencies_are_listed(
         run(
             torch_index,
             tmp_path / "cache",
-            "--cuda",
-            "118",
-            "--py",
-            "39",
-            "--platform",
-            "linux_x86_64",
-            "--torch",
-            "2.4.0",
+            *LINUX39_TORCH240,
         )
     )
     filelock = min(r.at for r in torch_index.deps.requests if r.path == "/simple/filelock/")
@@ -152,7 +138,7 @@ def test_no_deps_reads_no_dependency_page(torch_index: TorchIndex, tmp_path: Pat
             tmp_path / "cache",
             "torch",
             "--no-deps",
-            *("--cuda", "118", "--py", "310", "--platform", "linux_x86_64", "--torch", "2.4.0"),
+            *LINUX310_TORCH240,
         )
     )
     assert [f["project"] for f in out["files"]] == ["torch"]
