@@ -202,6 +202,35 @@ def test_pep691_json_page() -> None:
     assert b.core_metadata_sha256 == "12" * 32
 
 
+def test_only_the_entries_of_the_files_list_are_files() -> None:
+    """Entries are judged while the JSON is read: an object nested anywhere else that looks
+    like one (a filename and a url) is not listed, and a files entry without them is refused."""
+    nested = {"filename": "evil-1.0-py3-none-any.whl", "url": "https://evil.invalid/e.whl"}
+    data = {
+        "meta": {"api-version": "1.1", "x": nested},
+        "files": [
+            {
+                "filename": "numpy-1.0-py3-none-any.whl",
+                "url": "https://files.invalid/numpy-1.0-py3-none-any.whl",
+                "hashes": {"sha256": "ab" * 32},
+                "extra": nested,
+            }
+        ],
+        "elsewhere": [nested],
+    }
+    page = parse_project_page(
+        json.dumps(data).encode(), content_type=JSON_CONTENT_TYPE, base_url=BASE, project="numpy"
+    )
+    assert [(f.filename, f.sha256) for f in page.files] == [
+        ("numpy-1.0-py3-none-any.whl", "ab" * 32)
+    ]
+    data["files"] = [{"x": nested}]
+    with pytest.raises(PageParseError, match="without filename or url"):
+        parse_project_page(
+            json.dumps(data).encode(), content_type=JSON_CONTENT_TYPE, base_url=BASE, project="x"
+        )
+
+
 @pytest.mark.parametrize(
     "body",
     [b"{not json", b'{"meta": {"api-version": "2.0"}, "files": []}', b'{"files": 3}'],

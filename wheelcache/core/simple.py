@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from html.parser import HTMLParser
+from itertools import groupby
+from operator import attrgetter
 from typing import Any
 from urllib.parse import unquote, urldefrag, urljoin, urlsplit
 
@@ -251,11 +253,30 @@ def _json_entry(entry: dict[str, Any], base_url: str) -> DistFile:
         raise _Rejected(str(exc)) from None
 
 
-def _files_from_json(
-    body: bytes, base_url: str
-) -> tuple[str | None, list[DistFile], list[tuple[str, str]]]:
+class _Entry:
+    """A ``files`` entry of a JSON page, judged the moment the parser closed it."""
+
+    __slots__ = ("file", "label", "reason")
+
+    def __init__(self, file: DistFile | None, label: str, reason: str) -> None:
+        self.file, self.label, self.reason = file, label, reason
+
+
+def _files_from_json(body: bytes, base_url: str) -> tuple[list[DistFile], list[tuple[str, str]]]:
+    """Each file entry becomes a :class:`DistFile` (or a refusal) as soon as the JSON parser
+    has read it (``object_hook``): a page of tens of thousands of files never exists as a
+    tree of dicts beside the files made of it."""
+
+    def judged(obj: dict[str, Any]) -> object:
+        if "filename" not in obj or "url" not in obj:
+            return obj
+        try:
+            return _Entry(_json_entry(obj, base_url), "", "")
+        except _Rejected as exc:
+            return _Entry(None, _label(obj["filename"]), str(exc))
+
     try:
-        data = json.loads(body)
+        data = json.loads(body, object_hook=judged)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise PageParseError(f"invalid JSON: {exc}") from exc
     if not isinstance(data, dict) or not isinstance(data.get("files"), list):
@@ -267,20 +288,22 @@ def _files_from_json(
     files: list[DistFile] = []
     rejected: list[tuple[str, str]] = []
     for entry in data["files"]:
-        if not isinstance(entry, dict) or "filename" not in entry or "url" not in entry:
+        if not isinstance(entry, _Entry):
             raise PageParseError("JSON file entry without filename or url")
-        try:
-            files.append(_json_entry(entry, base_url))
-        except _Rejected as exc:
-            rejected.append((_label(entry["filename"]), str(exc)))
-    name = data.get("name")
-    return (str(name) if name else None), files, rejected
+        if entry.file is not None:
+            files.append(entry.file)
+        else:
+            rejected.append((entry.label, entry.reason))
+    return files, rejected
 
 
 def _label(value: object) -> str:
     text = value if isinstance(value, str) else repr(value)
     text = "".join(c if c.isprintable() else "?" for c in text)
     return text if len(text) <= 100 else text[:97] + "..."
+
+
+_filename = attrgetter("filename")
 
 
 def _deduplicated(
@@ -293,11 +316,12 @@ def _deduplicated(
     altogether: which bytes are meant cannot be known, and taking the first by URL would let
     whoever sorts first decide.
     """
-    by_name: dict[str, list[DistFile]] = {}
-    for f in sorted(files, key=lambda f: (f.filename, f.url)):
-        by_name.setdefault(f.filename, []).append(f)
     out: list[DistFile] = []
-    for name, same in by_name.items():
+    for name, group in groupby(sorted(files, key=lambda f: (f.filename, f.url)), _filename):
+        same = list(group)
+        if len(same) == 1:
+            out.append(same[0])
+            continue
         digests = sorted({f.sha256 for f in same if f.sha256})
         if len(digests) > 1:
             shown = ", ".join(d[:12] + "…" for d in digests)
@@ -341,7 +365,7 @@ def parse_project_page(
     json_page = _is_json(body, content_type)
     _count_files(body, json_page, max_files)
     if json_page:
-        _, files, rejected = _files_from_json(body, base_url)
+        files, rejected = _files_from_json(body, base_url)
     else:
         files, rejected = _files_from_html(body, base_url)
     unique = _deduplicated(files, rejected)

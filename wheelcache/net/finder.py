@@ -15,7 +15,7 @@ import hashlib
 import logging
 import os
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from blake3 import blake3
@@ -25,6 +25,7 @@ from packaging.version import Version
 
 from wheelcache.core.evaluator import (
     Candidate,
+    Evaluation,
     best_per_version,
     describe_availability,
     evaluate_file,
@@ -454,11 +455,9 @@ class IndexFinder:
 
     def _evaluate(self, name: NormalizedName, page: ProjectPage) -> list[Candidate]:
         variant = self.indexes.variant_for(name)
-        evaluations = [evaluate_file(f, name, self.target, variant=variant) for f in page.files]
-        for ev in evaluations:
-            if not ev.ok:
-                log.debug("skip %s: %s", ev.file.filename, ev.reason)
-        cands = best_per_version(evaluations)
+        cands = best_per_version(
+            self._logged(evaluate_file(f, name, self.target, variant=variant) for f in page.files)
+        )
         if len(cands) > MAX_VERSIONS:
             log.warning(
                 "%s lists %d versions for this target; only the newest %d are considered",
@@ -468,6 +467,16 @@ class IndexFinder:
             )
             cands = cands[:MAX_VERSIONS]
         return cands
+
+    @staticmethod
+    def _logged(evaluations: Iterable[Evaluation]) -> Iterator[Evaluation]:
+        """Each evaluation, the refused ones named at debug level (one at a time: a page of
+        20,000 files for other platforms has as many reasons)."""
+        debug = log.isEnabledFor(logging.DEBUG)
+        for ev in evaluations:
+            if debug and not ev.ok:
+                log.debug("skip %s: %s", ev.file.filename, ev.reason)
+            yield ev
 
     def all_candidates(self, name: NormalizedName) -> list[Candidate]:
         """Every file of *name* that fits the target, best first: a ``--hash`` pin may name a

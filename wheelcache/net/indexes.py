@@ -48,6 +48,9 @@ def _trim() -> None:
 
 
 _SHOWN = 5  # refused files named per page; the rest at debug level
+#: The fewest bytes a page spends per file it lists, as far as what a page may hold is
+#: concerned (a JSON entry with a URL and a sha256 takes more than this; an HTML anchor too).
+_BYTES_PER_FILE = 320
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +140,7 @@ class Indexes:
         """Files one page may list: one per 320 bytes of ``--max-page-size`` (52,428 at the
         16 MiB default; the most a real page lists is a few thousand)."""
         http = self.pages.http
-        return max(1000, (http.settings.max_page if http else 16 << 20) // 320)
+        return max(1000, (http.settings.max_page if http else 16 << 20) // _BYTES_PER_FILE)
 
     def _hold(self, name: NormalizedName, page: ProjectPage | None) -> None:
         """Keep *page* for the run; the pages kept list at most half a full page's worth of
@@ -146,12 +149,17 @@ class Indexes:
         with self._lock:
             self._pages[name] = page
             self._pages.move_to_end(name)
-            held = sum(len(p.files) for p in self._pages.values() if p is not None)
-            for old in list(self._pages):
-                if held <= self.max_files // 2 or old == name:
-                    break
-                gone = self._pages.pop(old)
-                held -= len(gone.files) if gone is not None else 0
+            self._let_go(keep=name)
+
+    def _let_go(self, *, keep: NormalizedName | None = None, coming: int = 0) -> None:
+        """Let the oldest pages go (not *keep*) until those held, plus *coming* files about to
+        be parsed, list at most half a full page's worth.  Caller holds ``_lock``."""
+        held = coming + sum(len(p.files) for p in self._pages.values() if p is not None)
+        for old in list(self._pages):
+            if held <= self.max_files // 2 or old == keep:
+                break
+            gone = self._pages.pop(old)
+            held -= len(gone.files) if gone is not None else 0
 
     def fetch(self, name: NormalizedName) -> None:
         """Fetch (not parse) the page :meth:`page` will read first for *name*: the network
@@ -270,6 +278,9 @@ class Indexes:
             return parse(resp.body)
         with self._big:
             try:
+                size = resp.path.stat().st_size
+                with self._lock:  # room for its files first: a big page's parse is a run's peak
+                    self._let_go(coming=size // _BYTES_PER_FILE)
                 body = resp.read()
             except OSError as exc:
                 raise IndexPageError(resp.url, f"the stored page is gone ({exc})") from exc
