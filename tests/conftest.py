@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,11 @@ def pytest_configure(config: pytest.Config) -> None:
     pty and runs shebang scripts as fake nvidia-smi.  Say so once instead of skipping."""
     if not sys.platform.startswith("linux"):
         raise pytest.UsageError("wheelcache's test suite needs Linux (see .ci/run)")
+    # Tests press Ctrl-C (SIGINT) in the programs they start, as on a terminal.  A suite
+    # started in the background (``pytest &`` in a script) inherits SIGINT ignored, and so
+    # would every program it starts: they would run on as if nothing had been pressed.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 _LEAKY_PREFIXES = ("WHEELCACHE_", "PIP_", "UV_")
