@@ -143,3 +143,23 @@ def test_no_deps_reads_no_dependency_page(torch_index: TorchIndex, tmp_path: Pat
     )
     assert [f["project"] for f in out["files"]] == ["torch"]
     assert not [r.path for r in torch_index.deps.requests if r.path.startswith("/simple/")]
+
+
+def test_with_no_deps_each_wheel_starts_when_its_own_page_is_judged(
+    torch_index: TorchIndex, tmp_path: Path
+) -> None:
+    """The resolver reads every root's page before it pins the first; with --no-deps nothing
+    but a root's own page decides its wheel, so filelock's starts while mpmath's page (a
+    root too) is still 3 s from answering."""
+    torch_index.deps.fault("/simple/mpmath/", times=None, stall_after=1, stall_seconds=STALL)
+    out = ok_json(run(torch_index, tmp_path / "cache", "filelock", "mpmath", "--no-deps", *WIN39))
+    assert sorted(f["project"] for f in out["files"]) == ["filelock", "mpmath"]
+    mpmath = min(r.at for r in torch_index.deps.requests if r.path == "/simple/mpmath/")
+    servers = (torch_index.deps, torch_index.cdn, torch_index.index)
+    gets = [
+        r.at
+        for srv in servers
+        for r in srv.requests
+        if r.method == "GET" and r.path.endswith(".whl") and "filelock" in r.path
+    ]
+    assert gets and min(gets) < mpmath + STALL - 1.0

@@ -331,7 +331,7 @@ def fetch(
         raise
     finally:
         if early is not None:
-            early.close()  # a late start_exact thread starts nothing now
+            early.close()  # a page judged late starts nothing now
         if downloader is not None:
             downloader.close()
 
@@ -414,14 +414,22 @@ def _resolve(
     """Run the resolver with prefetching, starting each pinned wheel's transfer at once
     (*early*); warn about yanked files taken by an exact pin."""
     from wheelcache.core.provider import resolve
+    from wheelcache.net.finder import likely_choice
 
     wanted: dict[NormalizedName, SpecifierSet] = {}
     for r in reqs:  # "torch" and --torch's "torch==2.4.0" prefetch one torch, the pinned one
         wanted[r.name] = wanted.get(r.name, SpecifierSet()) & r.specifier
+    if early is not None:  # before the first page is judged
+        pre = finder.allow_prereleases
+        early.expect(
+            wanted,
+            source.find_candidates,
+            likely=(lambda cands, spec: likely_choice(cands, spec, pre))
+            if request.no_deps
+            else None,
+        )
+        finder.on_listed = early.listed
     finder.require(wanted)
-    if early is not None:
-        for name, spec in wanted.items():
-            early.start_exact(name, spec, source.find_candidates)
     try:
         resolution = resolve(
             reqs,

@@ -5,9 +5,12 @@ resolved before the first byte moves wastes the time resolution takes.  :class:`
 is the resolver's ``on_pin`` hook: each wheel's download starts as soon as it is pinned, and
 the downloads run beside the rest of the resolution.
 
-A root requirement pinned exactly (``--torch 2.4.0``) leaves the resolver one wheel to choose:
-:meth:`EarlyTransfers.start_exact` starts it as soon as its page has arrived, before the
-resolver has read the pages of all its dependencies (which it does before it pins it).
+The resolver reads the pages of all root requirements before it pins the first one.  A root
+whose wheel is already decided by its own page starts as soon as that page has been judged
+(:meth:`EarlyTransfers.expect`, called back by the finder): one pinned exactly
+(``--torch 2.4.0``) that the page lists once, and, with ``--no-deps`` (nothing but the root's
+own specifier then decides), the newest wheel it allows — forty small wheels no longer wait
+for the fortieth page before the first byte moves.
 
 Two rules keep a speculative start cheap on a slow link:
 
@@ -60,33 +63,55 @@ class EarlyTransfers:
         self._started: dict[str, concurrent.futures.Future[CachedWheel]] = {}
         self._lock = threading.RLock()
         self._closed = False
+        self._expected: dict[
+            NormalizedName,
+            tuple[
+                SpecifierSet, Callable[[Sequence[Candidate], SpecifierSet], Candidate | None] | None
+            ],
+        ] = {}
+        self._find_candidates: Callable[[NormalizedName], Sequence[Candidate]] | None = None
 
-    def start_exact(
+    def expect(
         self,
-        name: NormalizedName,
-        spec: SpecifierSet,
+        wanted: Mapping[NormalizedName, SpecifierSet],
         find_candidates: Callable[[NormalizedName], Sequence[Candidate]],
+        *,
+        likely: Callable[[Sequence[Candidate], SpecifierSet], Candidate | None] | None = None,
     ) -> None:
-        """*spec* pins one version (``==2.4.0``, no wildcard): start that wheel's download as
-        soon as *find_candidates* (the project's page) names it, in a thread of its own."""
-        exact = [s for s in spec if s.operator in ("==", "===") and "*" not in s.version]
-        if not exact:
+        """Which roots may start before the resolver pins them, once :meth:`listed` says
+        their page is in: each one pinned exactly (``==2.4.0``, no wildcard), and with
+        *likely* (``--no-deps``) every root outside the torch family, with the candidate
+        *likely* picks.  *find_candidates* is the resolver's own view (hash pins applied)."""
+        with self._lock:
+            for name, spec in wanted.items():
+                exact = any(s.operator in ("==", "===") and "*" not in s.version for s in spec)
+                if exact or (likely is not None and name not in self.hold_together):
+                    self._expected[name] = (spec, None if exact else likely)
+            self._find_candidates = find_candidates
+
+    def listed(self, name: NormalizedName) -> None:
+        """The finder has judged *name*'s page: start its wheel if :meth:`expect` named it
+        and the page decides it."""
+        with self._lock:
+            expected = self._expected.pop(name, None)
+            find = self._find_candidates
+        if expected is None or find is None:
             return
-
-        def start_when_listed() -> None:
-            try:
-                found = [c for c in find_candidates(name) if spec.contains(c.version, True)]
-            except WheelcacheError:
-                return  # the resolver meets the same error and reports it
-            except Exception as exc:  # the run ended under us (its client closed): nothing
-                log.debug("early start of %s: %s", name, exc)  # to start, nothing to report
-                return
-            if len(found) == 1 and not found[0].file.yanked:
+        spec, likely = expected
+        try:
+            found = [c for c in find(name) if spec.contains(c.version, True)]
+            if likely is not None:
+                choice = likely(found, spec)
+            else:
+                choice = found[0] if len(found) == 1 and not found[0].file.yanked else None
+            if choice is not None:
                 with self._lock:
-                    self._pinned.setdefault(name, found[0])
-                    self._start(found[0])
-
-        threading.Thread(target=start_when_listed, name="wheelcache-exact", daemon=True).start()
+                    self._pinned.setdefault(name, choice)
+                    self._start(choice)
+        except WheelcacheError:
+            return  # the resolver meets the same error and reports it
+        except Exception as exc:  # the run ended under us (its client closed, its pool shut
+            log.debug("early start of %s: %s", name, exc)  # down): nothing to start or say
 
     def on_pin(self, candidate: Candidate) -> None:
         """The resolver settled on *candidate* (it may still change its mind)."""

@@ -15,7 +15,7 @@ import hashlib
 import logging
 import os
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from blake3 import blake3
@@ -330,6 +330,9 @@ class IndexFinder:
         self._project_locks: dict[NormalizedName, threading.Lock] = {}
         self._prefetch_metadata = prefetch_metadata
         self.allow_prereleases = allow_prereleases
+        #: Called with each project's name once its candidates are known (in the thread that
+        #: judged its page): early transfers start from it.
+        self.on_listed: Callable[[NormalizedName], None] | None = None
         self._pool = (
             concurrent.futures.ThreadPoolExecutor(prefetch, thread_name_prefix="wheelcache-pre")
             if metadata.http is not None and prefetch > 0
@@ -372,7 +375,7 @@ class IndexFinder:
         try:
             cands = self.find_candidates(name)
             spec = spec & self._roots.get(name, SpecifierSet())
-            likely = _likely_choice(cands, spec, self.allow_prereleases)
+            likely = likely_choice(cands, spec, self.allow_prereleases)
             if likely is not None and self._prefetch_metadata:
                 self._warm_metadata(likely)
         except WheelcacheError as exc:  # the resolver meets it again if it matters
@@ -451,6 +454,8 @@ class IndexFinder:
             cands = self._builds_of_the_variant(cands)
         with self._lock:
             self._cands[name] = cands
+        if self.on_listed is not None:
+            self.on_listed(name)
         return cands
 
     def _evaluate(self, name: NormalizedName, page: ProjectPage) -> list[Candidate]:
@@ -540,7 +545,7 @@ class IndexFinder:
         return md
 
 
-def _likely_choice(
+def likely_choice(
     cands: Sequence[Candidate], spec: SpecifierSet, allow_prereleases: bool
 ) -> Candidate | None:
     """The candidate resolution takes first for *spec*: the newest it allows, skipping yanked
