@@ -337,19 +337,19 @@ class Downloader:
             log.warning(
                 "%s: the index gives no sha256; recorded the computed one %s", job.filename, sha
             )
-        tmp = self.cache.temp_path(".whl")
         try:
             # The transfer synced its data only now and then: the whole file reaches the disk
             # before the blob store and the catalog vouch for it.
             fsync_file(part)
-            os.replace(part, tmp)
         except OSError as exc:
             raise CacheError(describe_os_error(exc, part)) from exc
         _discard(state_path)
         with self._count_lock:
             self.transferred.add(job.filename)
+        # Straight from the partial into the blob store (this thread holds the file's lock):
+        # no temp file in between, which cost a file creation and a rename per wheel.
         return self.cache.ingest(
-            tmp,
+            part,
             sha256=sha,
             blake3=b3,
             size=size,

@@ -433,7 +433,8 @@ class Cache:
         url: str,
         hash_origin: str,
     ) -> CachedWheel:
-        """Move a verified, fsynced temp file into the blob store and record it."""
+        """Move a verified, fsynced file (a temp file, a finished partial) into the blob store
+        and record it."""
         self.require_writable(f"storing {filename}")
         now = time.time()
         row = CatalogRow(
