@@ -144,6 +144,22 @@ def test_a_page_listing_too_many_files_is_refused_before_they_are_built(
     assert run.peak_mib < PEAK_MIB
 
 
+def _other_platforms(dep: str, count: int) -> list[dict[str, object]]:
+    """*count* JSON entries of *dep* for an old Windows Python, as most of a big real page."""
+    url = f"https://files.invalid/packages/ab/cd/{'e' * 60}/{dep}"
+    return [
+        {
+            "filename": f"{dep}-1.{i}-cp27-cp27m-win32.whl",
+            "url": f"{url}-1.{i}.whl",
+            "hashes": {"sha256": "ab" * 32},
+            "core-metadata": {"sha256": "cd" * 32},
+            "requires-python": ">=3.8",
+            "upload-time": "2024-01-01T00:00:00.000000Z",
+        }
+        for i in range(count)
+    ]
+
+
 def test_the_pages_a_run_holds_are_bounded_in_all(tmp_path: Path) -> None:
     """Six pages of 20,000 files (9 MiB each, each under every limit; most files for other
     platforms, as on a big real page): the run holds neither all the pages nor several
@@ -155,19 +171,8 @@ def test_the_pages_a_run_holds_are_bounded_in_all(tmp_path: Path) -> None:
         index.json_page("legit", [index.entry(LEGIT, top)])
         for dep in deps:
             newest = build_wheel(tmp_path / "w", dep, "1.19999").read_bytes()
-            filler = [
-                {
-                    "filename": f"{dep}-1.{i}-cp27-cp27m-win32.whl",
-                    "url": f"https://files.invalid/packages/ab/cd/{'e' * 60}/{dep}-1.{i}.whl",
-                    "hashes": {"sha256": "ab" * 32},
-                    "core-metadata": {"sha256": "cd" * 32},
-                    "requires-python": ">=3.8",
-                    "upload-time": "2024-01-01T00:00:00.000000Z",
-                }
-                for i in range(19999)
-            ]
             name = f"{dep}-1.19999-py3-none-any.whl"
-            index.json_page(dep, [*filler, index.entry(name, newest)])
+            index.json_page(dep, [*_other_platforms(dep, 19999), index.entry(name, newest)])
         run = fetch(index.url, tmp_path / "c", "legit", "--json", cwd=tmp_path, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     assert len(json.loads(run.stdout)["files"]) == 7
@@ -179,24 +184,10 @@ def test_a_big_page_is_parsed_in_the_room_of_the_one_held_before(tmp_path: Path)
     also a tree of dicts (entries become files as the JSON is read), and the page held before
     is let go before, not after, the parse (measured with tracemalloc: the same every run)."""
 
-    def filler(dep: str) -> list[dict[str, object]]:
-        url = f"https://files.invalid/packages/ab/cd/{'e' * 60}/{dep}"
-        return [
-            {
-                "filename": f"{dep}-1.{i}-cp27-cp27m-win32.whl",
-                "url": f"{url}-1.{i}.whl",
-                "hashes": {"sha256": "ab" * 32},
-                "core-metadata": {"sha256": "cd" * 32},
-                "requires-python": ">=3.8",
-                "upload-time": "2024-01-01T00:00:00.000000Z",
-            }
-            for i in range(20000)
-        ]
-
     with FileServer() as srv:
         index = CraftedIndex(srv)
         for dep in ("a", "b"):
-            index.json_page(dep, filler(dep))
+            index.json_page(dep, _other_platforms(dep, 20000))
         http = Http(HttpSettings(retries=1))
         try:
             pages = PageStore(Cache(tmp_path / "c"), http)
