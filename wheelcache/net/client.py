@@ -1,11 +1,14 @@
 """The one HTTP client: retries, range reads and streamed bodies, behind our own values.
 
-This is the only module that sees ``httpx``: it returns :class:`Response` and :class:`Stream`
-(never an ``httpx.Response``), and :func:`_translated` is the one place where httpx errors
-become :class:`~wheelcache.errors.ConnectionFault`; everything else it raises is a
+It returns :class:`Response` and :class:`Stream`, never a transport object; the transport is
+:mod:`wheelcache.net.http11` (``http.client`` with a keep-alive pool, proxies from the
+environment and redirects), whose :func:`~wheelcache.net.http11.translated` is the one place
+where socket, TLS and ``http.client`` errors become
+:class:`~wheelcache.errors.ConnectionFault`; everything else raised here is a
 :class:`~wheelcache.errors.WheelcacheError` too.  Retries are a bounded loop of ours with
-exponential backoff, jitter and ``Retry-After`` (a custom transport would switch off httpx's
-proxy settings).
+exponential backoff, jitter and ``Retry-After``.  Pages are asked for compressed (gzip or
+deflate) and inflated here, the page limit applying to the inflated bytes; file bodies are
+asked for as they are (``Accept-Encoding: identity``) so that offsets match the file.
 
 What a server sends is bounded here: a small body (a page, a ``.metadata`` file) is refused as
 soon as its ``Content-Length`` or the bytes read pass the limit the caller gives; a range read
@@ -20,7 +23,6 @@ from __future__ import annotations
 import logging
 import os
 import random
-import socket
 import sys
 import tempfile
 import threading
@@ -54,9 +56,9 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # imported when the first Http is made: --offline and --help never pay
-    import ssl  # for httpx (about 60 ms) or a TLS trust store (about 30 ms)
+    import ssl  # for the transport (about 35 ms) or a TLS trust store (about 30 ms)
 
-    import httpx
+    from wheelcache.net.http11 import Exchange, Pool
 
 log = logging.getLogger(__name__)
 
@@ -137,87 +139,50 @@ class RetryableStatus(Exception):
         self.retry_after = headers.get("retry-after")
 
 
-def _refuse_downgrade(response: httpx.Response) -> None:
-    """Event hook: a redirect from https to http is refused, not followed."""
-    location = response.headers.get("location")
-    if response.is_redirect and location and response.url.scheme == "https":
-        target = response.url.join(location)
-        if target.scheme == "http":
-            raise ConnectionFault(
-                str(response.url),
-                f"redirected from https to plain http ({target}); refused",
-                retryable=False,
-            )
-
-
 @dataclass(frozen=True, slots=True)
 class RangeResult:
     data: bytes
     total: int
 
 
-def _headers(r: httpx.Response) -> dict[str, str]:
-    return {k.lower(): v for k, v in r.headers.items()}
+def _decoded(chunks: Iterator[bytes], encoding: str, cap: int, url: str) -> Iterator[bytes]:
+    """*chunks* inflated (gzip or deflate), never more than *cap* + 1 bytes in all: a bomb
+    is refused by the page limit after that much, not inflated whole first."""
+    import zlib
 
-
-@contextmanager
-def _translated(url: str) -> Iterator[None]:
-    """The one place where httpx errors become ours (see :class:`ConnectionFault`)."""
-    import httpx
-
-    try:
-        yield
-    except httpx.ConnectTimeout as exc:  # no answer at all: the host is unreachable
-        fault = ConnectionFault(
-            url, "timed out connecting", retryable=True, timed_out=True, unreachable=True
+    name = encoding.strip().lower()
+    if name in ("", "identity"):
+        yield from chunks
+        return
+    if name not in ("gzip", "x-gzip", "deflate"):
+        raise DownloadError(  # not asked for: a server bug, or a proxy's
+            url, f"the server sent Content-Encoding {encoding[:40]!r}, which wheelcache cannot read"
         )
-        raise fault from exc
-    except httpx.TimeoutException as exc:
-        raise ConnectionFault(url, _describe(exc), retryable=True, timed_out=True) from exc
-    except (httpx.UnsupportedProtocol, httpx.LocalProtocolError) as exc:  # a bad URL does
-        # not get better by waiting
-        raise ConnectionFault(url, _describe(exc), retryable=False) from exc
-    except httpx.ConnectError as exc:
-        why = _unreachable(exc)
-        fault = ConnectionFault(url, why or _describe(exc), retryable=True, unreachable=bool(why))
-        raise fault from exc
-    except httpx.TransportError as exc:
-        raise ConnectionFault(url, _describe(exc), retryable=True) from exc
-    except (httpx.HTTPError, httpx.InvalidURL) as exc:
-        raise ConnectionFault(url, _describe(exc), retryable=False) from exc
-
-
-def _unreachable(exc: BaseException) -> str | None:
-    """Why a connection could not be made at all — the name does not resolve, nothing listens,
-    TLS fails — or None for a fault that waiting may mend.  httpx keeps the socket error as
-    the cause of its own."""
-    import ssl
-
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, socket.gaierror):
-            return "name not resolved"
-        if isinstance(seen, ConnectionRefusedError):
-            return "connection refused"
-        if isinstance(seen, ssl.SSLError):
-            return f"TLS failure ({getattr(seen, 'reason', None) or seen})"
-        seen = seen.__cause__ or seen.__context__
-    return None
-
-
-def _describe(exc: BaseException) -> str:
-    """One short phrase for an httpx error, for the log line and the final error."""
-    import httpx
-
-    if isinstance(exc, httpx.TimeoutException):
-        return f"timed out ({type(exc).__name__})"
-    if isinstance(exc, httpx.ConnectError):
-        return f"cannot connect ({exc})"
-    if isinstance(exc, httpx.RemoteProtocolError):
-        return "connection dropped"
-    if isinstance(exc, httpx.ReadError):
-        return "connection reset"
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    inflate = zlib.decompressobj(16 + zlib.MAX_WBITS if "gzip" in name else zlib.MAX_WBITS)
+    made = 0
+    first = True
+    try:
+        for chunk in chunks:
+            data = chunk
+            while data and made <= cap:
+                try:
+                    out = inflate.decompress(data, cap - made + 1)  # 0 would mean "no bound"
+                except zlib.error:
+                    if not (first and name == "deflate"):
+                        raise
+                    inflate = zlib.decompressobj(-zlib.MAX_WBITS)  # raw deflate, as some send
+                    out = inflate.decompress(data, cap - made + 1)
+                first = False
+                made += len(out)
+                if out:
+                    yield out
+                elif data == inflate.unconsumed_tail:
+                    break
+                data = inflate.unconsumed_tail
+            if made > cap:
+                return
+    except zlib.error as exc:
+        raise DownloadError(url, f"the {name} body does not inflate ({exc})") from exc
 
 
 SPOOL_OVER = 1 << 20  # bytes of a small body kept in memory before it goes to a file
@@ -276,11 +241,6 @@ def _retry_after_seconds(value: str) -> float | None:
             return None
 
 
-def _raw_chunks(r: httpx.Response, url: str) -> Iterator[bytes]:
-    with _translated(url):
-        yield from r.iter_raw()
-
-
 def content_range(value: str) -> tuple[int, int | None] | None:
     """``bytes 100-199/1000`` → ``(100, 1000)``; ``*`` as the total → None; unusable → None.
 
@@ -299,7 +259,7 @@ def content_range(value: str) -> tuple[int, int | None] | None:
 def _lazy_trust() -> ssl.SSLContext:
     """A client TLS context whose trust store is read when the first TLS connection is made.
 
-    The trust is httpx's: ``SSL_CERT_FILE``, else ``SSL_CERT_DIR``, else certifi's bundle.
+    The trust is what httpx used: ``SSL_CERT_FILE``, else ``SSL_CERT_DIR``, else certifi's bundle.
     Reading it costs about 30 ms; a run that only talks plain http (a LAN mirror, ``serve``)
     never pays it, and a run that does pays it once, before its first handshake.
     """
@@ -344,8 +304,8 @@ def _lazy_trust() -> ssl.SSLContext:
             return super().wrap_bio(*args, **kwargs)
 
     ctx = LazyTrust(ssl.PROTOCOL_TLS_CLIENT)  # verifies certificates and host names
-    if sys.version_info >= (3, 13):  # what ssl.create_default_context adds there, as httpx
-        ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN | ssl.VERIFY_X509_STRICT  # had it
+    if sys.version_info >= (3, 13):  # what ssl.create_default_context adds
+        ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN | ssl.VERIFY_X509_STRICT  # there
     keylog = os.environ.get("SSLKEYLOGFILE")
     if keylog:
         ctx.keylog_filename = keylog
@@ -353,24 +313,15 @@ def _lazy_trust() -> ssl.SSLContext:
 
 
 class Http:
-    """Wraps the one ``httpx.Client``; safe to share between threads."""
+    """The one HTTP client of a command; safe to share between threads."""
 
     def __init__(self, settings: HttpSettings | None = None) -> None:
-        import httpx
+        from wheelcache.net.http11 import Pool
 
         self.settings = settings or HttpSettings()
         s = self.settings
-        self.client = httpx.Client(
-            verify=_lazy_trust(),
-            timeout=httpx.Timeout(s.read_timeout, connect=s.connect_timeout, pool=None),
-            limits=httpx.Limits(
-                max_connections=s.max_connections, max_keepalive_connections=s.max_connections
-            ),
-            headers={"User-Agent": f"wheelcache/{__version__} httpx/{httpx.__version__}"},
-            follow_redirects=True,
-            trust_env=True,
-            event_hooks={"response": [_refuse_downgrade]},
-        )
+        self.pool: Pool = Pool(s.max_connections, s.connect_timeout, s.read_timeout, _lazy_trust)
+        self.headers = {"User-Agent": f"wheelcache/{__version__}", "Accept": "*/*"}
         self.cancelled = threading.Event()
         #: Hosts that could not be reached at all in this run, and why: every later request
         #: to them fails at once instead of trying again (one answer per host, not per page).
@@ -379,12 +330,38 @@ class Http:
         self._waited = 0.0  # seconds waited on Retry-After so far (all threads)
         self._waited_lock = threading.Lock()
 
+    @contextmanager
+    def _exchange(
+        self,
+        url: str,
+        headers: Mapping[str, str] | None,
+        *,
+        method: str = "GET",
+        encoding: str = "identity",
+        timeout: float | None = None,
+    ) -> Iterator[Exchange]:
+        """One request (redirects followed), its connection freed when the block ends."""
+        from wheelcache.net.http11 import open_exchange
+
+        sent = {**self.headers, "Accept-Encoding": encoding}
+        for name, value in (headers or {}).items():  # the caller's win, whatever their case
+            for known in [k for k in sent if k.lower() == name.lower()]:
+                del sent[known]
+            sent[name] = value
+        read = timeout if timeout is not None else self.settings.read_timeout
+        exchange = open_exchange(self.pool, url, method, sent, read)
+        try:
+            yield exchange
+        finally:
+            exchange.finish()
+
     def cancel(self) -> None:
         """Stop every retry wait at once and refuse new requests (Ctrl-C, a failed run)."""
         self.cancelled.set()
 
     def close(self) -> None:
-        self.client.close()
+        """Close every connection; a read blocked on one ends at once."""
+        self.pool.close()
 
     def retry_wait(self, attempt: int, retry_after: str | None) -> tuple[float, str | None]:
         """Seconds to wait before retry *attempt*, or ``(0, why)`` when a server's
@@ -427,8 +404,7 @@ class Http:
             retry_after: str | None = None
             cause: Exception
             try:
-                with _translated(url):
-                    return fn()
+                return fn()
             except ConnectionFault as exc:
                 if exc.unreachable:
                     with self._unreachable_lock:
@@ -470,16 +446,18 @@ class Http:
         cap = limit if limit is not None else self.settings.max_page
 
         def once() -> Response:
-            with self.client.stream("GET", url, headers=headers) as r:
-                if r.status_code in RETRY_STATUS:
-                    raise RetryableStatus(r.status_code, _headers(r))
+            with self._exchange(url, headers, encoding="gzip, deflate") as r:
+                if r.status in RETRY_STATUS:
+                    raise RetryableStatus(r.status, r.headers)
+                coding = r.headers.get("content-encoding", "")
                 length = r.headers.get("content-length", "")
-                if length.isdigit() and int(length) > cap:
+                if length.isdigit() and int(length) > cap and coding in ("", "identity"):
                     raise ResponseTooLargeError(url, cap, what)
-                body, path = _read_body(r.iter_bytes(), cap, spool)
+                chunks = _decoded(r.pieces(), coding, cap, url)
+                body, path = _read_body(chunks, cap, spool)
                 if body is None:
                     raise ResponseTooLargeError(url, cap, what)
-                return Response(str(r.url), r.status_code, _headers(r), body, path)
+                return Response(r.url, r.status, r.headers, body, path)
 
         return self.with_retries(url, once, on_fail=lambda why: IndexUnreachableError(url, why))
 
@@ -487,13 +465,15 @@ class Http:
         """Size of a file by HEAD (None when the server does not say)."""
 
         def once() -> int | None:
-            r = self.client.head(url, headers={"Accept-Encoding": "identity"})
-            if r.status_code in RETRY_STATUS:
-                raise RetryableStatus(r.status_code, _headers(r))
-            if r.status_code != 200:
-                return None
-            value = r.headers.get("Content-Length")
-            return int(value) if value and value.isdigit() else None
+            with self._exchange(url, None, method="HEAD") as r:
+                for _ in r.pieces():  # nothing: a HEAD has no body, but is read to its end
+                    pass
+                if r.status in RETRY_STATUS:
+                    raise RetryableStatus(r.status, r.headers)
+                if r.status != 200:
+                    return None
+                value = r.headers.get("content-length")
+                return int(value) if value and value.isdigit() else None
 
         return self.with_retries(url, once, on_fail=lambda why: DownloadError(url, why))
 
@@ -507,18 +487,8 @@ class Http:
         given up within seconds, not after the page timeout.  Connection failures raise
         :class:`~wheelcache.errors.ConnectionFault`.
         """
-        import httpx
-
-        timeout = (
-            httpx.Timeout(read_timeout, connect=self.settings.connect_timeout, pool=None)
-            if read_timeout is not None
-            else httpx.USE_CLIENT_DEFAULT
-        )
-        with (
-            _translated(url),
-            self.client.stream("GET", url, headers=headers, timeout=timeout) as r,
-        ):
-            yield Stream(str(r.url), r.status_code, _headers(r), _raw_chunks(r, url))
+        with self._exchange(url, headers, timeout=read_timeout) as r:
+            yield Stream(r.url, r.status, r.headers, r.pieces())
 
     def get_range(self, url: str, start: int | None, end: int | None) -> RangeResult | None:
         """Read bytes ``start..end`` (inclusive; ``start=None`` means the last *end* bytes).
@@ -532,14 +502,14 @@ class Http:
         asked = end if start is None else end - start + 1
 
         def once() -> RangeResult | None:
-            with self.client.stream("GET", url, headers=headers) as r:
-                if r.status_code in RETRY_STATUS:
-                    raise RetryableStatus(r.status_code, _headers(r))
-                if r.status_code == 200:
+            with self._exchange(url, headers) as r:
+                if r.status in RETRY_STATUS:
+                    raise RetryableStatus(r.status, r.headers)
+                if r.status == 200:
                     return None
-                if r.status_code != 206:
-                    raise DownloadError(url, f"HTTP {r.status_code} for a range request")
-                parsed = content_range(r.headers.get("Content-Range", ""))
+                if r.status != 206:
+                    raise DownloadError(url, f"HTTP {r.status} for a range request")
+                parsed = content_range(r.headers.get("content-range", ""))
                 first, total = parsed if parsed is not None else (0, None)
                 if total is None:
                     raise DownloadError(url, "206 without a usable Content-Range")
@@ -547,7 +517,7 @@ class Http:
                 if first != (max(0, total - asked) if start is None else start) or want < 0:
                     raise DownloadError(url, f"206 for another range than {spec}")
                 data = bytearray()
-                for chunk in r.iter_raw():  # never past the bytes asked for
+                for chunk in r.pieces(max(want, 1)):  # never past the bytes asked for
                     data += chunk
                     if len(data) > want:
                         raise DownloadError(url, f"sent more than the {want} bytes asked for")
