@@ -143,17 +143,20 @@ def _bypassed(host: str, port: int, no_proxy: str) -> bool:
 class Conn:
     """One connection of the pool and what it is for."""
 
-    __slots__ = ("busy", "conn", "key", "reused")
+    __slots__ = ("busy", "conn", "key", "reused", "sock")
 
     def __init__(self, key: tuple[object, ...], conn: http.client.HTTPConnection) -> None:
         self.key = key
         self.conn = conn
         self.reused = False
         self.busy = True
+        #: Kept here too: http.client lets go of it when an answer says it will close the
+        #: connection, though that answer's body is still read from it.
+        self.sock: socket.socket | None = None
 
     def abort(self) -> None:
         """Wake a thread blocked reading this connection (close() alone does not) and close."""
-        sock = self.conn.sock
+        sock = self.sock
         if sock is not None:
             try:
                 socket.socket.shutdown(sock, socket.SHUT_RDWR)
@@ -233,6 +236,7 @@ class Pool:
         try:
             with translated(url, connecting=True):
                 c.conn.connect()
+            c.sock = c.conn.sock
             return c
         except BaseException:
             self.discard(c)

@@ -1,0 +1,264 @@
+"""The standard-library transport under Http (issue 14): keep-alive, compression, redirects,
+the connection bound and close(), against real servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import gzip
+import socket
+import threading
+import time
+import tracemalloc
+import zlib
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from tests.support.hostile import RawRequest, RawServer, send_head
+from wheelcache.errors import (
+    ConnectionFault,
+    DownloadError,
+    IndexUnreachableError,
+    ResponseTooLargeError,
+)
+from wheelcache.net.client import Http, HttpSettings
+from wheelcache.net.http11 import _bypassed, _environment_proxies
+
+MIB = 1 << 20
+
+
+def _answer(body: bytes, **headers: str) -> object:
+    def route(_req: RawRequest, conn: socket.socket) -> None:
+        send_head(conn, "200 OK", {"Content-Length": str(len(body)), **headers})
+        conn.sendall(body)
+
+    return route
+
+
+class _ClosesIdle:
+    """Answers one request per connection with keep-alive headers, then closes it at once,
+    as a server does whose idle timeout has passed by the next request."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/page"
+        self.connections = 0
+        self.closed = threading.Event()
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                self.connections += 1
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    head += conn.recv(4096)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            self.closed.set()
+
+
+def test_a_reused_connection_the_server_closed_is_retried_on_a_new_one() -> None:
+    """No retry of ours (``retries=0``) and no warning: the pool asks again, once."""
+    server = _ClosesIdle()
+    http = Http(HttpSettings(retries=0))
+    try:
+        assert http.get(server.url).content == b"ok"
+        assert server.closed.wait(5)
+        time.sleep(0.1)  # the FIN has arrived: the pooled connection is stale
+        assert http.get(server.url).content == b"ok"
+        assert server.connections == 2
+    finally:
+        http.close()
+        server.sock.close()
+
+
+@pytest.mark.parametrize(
+    ("coding", "packed"),
+    [
+        ("gzip", gzip.compress(b"<html>page</html>" * 1000)),
+        ("deflate", zlib.compress(b"<html>page</html>" * 1000)),
+        ("deflate", zlib.compress(b"<html>page</html>" * 1000)[2:-4]),  # raw, as some send
+    ],
+)
+def test_a_compressed_page_is_inflated(coding: str, packed: bytes) -> None:
+    with RawServer() as server:
+        server.routes["/p"] = _answer(packed, **{"Content-Encoding": coding})  # type: ignore[dict-item]
+        http = Http()
+        try:
+            r = http.get(server.url + "/p")
+        finally:
+            http.close()
+    assert r.content == b"<html>page</html>" * 1000
+    assert server.requests[0].headers["accept-encoding"] == "gzip, deflate"
+
+
+def test_a_gzip_bomb_is_refused_by_the_page_limit_without_inflating_it() -> None:
+    """256 MiB of zeros in 256 KiB of gzip against a 1 MiB limit: a few MiB of memory at
+    most (inflating it whole first would take all 256)."""
+    bomb = gzip.compress(bytes(256 * MIB), compresslevel=9)
+    with RawServer() as server:
+        server.routes["/bomb"] = _answer(bomb, **{"Content-Encoding": "gzip"})  # type: ignore[dict-item]
+        http = Http(HttpSettings(retries=0))
+        tracemalloc.start()
+        try:
+            with pytest.raises(ResponseTooLargeError):
+                http.get(server.url + "/bomb", limit=MIB)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+            http.close()
+    assert peak < 16 * MIB, f"{peak >> 20} MiB"
+
+
+def test_an_unknown_content_encoding_is_refused_in_one_line() -> None:
+    with RawServer() as server:
+        server.routes["/p"] = _answer(b"\x00\x01garbage", **{"Content-Encoding": "br"})  # type: ignore[dict-item]
+        http = Http()
+        try:
+            with pytest.raises(DownloadError) as err:
+                http.get(server.url + "/p")
+        finally:
+            http.close()
+    assert "\n" not in str(err.value)
+    assert "Content-Encoding 'br', which wheelcache cannot read" in str(err.value)
+
+
+def test_twenty_redirects_are_followed_and_the_twenty_first_refused() -> None:
+    with RawServer() as server:
+        for i in range(21):
+            server.routes[f"/r/{i}"] = lambda _r, c, i=i: send_head(  # type: ignore[misc]
+                c, "302 Found", {"Location": f"/r/{i + 1}", "Content-Length": "0"}
+            )
+        server.routes["/r/21"] = _answer(b"end")  # type: ignore[assignment]
+        http = Http()
+        try:
+            r = http.get(server.url + "/r/1")
+            assert (r.content, r.url) == (b"end", server.url + "/r/21")
+            with pytest.raises(IndexUnreachableError, match="more than 20 redirects"):
+                http.get(server.url + "/r/0")
+        finally:
+            http.close()
+    assert server.count("/r/0") == 1  # not retried: it will not get better
+    assert server.count("/r/21") == 1
+
+
+class _Slow(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive
+    open_now = 0
+    peak = 0
+    lock = threading.Lock()
+
+    def setup(self) -> None:
+        super().setup()
+        with self.lock:
+            type(self).open_now += 1
+            type(self).peak = max(type(self).peak, type(self).open_now)
+
+    def finish(self) -> None:
+        super().finish()
+        with self.lock:
+            type(self).open_now -= 1
+
+    def do_GET(self) -> None:
+        time.sleep(0.03)
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+
+@pytest.fixture
+def slow_server() -> Iterator[str]:
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Slow)
+    srv.daemon_threads = True
+    _Slow.open_now = _Slow.peak = 0
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}/x"
+    srv.shutdown()
+    srv.server_close()
+
+
+def test_no_more_connections_than_the_bound(slow_server: str) -> None:
+    http = Http(HttpSettings(max_connections=2))
+    results: list[bytes] = []
+
+    def work() -> None:
+        for _ in range(4):
+            results.append(http.get(slow_server).content)
+
+    threads = [threading.Thread(target=work) for _ in range(6)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    finally:
+        http.close()
+    assert results == [b"ok"] * 24
+    assert _Slow.peak == 2  # reached, never passed
+
+
+def test_close_ends_a_read_blocked_in_another_thread() -> None:
+    """Ctrl-C closes the client: a download stalled mid-body must not wait out its timeout."""
+
+    def stall(_req: RawRequest, conn: socket.socket) -> None:
+        send_head(conn, "200 OK", {"Content-Length": str(MIB)})
+        conn.sendall(b"x" * 1000)
+        time.sleep(20)
+
+    with RawServer() as server:
+        server.routes["/stall"] = stall
+        http = Http()
+        caught: list[BaseException] = []
+
+        def read() -> None:
+            try:
+                with http.stream(server.url + "/stall", {}, read_timeout=30) as s:
+                    for _ in s.chunks:
+                        pass
+            except ConnectionFault as exc:
+                caught.append(exc)
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        time.sleep(0.5)
+        started = time.monotonic()
+        http.close()
+        reader.join(10)
+        assert not reader.is_alive() and time.monotonic() - started < 5
+    assert len(caught) == 1
+
+
+@pytest.mark.parametrize(
+    ("host", "no_proxy", "bypassed"),
+    [
+        ("pkgs.example.org", "example.org", True),
+        ("example.org", ".example.org", True),
+        ("badexample.org", "example.org", False),
+        ("10.0.0.1", "localhost, 10.0.0.1", True),
+        ("mirror.lan", "*", True),
+        ("mirror.lan", "mirror.lan:8080", False),
+        ("mirror.lan", "", False),
+    ],
+)
+def test_no_proxy(host: str, no_proxy: str, bypassed: bool) -> None:
+    assert _bypassed(host, 80, no_proxy) is bypassed
+
+
+def test_proxy_variables_lower_case_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://upper:1")
+    monkeypatch.setenv("https_proxy", "http://lower:2")
+    monkeypatch.setenv("ALL_PROXY", "http://all:3")
+    monkeypatch.setenv("NO_PROXY", "lan")
+    assert _environment_proxies() == {
+        "https": "http://lower:2",
+        "all": "http://all:3",
+        "no": "lan",
+    }
