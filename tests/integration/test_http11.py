@@ -9,12 +9,12 @@ import threading
 import time
 import tracemalloc
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tests.support.hostile import RawRequest, RawServer, send_head
+from tests.support.hostile import RawRequest, RawServer, send_forever, send_head
 from wheelcache.errors import (
     ConnectionFault,
     DownloadError,
@@ -27,7 +27,7 @@ from wheelcache.net.http11 import _bypassed, _environment_proxies
 MIB = 1 << 20
 
 
-def _answer(body: bytes, **headers: str) -> object:
+def _answer(body: bytes, **headers: str) -> Callable[[RawRequest, socket.socket], None]:
     def route(_req: RawRequest, conn: socket.socket) -> None:
         send_head(conn, "200 OK", {"Content-Length": str(len(body)), **headers})
         conn.sendall(body)
@@ -86,7 +86,7 @@ def test_a_reused_connection_the_server_closed_is_retried_on_a_new_one() -> None
 )
 def test_a_compressed_page_is_inflated(coding: str, packed: bytes) -> None:
     with RawServer() as server:
-        server.routes["/p"] = _answer(packed, **{"Content-Encoding": coding})  # type: ignore[dict-item]
+        server.routes["/p"] = _answer(packed, **{"Content-Encoding": coding})
         http = Http()
         try:
             r = http.get(server.url + "/p")
@@ -101,7 +101,7 @@ def test_a_gzip_bomb_is_refused_by_the_page_limit_without_inflating_it() -> None
     most (inflating it whole first would take all 256)."""
     bomb = gzip.compress(bytes(256 * MIB), compresslevel=9)
     with RawServer() as server:
-        server.routes["/bomb"] = _answer(bomb, **{"Content-Encoding": "gzip"})  # type: ignore[dict-item]
+        server.routes["/bomb"] = _answer(bomb, **{"Content-Encoding": "gzip"})
         http = Http(HttpSettings(retries=0))
         tracemalloc.start()
         try:
@@ -114,9 +114,30 @@ def test_a_gzip_bomb_is_refused_by_the_page_limit_without_inflating_it() -> None
     assert peak < 16 * MIB, f"{peak >> 20} MiB"
 
 
+def test_endless_empty_deflate_blocks_are_refused_by_the_page_limit() -> None:
+    """Compressed bytes that inflate to nothing still count: the read stops at the limit."""
+
+    def endless(_req: RawRequest, conn: socket.socket) -> None:
+        send_head(conn, "200 OK", {"Content-Encoding": "gzip", "Transfer-Encoding": "chunked"})
+        header = gzip.compress(b"")[:10]
+        conn.sendall(f"{len(header):x}\r\n".encode() + header + b"\r\n")
+        send_forever(conn, b"\x00\x00\x00\xff\xff" * 13107, chunked=True)
+
+    with RawServer() as server:
+        server.routes["/p"] = endless
+        http = Http(HttpSettings(retries=0))
+        started = time.monotonic()
+        try:
+            with pytest.raises(ResponseTooLargeError):
+                http.get(server.url + "/p", limit=MIB)
+        finally:
+            http.close()
+    assert time.monotonic() - started < 10
+
+
 def test_an_unknown_content_encoding_is_refused_in_one_line() -> None:
     with RawServer() as server:
-        server.routes["/p"] = _answer(b"\x00\x01garbage", **{"Content-Encoding": "br"})  # type: ignore[dict-item]
+        server.routes["/p"] = _answer(b"\x00\x01garbage", **{"Content-Encoding": "br"})
         http = Http()
         try:
             with pytest.raises(DownloadError) as err:
@@ -133,7 +154,7 @@ def test_twenty_redirects_are_followed_and_the_twenty_first_refused() -> None:
             server.routes[f"/r/{i}"] = lambda _r, c, i=i: send_head(  # type: ignore[misc]
                 c, "302 Found", {"Location": f"/r/{i + 1}", "Content-Length": "0"}
             )
-        server.routes["/r/21"] = _answer(b"end")  # type: ignore[assignment]
+        server.routes["/r/21"] = _answer(b"end")
         http = Http()
         try:
             r = http.get(server.url + "/r/1")

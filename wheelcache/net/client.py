@@ -145,9 +145,13 @@ class RangeResult:
     total: int
 
 
-def _decoded(chunks: Iterator[bytes], encoding: str, cap: int, url: str) -> Iterator[bytes]:
+def _decoded(
+    chunks: Iterator[bytes], encoding: str, cap: int, url: str, what: str
+) -> Iterator[bytes]:
     """*chunks* inflated (gzip or deflate), never more than *cap* + 1 bytes in all: a bomb
-    is refused by the page limit after that much, not inflated whole first."""
+    is refused by the page limit after that much, not inflated whole first.  The compressed
+    bytes are bounded by *cap* too (empty deflate blocks inflate to nothing, forever), and
+    what follows the end of the stream is not kept."""
     import zlib
 
     name = encoding.strip().lower()
@@ -159,12 +163,15 @@ def _decoded(chunks: Iterator[bytes], encoding: str, cap: int, url: str) -> Iter
             url, f"the server sent Content-Encoding {encoding[:40]!r}, which wheelcache cannot read"
         )
     inflate = zlib.decompressobj(16 + zlib.MAX_WBITS if "gzip" in name else zlib.MAX_WBITS)
-    made = 0
+    made = raw = 0
     first = True
     try:
         for chunk in chunks:
-            data = chunk
-            while data and made <= cap:
+            raw += len(chunk)
+            if raw > cap:
+                raise ResponseTooLargeError(url, cap, what)
+            data = b"" if inflate.eof else chunk
+            while data and made <= cap and not inflate.eof:
                 try:
                     out = inflate.decompress(data, cap - made + 1)  # 0 would mean "no bound"
                 except zlib.error:
@@ -453,7 +460,7 @@ class Http:
                 length = r.headers.get("content-length", "")
                 if length.isdigit() and int(length) > cap and coding in ("", "identity"):
                     raise ResponseTooLargeError(url, cap, what)
-                chunks = _decoded(r.pieces(), coding, cap, url)
+                chunks = _decoded(r.pieces(), coding, cap, url, what)
                 body, path = _read_body(chunks, cap, spool)
                 if body is None:
                     raise ResponseTooLargeError(url, cap, what)
