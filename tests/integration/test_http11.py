@@ -11,10 +11,11 @@ import tracemalloc
 import zlib
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
-from tests.support.hostile import RawRequest, RawServer, send_forever, send_head
+from tests.support.hostile import RawRequest, RawServer, self_signed, send_forever, send_head
 from wheelcache.errors import (
     ConnectionFault,
     DownloadError,
@@ -283,3 +284,58 @@ def test_proxy_variables_lower_case_wins(monkeypatch: pytest.MonkeyPatch) -> Non
         "all": "http://all:3",
         "no": "lan",
     }
+
+
+class _Tunnel(BaseHTTPRequestHandler):
+    """A CONNECT proxy: bytes relayed both ways, untouched (TLS runs end to end)."""
+
+    seen: list[str] = []
+
+    def do_CONNECT(self) -> None:
+        type(self).seen.append(self.path)
+        host, port = self.path.rsplit(":", 1)
+        upstream = socket.create_connection((host, int(port)), timeout=10)
+        self.send_response(200, "Connection established")
+        self.end_headers()
+        self.wfile.flush()
+
+        def pump(src: socket.socket, dst: socket.socket) -> None:
+            try:
+                while data := src.recv(65536):
+                    dst.sendall(data)
+            except OSError:
+                pass
+            finally:
+                dst.close()
+
+        threading.Thread(target=pump, args=(upstream, self.connection), daemon=True).start()
+        pump(self.connection, upstream)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+
+@pytest.mark.parametrize("no_proxy", ["", "127.0.0.1"])
+def test_https_goes_through_a_connect_tunnel_unless_no_proxy_says_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_proxy: str
+) -> None:
+    cert, tls = self_signed(tmp_path)
+    proxy = ThreadingHTTPServer(("127.0.0.1", 0), _Tunnel)
+    proxy.daemon_threads = True
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    _Tunnel.seen = []
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    monkeypatch.setenv("https_proxy", f"http://127.0.0.1:{proxy.server_address[1]}")
+    monkeypatch.setenv("NO_PROXY", no_proxy)
+    try:
+        with RawServer(tls) as server:
+            server.routes["/p"] = _answer(b"secret")
+            http = Http()
+            try:
+                assert http.get(server.url + "/p").content == b"secret"
+            finally:
+                http.close()
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+    assert _Tunnel.seen == ([] if no_proxy else [server.url.removeprefix("https://")])
