@@ -1,7 +1,7 @@
 """The one exception tree of wheelcache.
 
 Every error a user can see is a :class:`WheelcacheError`; its ``str()`` is one line that says
-what was wrong and what to do.  Third-party errors (httpx, sqlite3, OSError) are translated at
+what was wrong and what to do.  Third-party errors (socket, TLS, sqlite3, OSError) are translated at
 the edge with ``raise ... from exc`` and never reach the user as they are::
 
     WheelcacheError
@@ -16,7 +16,7 @@ the edge with ``raise ... from exc`` and never reach the user as they are::
     ├── ResolutionError           what has no usable file, or conflicts, and the chain to it
     ├── MetadataError             a wheel's METADATA cannot be obtained or parsed
     ├── DownloadError             a file could not be downloaded
-    │   ├── ConnectionFault           the connection failed (httpx errors, translated in net/client)
+    │   ├── ConnectionFault           the connection failed (socket and TLS errors, net/http11)
     │   ├── ResponseTooLargeError     a body over its limit (page, .metadata, range)
     │   ├── HashMismatchError         bytes do not match the index's sha256
     │   └── IncompleteDownloadError   size differs from what was announced
