@@ -145,7 +145,10 @@ class IndexUnreachableError(IndexPageError):
         self.hint = hint
 
     def __str__(self) -> str:
-        host = urlsplit(self.url).netloc or self.url
+        try:
+            host = urlsplit(self.url).netloc or self.url
+        except ValueError:  # a malformed URL ("[::1"): the error must still say so
+            host = self.url
         hint = self.hint or "check the URL and the network, or use --offline to work from the cache"
         return f"cannot reach {host}: {self.reason} ({self.url}); {hint}"
 

@@ -168,6 +168,19 @@ def test_twenty_redirects_are_followed_and_the_twenty_first_refused() -> None:
     assert server.count("/r/21") == 1
 
 
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [("http://[::1/x", "malformed URL"), ("ftp://host/x", "unsupported URL scheme 'ftp'")],
+)
+def test_a_bad_url_is_refused_in_one_line_without_retries(url: str, why: str) -> None:
+    http = Http(HttpSettings(backoff=60))  # a retry would wait a minute
+    try:
+        with pytest.raises(IndexUnreachableError, match=why):
+            http.get(url)
+    finally:
+        http.close()
+
+
 class _Slow(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive
     open_now = 0

@@ -398,7 +398,10 @@ class Http:
         fails, no answer to connect) is no transient fault: it fails at once, and so does
         every later request to that host in this run.
         """
-        host = urlsplit(url).netloc
+        try:
+            host = urlsplit(url).netloc
+        except ValueError as exc:  # "[::1" and friends: no request can be made of it
+            raise on_fail(f"malformed URL ({exc})") from exc
         attempt = 0
         while True:
             attempt += 1
