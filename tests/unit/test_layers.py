@@ -116,3 +116,51 @@ def test_the_rule_catches_a_planted_upward_import(module: str, planted: str) -> 
     real = path.read_text(encoding="utf-8")
     assert upward_imports(real, module) == []
     assert upward_imports(real + "\n" + planted + "\n", module) != []
+
+
+#: The one module that speaks HTTP as a client (issue 14 replaced httpx with it); the rest of
+#: net/ goes through net/client.py, and nothing outside net/ makes requests.
+TRANSPORT = "wheelcache.net.http11"
+CLIENT_LIBRARIES = ("http.client", "httpx", "urllib.request", "urllib3", "requests")
+
+
+def client_imports(source: str, module: str) -> list[str]:
+    """Imports of an HTTP client library in *source* (the text of *module*) outside
+    :data:`TRANSPORT`."""
+    if module == TRANSPORT:
+        return []
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        names = (
+            [a.name for a in node.names]
+            if isinstance(node, ast.Import)
+            else [node.module or ""]
+            if isinstance(node, ast.ImportFrom) and not node.level
+            else []
+        )
+        found += [n for n in names if n.startswith(CLIENT_LIBRARIES)]
+    return [f"{module} imports {n}" for n in found]
+
+
+def test_one_module_speaks_http_as_a_client() -> None:
+    bad = [
+        line
+        for path in _modules()
+        for line in client_imports(path.read_text(encoding="utf-8"), _module_name(path))
+    ]
+    assert bad == []
+
+
+@pytest.mark.parametrize(
+    ("module", "planted"),
+    [
+        ("wheelcache.net.client", "import http.client"),
+        ("wheelcache.net.transfer", "from urllib.request import urlopen"),
+        ("wheelcache.serve.pull_server", "import httpx"),
+    ],
+)
+def test_the_transport_rule_catches_a_planted_client(module: str, planted: str) -> None:
+    path = PKG.joinpath(*module.split(".")[1:]).with_suffix(".py")
+    real = path.read_text(encoding="utf-8")
+    assert client_imports(real, module) == []
+    assert client_imports(real + "\n" + planted + "\n", module) != []
