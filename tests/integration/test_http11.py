@@ -352,3 +352,161 @@ def test_https_goes_through_a_connect_tunnel_unless_no_proxy_says_not(
         proxy.shutdown()
         proxy.server_close()
     assert _Tunnel.seen == ([] if no_proxy else [server.url.removeprefix("https://")])
+
+
+class _KeepAlive:
+    """Answers every request of a connection with *answer(path)* (raw bytes, or parts sent
+    a tenth of a second apart), keeping the connection open, as a keep-alive server does."""
+
+    def __init__(self, answer: Callable[[bytes], bytes | list[bytes]]) -> None:
+        self.answer = answer
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        buf = b""
+        with conn:
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    try:
+                        data = conn.recv(65536)
+                    except OSError:
+                        return
+                    if not data:
+                        return
+                    buf += data
+                head, buf = buf.split(b"\r\n\r\n", 1)
+                answer = self.answer(head.split(b" ")[1])
+                try:
+                    for i, part in enumerate([answer] if isinstance(answer, bytes) else answer):
+                        time.sleep(0.1 if i else 0)
+                        conn.sendall(part)
+                except OSError:
+                    return
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _ok(body: bytes) -> bytes:
+    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+
+
+def test_informational_answers_are_skipped_and_never_taken_for_the_answer() -> None:
+    """``103 Early Hints`` before each answer: every page is its own (http.client of Python
+    3.11 took the 103 for the answer and left the 200 for the next request on the
+    connection, which then got the page of another URL)."""
+    early = b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+    server = _KeepAlive(lambda path: early + early + _ok(b"page for " + path))
+    http = Http(HttpSettings(retries=0))
+    try:
+        for path in ("/a", "/b", "/c"):
+            r = http.get(server.url + path)
+            assert (r.status, r.content) == (200, b"page for " + path.encode())
+    finally:
+        http.close()
+        server.close()
+
+
+@pytest.mark.parametrize(
+    ("answer", "why"),
+    [
+        (b"HTTP/1.1 100 Continue\r\n\r\n" * 100_000, "more than 16 informational answers"),
+        (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n", "switched protocols"),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n"
+            + b"X-Trailer: 1\r\n" * 100_000,
+            "more than 100 trailer lines",
+        ),
+    ],
+    ids=["endless-100-continue", "101", "endless-trailers"],
+)
+def test_what_http_client_leaves_unbounded_is_refused_in_one_line(answer: bytes, why: str) -> None:
+    """Each answer kept http.client reading (its per-read timeout never fired: bytes kept
+    coming) or poisoned the connection; now each is one error naming the URL."""
+    server = _KeepAlive(lambda _path: answer)
+    http = Http(HttpSettings(retries=0, read_timeout=5))
+    started = time.monotonic()
+    try:
+        with pytest.raises(IndexUnreachableError, match=why) as caught:
+            http.get(server.url + "/page")
+    finally:
+        http.close()
+        server.close()
+    assert server.url in str(caught.value)
+    assert time.monotonic() - started < 5
+
+
+def test_bytes_no_answer_framed_do_not_become_the_next_answer() -> None:
+    """A 204 followed by more bytes: they sit on the connection; the next request must not
+    read them as its answer (the connection is not reused)."""
+    smuggled = b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled"
+
+    def answer(path: bytes) -> bytes | list[bytes]:
+        if path == b"/empty":
+            return [b"HTTP/1.1 204 No Content\r\n\r\n", smuggled]
+        return _ok(b"page for " + path)
+
+    server = _KeepAlive(answer)
+    http = Http(HttpSettings(retries=0))
+    try:
+        assert http.get(server.url + "/empty").status == 204
+        time.sleep(0.2)  # the smuggled bytes have arrived
+        assert http.get(server.url + "/next").content == b"page for /next"
+    finally:
+        http.close()
+        server.close()
+
+
+def test_a_proxy_that_answers_connect_with_endless_headers_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def endless(conn: socket.socket) -> None:
+        with conn:
+            conn.recv(65536)
+            try:
+                conn.sendall(b"HTTP/1.1 200 Connection established\r\n")
+                send_forever(conn, b"X-Pad: " + b"a" * 100 + b"\r\n")
+            except OSError:
+                pass
+
+    proxy = socket.create_server(("127.0.0.1", 0))
+    threading.Thread(target=lambda: endless(proxy.accept()[0]), daemon=True).start()
+    monkeypatch.setenv("https_proxy", f"http://127.0.0.1:{proxy.getsockname()[1]}")
+    http = Http(HttpSettings(retries=0, read_timeout=5, connect_timeout=5))
+    started = time.monotonic()
+    try:
+        with pytest.raises(IndexUnreachableError, match="more than 100 header lines"):
+            http.get("https://index.invalid/simple/x/")
+    finally:
+        http.close()
+        proxy.close()
+    assert time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize(
+    "proxy",
+    ["https://me:s3cret@proxy.invalid:3128", "socks5://me:s3cret@proxy.invalid:1080"],
+)
+def test_a_proxy_that_cannot_be_used_is_named_without_its_password(
+    monkeypatch: pytest.MonkeyPatch, proxy: str
+) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", proxy)
+    http = Http(HttpSettings(retries=0))
+    try:
+        with pytest.raises(IndexUnreachableError) as caught:
+            http.get("https://index.invalid/simple/x/")
+    finally:
+        http.close()
+    said = str(caught.value)
+    assert "HTTPS_PROXY" in said and "proxy.invalid" in said
+    assert "s3cret" not in said and "me:" not in said

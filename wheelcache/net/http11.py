@@ -18,12 +18,14 @@ from __future__ import annotations
 import base64
 import http.client
 import os
+import select
 import socket
 import ssl
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import BinaryIO
 from urllib.parse import quote, unquote, urljoin, urlsplit
 
 from wheelcache.errors import ConnectionFault
@@ -35,6 +37,17 @@ REDIRECTS = frozenset({301, 302, 303, 307, 308})
 PIECE = 1 << 20  # one read of a body: whatever the socket holds, up to 1 MiB
 _SAFE = "/%:@!$&'()*+,;=?~[]-._"  # kept as they are in a request target; the rest is quoted
 _STALE = (ConnectionResetError, ConnectionAbortedError, BrokenPipeError, ssl.SSLEOFError)
+_MAX_LINE = 65536  # bytes of a header line, and header lines in a block: http.client's bounds
+_MAX_LINES = 100
+_MAX_INTERIM = 16  # informational (1xx) answers skipped before the real one
+
+
+class _Unexpected(http.client.HTTPException):
+    """What a server sent that no answer to our request may hold; its text is the error."""
+
+    def __init__(self, why: str, *, retryable: bool = True) -> None:
+        super().__init__(why)
+        self.retryable = retryable
 
 
 @contextmanager
@@ -56,9 +69,12 @@ def translated(url: str, *, connecting: bool = False) -> Iterator[None]:
         raise ConnectionFault(url, "name not resolved", retryable=True, unreachable=True) from exc
     except ConnectionRefusedError as exc:
         raise ConnectionFault(url, "connection refused", retryable=True, unreachable=True) from exc
+    except _Unexpected as exc:
+        raise ConnectionFault(url, str(exc), retryable=exc.retryable) from exc
     except ssl.SSLError as exc:
         if connecting:
-            why = f"TLS failure ({getattr(exc, 'reason', None) or exc})"
+            said = getattr(exc, "verify_message", None) or getattr(exc, "reason", None) or exc
+            why = f"TLS failure ({said})"
             raise ConnectionFault(url, why, retryable=True, unreachable=True) from exc
         raise ConnectionFault(url, "connection reset", retryable=True) from exc
     except (http.client.IncompleteRead, http.client.BadStatusLine) as exc:  # RemoteDisconnected
@@ -140,6 +156,142 @@ def _bypassed(host: str, port: int, no_proxy: str) -> bool:
     return False
 
 
+def _skip_lines(fp: BinaryIO, what: str) -> None:
+    """Read a header block (or a trailer) up to its blank line: at most 100 lines of 64 KiB."""
+    for _ in range(_MAX_LINES + 1):
+        line = fp.readline(_MAX_LINE + 1)
+        if len(line) > _MAX_LINE:
+            raise _Unexpected(f"a {what} line longer than 64 KiB")
+        if line in (b"\r\n", b"\n", b""):
+            return
+    raise _Unexpected(f"more than {_MAX_LINES} {what} lines")
+
+
+class _Response(http.client.HTTPResponse):
+    """``http.client``'s answer with what it leaves open bounded.
+
+    Python 3.10-3.12 skip only ``100 Continue`` (and as many as a server sends) and take any
+    other informational answer (``103 Early Hints``) for the answer itself, with no body, so
+    the real one would be read as the answer to the next request on the connection.  Here
+    every 1xx but 101 is skipped, at most 16; trailers of a chunked body are bounded too.
+    """
+
+    def _read_status(self) -> tuple[str, int, str]:
+        for _ in range(_MAX_INTERIM + 1):
+            version, status, reason = super()._read_status()  # type: ignore[misc]
+            if not 100 <= status < 200:
+                return version, status, reason
+            if status == 101:
+                raise _Unexpected("the server switched protocols (101) unasked", retryable=False)
+            _skip_lines(self.fp, "header")
+        raise _Unexpected(f"more than {_MAX_INTERIM} informational answers before the answer")
+
+    def _read_and_discard_trailer(self) -> None:
+        _skip_lines(self.fp, "trailer")
+
+
+class _HTTP(http.client.HTTPConnection):
+    response_class = _Response
+    auto_open = 0  # never reconnect behind the pool's back (after close(), say)
+
+
+class _HTTPS(http.client.HTTPSConnection):
+    response_class = _Response
+    auto_open = 0
+
+
+class _Tunnelled(_HTTPS):
+    """https to ``host`` through a plain-http proxy's ``CONNECT``, whose answer is read with
+    the bounds of any other (``http.client``'s own tunnel reads header lines without end
+    before Python 3.12)."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        proxy: tuple[str, int, str | None],
+        *,
+        timeout: float,
+        context: ssl.SSLContext,
+    ) -> None:
+        super().__init__(host, port, timeout=timeout, context=context)
+        self.proxy = proxy
+        self.tls = context
+
+    def connect(self) -> None:
+        phost, pport, pauth = self.proxy
+        where = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        head = f"CONNECT {where} HTTP/1.1\r\nHost: {where}\r\n"
+        if pauth:
+            head += f"Proxy-Authorization: {pauth}\r\n"
+        sock = socket.create_connection((phost, pport), self.timeout)
+        try:
+            sock.sendall(head.encode("latin-1") + b"\r\n")
+            with sock.makefile("rb") as fp:  # the proxy says no more until TLS begins
+                line = fp.readline(_MAX_LINE + 1)
+                parts = line.decode("latin-1").split(None, 2)
+                if len(line) > _MAX_LINE or len(parts) < 2 or not parts[0].startswith("HTTP/"):
+                    raise _Unexpected(f"the proxy {phost}:{pport} gave no HTTP answer to CONNECT")
+                if parts[1] != "200":
+                    said = " ".join(parts[1:]).strip()[:80]
+                    raise _Unexpected(
+                        f"the proxy {phost}:{pport} refused the tunnel ({said})", retryable=False
+                    )
+                _skip_lines(fp, "header")
+            self.sock = self.tls.wrap_socket(sock, server_hostname=self.host)
+        except BaseException:
+            sock.close()
+            raise
+
+
+def _reusable(c: Conn) -> bool:
+    """An idle connection with something to read was closed by its server, or holds bytes no
+    answer framed (a body on a 204, more than a Content-Length said): not to be reused."""
+    sock = c.conn.sock
+    if sock is None:
+        return False
+    if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        return False
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return False
+    return not readable
+
+
+def _without_credentials(url: str) -> str:
+    """*url* with no ``user:password@`` (what a message may show of a proxy).
+
+    >>> _without_credentials("http://me:s3cret@proxy.invalid:3128/")
+    'http://proxy.invalid:3128/'
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    host, slash, path = rest.partition("/")
+    return f"{scheme}{sep}{host.rpartition('@')[2]}{slash}{path}"
+
+
+def _proxy_target(proxy: str, variable: str, url: str) -> _Target:
+    """The proxy a variable names, or one line that names the variable (never its password)."""
+    shown = _without_credentials(proxy)
+    try:
+        p = _target(proxy if "://" in proxy else "http://" + proxy)
+    except ConnectionFault as exc:
+        why = exc.reason.replace(proxy, shown)
+        raise ConnectionFault(
+            url, f"the proxy in {variable} ({shown}) cannot be used: {why}", retryable=False
+        ) from None
+    if p.scheme != "http":
+        raise ConnectionFault(
+            url,
+            f"the proxy in {variable} ({shown}) is {p.scheme}://; wheelcache speaks to proxies "
+            "in plain http (CONNECT tunnels keep https end to end)",
+            retryable=False,
+        )
+    return p
+
+
 class Conn:
     """One connection of the pool and what it is for."""
 
@@ -199,14 +351,11 @@ class Pool:
 
     def route(self, t: _Target) -> tuple[tuple[object, ...], str, dict[str, str]]:
         """The pool key, the request target and the headers a proxy needs for *t*."""
-        proxy = self._proxies.get(t.scheme) or self._proxies.get("all")
+        which = t.scheme if self._proxies.get(t.scheme) else "all"
+        proxy = self._proxies.get(which)
         if not proxy or _bypassed(t.host, t.port, self._proxies.get("no", "")):
             return (t.scheme, t.host, t.port, None), t.path, {}
-        p = _target(proxy if "://" in proxy else "http://" + proxy)
-        if p.scheme != "http":
-            raise ConnectionFault(
-                t.url, f"proxy {proxy} is not plain http; unsupported", retryable=False
-            )
+        p = _proxy_target(proxy, f"{which.upper()}_PROXY", t.url)
         extra = {"Proxy-Authorization": p.auth} if p.auth else {}
         if t.scheme == "http":  # absolute-form through the proxy; one pool for all its origins
             absolute = f"http://{t.host if ':' not in t.host else f'[{t.host}]'}:{t.port}{t.path}"
@@ -222,6 +371,10 @@ class Pool:
                 for i in range(len(self._idle) - 1, -1, -1):
                     if not fresh and self._idle[i].key == key:
                         c = self._idle.pop(i)
+                        if not _reusable(c):
+                            self._open.discard(c)
+                            c.conn.close()
+                            continue
                         c.busy, c.reused = True, True
                         return c
                 if len(self._open) >= self.size and self._idle:
@@ -237,6 +390,8 @@ class Pool:
             with translated(url, connecting=True):
                 c.conn.connect()
             c.sock = c.conn.sock
+            if self._closed:  # close() came while this one was connecting
+                raise ConnectionFault(url, "the client is closed", retryable=False)
             return c
         except BaseException:
             self.discard(c)
@@ -245,19 +400,19 @@ class Pool:
     def _new(self, key: tuple[object, ...]) -> http.client.HTTPConnection:
         scheme, host, port, via = key
         assert isinstance(host, str) and isinstance(port, int)
-        if scheme == "https":
-            if via is None:
-                return http.client.HTTPSConnection(
-                    host, port, timeout=self.connect_timeout, context=self._context()
-                )
-            assert isinstance(via, tuple)
-            phost, pport, pauth = via
-            conn = http.client.HTTPSConnection(
-                phost, pport, timeout=self.connect_timeout, context=self._context()
-            )
-            conn.set_tunnel(host, port, {"Proxy-Authorization": pauth} if pauth else None)
-            return conn
-        return http.client.HTTPConnection(host, port, timeout=self.connect_timeout)
+        if scheme != "https":
+            return _HTTP(host, port, timeout=self.connect_timeout)
+        if via is None:
+            return _HTTPS(host, port, timeout=self.connect_timeout, context=self._context())
+        assert isinstance(via, tuple)
+        phost, pport, pauth = via
+        return _Tunnelled(
+            host,
+            port,
+            (phost, pport, pauth),
+            timeout=self.connect_timeout,
+            context=self._context(),
+        )
 
     def release(self, c: Conn) -> None:
         """Back to the pool, to be reused (its answer was read to the end)."""
@@ -348,7 +503,8 @@ def _send(pool: Pool, t: _Target, method: str, headers: dict[str, str], timeout:
         c = pool.acquire(t.url, key, fresh=fresh)
         try:
             conn = c.conn
-            assert conn.sock is not None
+            if conn.sock is None:  # closed by Pool.close() in another thread
+                raise ConnectionFault(t.url, "the client is closed", retryable=False)
             conn.sock.settimeout(timeout)
             try:
                 conn.request(method, path, headers={**headers, **extra})
