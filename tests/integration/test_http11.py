@@ -36,45 +36,80 @@ def _answer(body: bytes, **headers: str) -> Callable[[RawRequest, socket.socket]
     return route
 
 
-class _ClosesIdle:
-    """Answers one request per connection with keep-alive headers, then closes it at once,
-    as a server does whose idle timeout has passed by the next request."""
+class _KeepAlive:
+    """Answers every request of a connection with *answer(path)* (raw bytes, or parts sent
+    a tenth of a second apart), keeping the connection open, as a keep-alive server does.
 
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/page"
+    With *once*, each connection is closed right after its first answer (whatever that
+    answer said), as by a server whose idle timeout has passed by the next request.
+    """
+
+    def __init__(
+        self, answer: Callable[[bytes], bytes | list[bytes]], *, once: bool = False
+    ) -> None:
+        self.answer = answer
+        self.once = once
         self.connections = 0
-        self.closed = threading.Event()
-        threading.Thread(target=self._run, daemon=True).start()
+        self.closed = threading.Event()  # a connection was closed after its answer
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
 
-    def _run(self) -> None:
+    def _accept(self) -> None:
         while True:
             try:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
-            with conn:
-                self.connections += 1
-                head = b""
-                while b"\r\n\r\n" not in head:
-                    head += conn.recv(4096)
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-            self.closed.set()
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        self.connections += 1
+        buf = b""
+        with conn:
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    try:
+                        data = conn.recv(65536)
+                    except OSError:
+                        return
+                    if not data:
+                        return
+                    buf += data
+                head, buf = buf.split(b"\r\n\r\n", 1)
+                answer = self.answer(head.split(b" ")[1])
+                try:
+                    for i, part in enumerate([answer] if isinstance(answer, bytes) else answer):
+                        time.sleep(0.1 if i else 0)
+                        conn.sendall(part)
+                except OSError:
+                    return
+                if self.once:
+                    conn.close()
+                    self.closed.set()
+                    return
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _ok(body: bytes) -> bytes:
+    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
 
 
 def test_a_reused_connection_the_server_closed_is_retried_on_a_new_one() -> None:
     """No retry of ours (``retries=0``) and no warning: the pool asks again, once."""
-    server = _ClosesIdle()
+    server = _KeepAlive(lambda _path: _ok(b"ok"), once=True)
     http = Http(HttpSettings(retries=0))
     try:
-        assert http.get(server.url).content == b"ok"
+        assert http.get(server.url + "/page").content == b"ok"
         assert server.closed.wait(5)
         time.sleep(0.1)  # the FIN has arrived: the pooled connection is stale
-        assert http.get(server.url).content == b"ok"
+        assert http.get(server.url + "/page").content == b"ok"
         assert server.connections == 2
     finally:
         http.close()
-        server.sock.close()
+        server.close()
 
 
 @pytest.mark.parametrize(
@@ -352,53 +387,6 @@ def test_https_goes_through_a_connect_tunnel_unless_no_proxy_says_not(
         proxy.shutdown()
         proxy.server_close()
     assert _Tunnel.seen == ([] if no_proxy else [server.url.removeprefix("https://")])
-
-
-class _KeepAlive:
-    """Answers every request of a connection with *answer(path)* (raw bytes, or parts sent
-    a tenth of a second apart), keeping the connection open, as a keep-alive server does."""
-
-    def __init__(self, answer: Callable[[bytes], bytes | list[bytes]]) -> None:
-        self.answer = answer
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        buf = b""
-        with conn:
-            while True:
-                while b"\r\n\r\n" not in buf:
-                    try:
-                        data = conn.recv(65536)
-                    except OSError:
-                        return
-                    if not data:
-                        return
-                    buf += data
-                head, buf = buf.split(b"\r\n\r\n", 1)
-                answer = self.answer(head.split(b" ")[1])
-                try:
-                    for i, part in enumerate([answer] if isinstance(answer, bytes) else answer):
-                        time.sleep(0.1 if i else 0)
-                        conn.sendall(part)
-                except OSError:
-                    return
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-def _ok(body: bytes) -> bytes:
-    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
 
 
 def test_informational_answers_are_skipped_and_never_taken_for_the_answer() -> None:

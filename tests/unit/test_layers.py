@@ -4,6 +4,7 @@ cycle.  The rule is checked on the real tree and proven on planted violations.""
 from __future__ import annotations
 
 import ast
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -112,10 +113,15 @@ def test_nothing_imports_upward(path: Path) -> None:
     ],
 )
 def test_the_rule_catches_a_planted_upward_import(module: str, planted: str) -> None:
+    assert_caught(upward_imports, module, planted)
+
+
+def assert_caught(rule: Callable[[str, str], list[str]], module: str, planted: str) -> None:
+    """*rule* passes *module* as it is and fails it with the line *planted* added."""
     path = PKG.joinpath(*module.split(".")[1:]).with_suffix(".py")
     real = path.read_text(encoding="utf-8")
-    assert upward_imports(real, module) == []
-    assert upward_imports(real + "\n" + planted + "\n", module) != []
+    assert rule(real, module) == []
+    assert rule(real + "\n" + planted + "\n", module) != []
 
 
 #: The one module that speaks HTTP as a client (issue 14 replaced httpx with it); the rest of
@@ -160,7 +166,4 @@ def test_one_module_speaks_http_as_a_client() -> None:
     ],
 )
 def test_the_transport_rule_catches_a_planted_client(module: str, planted: str) -> None:
-    path = PKG.joinpath(*module.split(".")[1:]).with_suffix(".py")
-    real = path.read_text(encoding="utf-8")
-    assert client_imports(real, module) == []
-    assert client_imports(real + "\n" + planted + "\n", module) != []
+    assert_caught(client_imports, module, planted)
