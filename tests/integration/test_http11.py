@@ -334,6 +334,16 @@ def test_proxy_variables_lower_case_wins(monkeypatch: pytest.MonkeyPatch) -> Non
     }
 
 
+def test_an_empty_lower_case_proxy_variable_turns_the_upper_case_one_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As urllib (pip) reads them: ``https_proxy=`` for one command, whatever HTTPS_PROXY says."""
+    monkeypatch.setenv("HTTPS_PROXY", "http://upper:1")
+    monkeypatch.setenv("https_proxy", "")
+    monkeypatch.setenv("HTTP_PROXY", "http://kept:2")
+    assert _environment_proxies() == {"http": "http://kept:2"}
+
+
 class _Tunnel(BaseHTTPRequestHandler):
     """A CONNECT proxy: bytes relayed both ways, untouched (TLS runs end to end)."""
 

@@ -129,13 +129,18 @@ def _target(url: str) -> _Target:
 
 def _environment_proxies() -> dict[str, str]:
     """``{"http": url, "https": url, "all": url, "no": list}`` as urllib reads them, without
-    importing urllib.request (about 40 ms): a lower-case variable wins over its upper case."""
+    importing urllib.request (about 40 ms): a lower-case variable wins over its upper case,
+    even set empty (``https_proxy=`` turns off an ``HTTPS_PROXY`` for this command)."""
     found: dict[str, str] = {}
     for lower_pass in (False, True):
         for name, value in os.environ.items():
             key = name.lower()
-            if key.endswith("_proxy") and value and (name == key) == lower_pass:
+            if not key.endswith("_proxy") or (name == key) != lower_pass:
+                continue
+            if value.strip():
                 found[key[: -len("_proxy")]] = value.strip()
+            elif lower_pass:
+                found.pop(key[: -len("_proxy")], None)
     return found
 
 
@@ -522,6 +527,24 @@ def _send(pool: Pool, t: _Target, method: str, headers: dict[str, str], timeout:
                 raise exc
 
 
+def _keeps_authorization(old: _Target, new: _Target) -> bool:
+    """Whether a redirect from *old* to *new* keeps the request's credentials: the same
+    origin, or the same host moving from plain http to https on the default ports (an
+    index that sends its http address to its https one), as httpx and browsers do.
+
+    >>> _keeps_authorization(_target("http://i.invalid/s/"), _target("https://i.invalid/s/"))
+    True
+    >>> _keeps_authorization(_target("https://i.invalid/"), _target("https://cdn.invalid/"))
+    False
+    >>> _keeps_authorization(_target("https://i.invalid/"), _target("http://i.invalid/"))
+    False
+    """
+    if (new.scheme, new.host, new.port) == (old.scheme, old.host, old.port):
+        return True
+    upgrade = (old.scheme, old.port, new.scheme, new.port) == ("http", 80, "https", 443)
+    return upgrade and new.host == old.host
+
+
 def open_exchange(
     pool: Pool, url: str, method: str, headers: dict[str, str], timeout: float
 ) -> Exchange:
@@ -545,7 +568,7 @@ def open_exchange(
             ex.drain()
         finally:
             ex.finish()
-        if (nxt.scheme, nxt.host, nxt.port) != (t.scheme, t.host, t.port):
+        if not _keeps_authorization(t, nxt):
             headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
             if nxt.auth:
                 headers["Authorization"] = nxt.auth
