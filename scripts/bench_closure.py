@@ -42,6 +42,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from urllib.parse import quote
 
@@ -57,6 +58,7 @@ from benchlib import (  # noqa: E402
     fresh_dir,
     install_peers,
     install_wheelcache,
+    interleaved,
     machine_line,
     median,
     timed,
@@ -424,10 +426,10 @@ def main() -> None:
         for key, title, origins in links:
             if key not in only:
                 continue
-            for name in chosen:
-                label, fn = peer_fns[name]
-                print(f"  {title}: {label} …", file=sys.stderr)
-                rows.append((title, label, median([fn(origins) for _ in range(args.runs)])))
+            print(f"  {title} …", file=sys.stderr)
+            turns = {peer_fns[name][0]: partial(peer_fns[name][1], origins) for name in chosen}
+            for label, measure in interleaved(turns, args.runs).items():
+                rows.append((title, label, measure))
         if "warm" in only:
             cache = fresh_dir(work / "out" / "warm")
             cmd = tools.wheelcache_cmd(server.fast, cache)

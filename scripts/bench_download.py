@@ -35,6 +35,7 @@ import tempfile
 import time
 import zipfile
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -47,8 +48,8 @@ from benchlib import (  # noqa: E402
     free_port,
     install_peers,
     install_wheelcache,
+    interleaved,
     machine_line,
-    median,
     timed,
 )
 
@@ -429,12 +430,15 @@ def main() -> None:
     rows: list[tuple[str, str, Measure, float, float]] = []
     try:
         for title, projects, slow, nbytes in scenarios:
-            results: dict[str, Measure] = {}
-            for name, fn in peers.items():
-                if args.skip_pip_throttled and name.startswith("pip") and slow and nbytes:
-                    continue
-                print(f"  {title}: {name} …", file=sys.stderr)
-                results[name] = median([fn(projects, slow) for _ in range(args.runs)])
+            print(f"  {title} …", file=sys.stderr)
+            results = interleaved(
+                {
+                    name: partial(fn, projects, slow)
+                    for name, fn in peers.items()
+                    if not (args.skip_pip_throttled and name.startswith("pip") and slow and nbytes)
+                },
+                args.runs,
+            )
             wc = results["wheelcache"]
             total = nbytes or sum(
                 (work / "www" / "files" / f"{p}-1.0-py3-none-any.whl").stat().st_size

@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 import venv
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,6 +106,21 @@ def median(ms: list[Measure]) -> Measure:
         max(m.rss_mb for m in ms),
         statistics.median(m.cpu for m in ms),
     )
+
+
+def interleaved(tools: Mapping[str, Callable[[], Measure]], runs: int) -> dict[str, Measure]:
+    """Each tool's median over *runs*, the tools taking turns (run 1 of each, then run 2 …).
+
+    This VM has phases, minutes long, in which everything runs up to 1.5× slower: measured
+    one tool after the other, a ratio could compare a slow phase with a fast one; taking
+    turns puts every tool in every phase alike.
+    """
+    seen: dict[str, list[Measure]] = {name: [] for name in tools}
+    for run in range(runs):
+        for name, fn in tools.items():
+            print(f"    {name} (run {run + 1} of {runs}) …", file=sys.stderr)
+            seen[name].append(fn())
+    return {name: median(ms) for name, ms in seen.items()}
 
 
 def clean_env() -> dict[str, str]:
