@@ -34,11 +34,6 @@ from wheelcache.core.requirements_file import (
 )
 from wheelcache.errors import LockFileError, RequirementsFileError
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
-
 __all__ = [
     "MAX_FILE_BYTES",
     "RequirementInputs",
@@ -190,6 +185,10 @@ def read_lock_file(path: Path) -> Pylock:
         return LockFileError(str(path), reason)
 
     text = _decode(_read_bytes(path, fail), fail)
+    if sys.version_info >= (3, 11):  # loaded here: a fetch without a lock never needs it
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -88,8 +88,8 @@ def test_fetch_over_plain_http_reads_no_trust_store_and_offline_loads_no_http_st
     """The HTTP stack (``http.client``) is loaded when the first client is made, the TLS trust
     store (about 30 ms) when the first TLS connection is: a run on a plain-http LAN index never
     reads it (so a trust store that is not there does not matter), ``--offline`` does not even
-    import ``http.client``, and no run imports httpx and its stack (issue 14: 65-100 ms) or
-    urllib.request (about 40 ms)."""
+    import ``http.client``, and no run imports httpx and its stack (issue 14: 65-100 ms),
+    urllib.request (about 40 ms) or, with no config file and no lock, a TOML reader."""
     cache = tmp_path / "cache"
     with serve_index(tmp_path / "index", [Dist("tiny", "1.0")]) as url:
         args = ("fetch", "tiny", "--py", "311", "--platform", "linux_x86_64", "--cpu")
@@ -98,9 +98,9 @@ def test_fetch_over_plain_http_reads_no_trust_store_and_offline_loads_no_http_st
         offline = _modules_after(*args, "--offline")
     assert any(cache.glob("wheels-v1/tiny-1.0-*.whl")), "the online run fetched nothing"
     assert "http.client" in online and "wheelcache.net.http11" in online
-    assert not {"httpx", "httpcore", "h11", "idna", "urllib.request"} & online
+    assert not {"httpx", "httpcore", "h11", "idna", "urllib.request", "tomllib"} & online
     assert "wheelcache.jobs.fetch" in offline
-    assert not {"http.client", "httpx", "certifi", "ssl"} & offline
+    assert not {"http.client", "httpx", "certifi", "ssl", "tomllib"} & offline
 
 
 def test_a_recalled_fetch_loads_no_resolver_finder_or_downloader(tmp_path: Path) -> None:
