@@ -58,6 +58,8 @@ def read_config_file(path: Path) -> dict[str, Any]:
         return {}
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {path}: {exc}") from exc
+    if not text.strip():  # an empty file (or WHEELCACHE_CONFIG=/dev/null): no settings
+        return {}
     # Loaded only when there is a file to read (about 4 ms, most runs have none).
     if sys.version_info >= (3, 11):
         import tomllib

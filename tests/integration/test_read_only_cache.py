@@ -43,6 +43,10 @@ for m in pkgutil.walk_packages(wheelcache.__path__, "wheelcache."):
     if m.name != "wheelcache.__main__":
         importlib.import_module(m.name)
 import encodings.cp437, encodings.idna
+if sys.version_info >= (3, 11):  # TOML readers are imported where there is TOML to read
+    import tomllib
+else:
+    import tomli
 uid, gid = int(sys.argv.pop(1)), int(sys.argv.pop(1))
 os.setgroups([])
 os.setgid(gid)
