@@ -39,6 +39,26 @@ def test_config_show_names_each_origin(tmp_path: Path, monkeypatch: pytest.Monke
     assert rows["proxy.HTTPS_PROXY"]["value"] == "http://127.0.0.1:3128"
 
 
+def test_config_show_names_the_proxy_in_use_without_its_password() -> None:
+    """As the transport reads them: a lower-case variable wins over its upper case (even set
+    empty), and a password in a proxy URL is never printed."""
+    rows = _show(
+        {
+            "HTTPS_PROXY": "http://me:s3cret@upper.invalid:3128",
+            "https_proxy": "http://me:s3cret@lower.invalid:3128",
+            "HTTP_PROXY": "http://other.invalid:8080",
+            "http_proxy": "",
+        }
+    )
+    assert rows["proxy.https_proxy"]["value"] == "http://lower.invalid:3128"
+    assert rows["proxy.https_proxy"]["origin"] == "environment https_proxy"
+    assert rows["proxy.HTTPS_PROXY"]["origin"] == (
+        "environment HTTPS_PROXY (not used: https_proxy is set)"
+    )
+    assert rows["proxy.http_proxy"]["origin"] == "environment http_proxy (set empty: no http proxy)"
+    assert "s3cret" not in json.dumps(rows)
+
+
 def test_config_file_values_are_used_by_fetch(
     torch_index: TorchIndex, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

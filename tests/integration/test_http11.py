@@ -23,7 +23,7 @@ from wheelcache.errors import (
     ResponseTooLargeError,
 )
 from wheelcache.net.client import Http, HttpSettings
-from wheelcache.net.http11 import _bypassed, _environment_proxies
+from wheelcache.net.http11 import _bypassed, environment_proxies
 
 MIB = 1 << 20
 
@@ -327,7 +327,7 @@ def test_proxy_variables_lower_case_wins(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("https_proxy", "http://lower:2")
     monkeypatch.setenv("ALL_PROXY", "http://all:3")
     monkeypatch.setenv("NO_PROXY", "lan")
-    assert _environment_proxies() == {
+    assert environment_proxies() == {
         "https": "http://lower:2",
         "all": "http://all:3",
         "no": "lan",
@@ -341,7 +341,7 @@ def test_an_empty_lower_case_proxy_variable_turns_the_upper_case_one_off(
     monkeypatch.setenv("HTTPS_PROXY", "http://upper:1")
     monkeypatch.setenv("https_proxy", "")
     monkeypatch.setenv("HTTP_PROXY", "http://kept:2")
-    assert _environment_proxies() == {"http": "http://kept:2"}
+    assert environment_proxies() == {"http": "http://kept:2"}
 
 
 class _Tunnel(BaseHTTPRequestHandler):

@@ -96,16 +96,33 @@ def settings_report(
             rows.append(
                 {"setting": f"mirrors.{name}", "value": table, "origin": f"config file {path}"}
             )
+    return rows + _proxy_rows(environ)
+
+
+def _proxy_rows(environ: Mapping[str, str]) -> list[dict[str, Any]]:
+    """The proxy variables set, read as the transport reads them (a lower-case one wins over
+    its upper case, even set empty) and shown without their passwords."""
+    from wheelcache.net.http11 import environment_proxies, without_credentials
+
+    used = environment_proxies(environ)
+    rows: list[dict[str, Any]] = []
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
-        for key in (var, var.lower()):
-            if environ.get(key):
-                rows.append(
-                    {
-                        "setting": f"proxy.{key}",
-                        "value": environ[key],
-                        "origin": f"environment {key}",
-                    }
-                )
+        lower, short = var.lower(), var.lower().removesuffix("_proxy")
+        for key in (var, lower):
+            if key not in environ:
+                continue
+            value = environ[key].strip()
+            if value and used.get(short) == value:
+                origin = f"environment {key}"
+            elif value:
+                origin = f"environment {key} (not used: {lower} is set)"
+            elif key == lower:
+                origin = f"environment {key} (set empty: no {short} proxy)"
+            else:
+                continue
+            rows.append(
+                {"setting": f"proxy.{key}", "value": without_credentials(value), "origin": origin}
+            )
     return rows
 
 

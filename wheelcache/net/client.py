@@ -327,7 +327,7 @@ class Http:
 
         self.settings = settings or HttpSettings()
         s = self.settings
-        self.pool: Pool = Pool(s.max_connections, s.connect_timeout, s.read_timeout, _lazy_trust)
+        self.pool: Pool = Pool(s.max_connections, s.connect_timeout, _lazy_trust)
         self.headers = {"User-Agent": f"wheelcache/{__version__}", "Accept": "*/*"}
         self.cancelled = threading.Event()
         #: Hosts that could not be reached at all in this run, and why: every later request

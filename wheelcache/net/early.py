@@ -44,6 +44,9 @@ __all__ = ["EarlyTransfers"]
 
 log = logging.getLogger(__name__)
 
+#: Picks the wheel a root's page decides (or None), from its candidates and specifier.
+Chooser = Callable[[Sequence[Candidate], SpecifierSet], "Candidate | None"]
+
 
 class EarlyTransfers:
     """Starts downloads from the resolver's pins; :meth:`finish` waits for the final set."""
@@ -63,12 +66,9 @@ class EarlyTransfers:
         self._started: dict[str, concurrent.futures.Future[CachedWheel]] = {}
         self._lock = threading.RLock()
         self._closed = False
-        self._expected: dict[
-            NormalizedName,
-            tuple[
-                SpecifierSet, Callable[[Sequence[Candidate], SpecifierSet], Candidate | None] | None
-            ],
-        ] = {}
+        #: Roots that may start when their page is judged: their specifier, and how to choose
+        #: (None: an exact pin, taken when the page lists it once).
+        self._expected: dict[NormalizedName, tuple[SpecifierSet, Chooser | None]] = {}
         self._find_candidates: Callable[[NormalizedName], Sequence[Candidate]] | None = None
 
     def expect(
@@ -76,7 +76,7 @@ class EarlyTransfers:
         wanted: Mapping[NormalizedName, SpecifierSet],
         find_candidates: Callable[[NormalizedName], Sequence[Candidate]],
         *,
-        likely: Callable[[Sequence[Candidate], SpecifierSet], Candidate | None] | None = None,
+        likely: Chooser | None = None,
     ) -> None:
         """Which roots may start before the resolver pins them, once :meth:`listed` says
         their page is in: each one pinned exactly (``==2.4.0``, no wildcard), and with

@@ -30,7 +30,14 @@ from urllib.parse import quote, unquote, urljoin, urlsplit
 
 from wheelcache.errors import ConnectionFault
 
-__all__ = ["MAX_REDIRECTS", "Exchange", "Pool", "translated"]
+__all__ = [
+    "MAX_REDIRECTS",
+    "Exchange",
+    "Pool",
+    "environment_proxies",
+    "translated",
+    "without_credentials",
+]
 
 MAX_REDIRECTS = 20
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -127,13 +134,13 @@ def _target(url: str) -> _Target:
     return _Target(url.split("#", 1)[0], parts.scheme, host.lower(), port, path, auth)
 
 
-def _environment_proxies() -> dict[str, str]:
+def environment_proxies(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
     """``{"http": url, "https": url, "all": url, "no": list}`` as urllib reads them, without
     importing urllib.request (about 40 ms): a lower-case variable wins over its upper case,
     even set empty (``https_proxy=`` turns off an ``HTTPS_PROXY`` for this command)."""
     found: dict[str, str] = {}
     for lower_pass in (False, True):
-        for name, value in os.environ.items():
+        for name, value in environ.items():
             key = name.lower()
             if not key.endswith("_proxy") or (name == key) != lower_pass:
                 continue
@@ -264,10 +271,10 @@ def _reusable(c: Conn) -> bool:
     return not readable
 
 
-def _without_credentials(url: str) -> str:
+def without_credentials(url: str) -> str:
     """*url* with no ``user:password@`` (what a message may show of a proxy).
 
-    >>> _without_credentials("http://me:s3cret@proxy.invalid:3128/")
+    >>> without_credentials("http://me:s3cret@proxy.invalid:3128/")
     'http://proxy.invalid:3128/'
     """
     scheme, sep, rest = url.partition("://")
@@ -279,7 +286,7 @@ def _without_credentials(url: str) -> str:
 
 def _proxy_target(proxy: str, variable: str, url: str) -> _Target:
     """The proxy a variable names, or one line that names the variable (never its password)."""
-    shown = _without_credentials(proxy)
+    shown = without_credentials(proxy)
     try:
         p = _target(proxy if "://" in proxy else "http://" + proxy)
     except ConnectionFault as exc:
@@ -300,13 +307,12 @@ def _proxy_target(proxy: str, variable: str, url: str) -> _Target:
 class Conn:
     """One connection of the pool and what it is for."""
 
-    __slots__ = ("busy", "conn", "key", "reused", "sock")
+    __slots__ = ("conn", "key", "reused", "sock")
 
     def __init__(self, key: tuple[object, ...], conn: http.client.HTTPConnection) -> None:
         self.key = key
         self.conn = conn
         self.reused = False
-        self.busy = True
         #: Kept here too: http.client lets go of it when an answer says it will close the
         #: connection, though that answer's body is still read from it.
         self.sock: socket.socket | None = None
@@ -334,15 +340,13 @@ class Pool:
         self,
         size: int,
         connect_timeout: float,
-        read_timeout: float,
         tls: Callable[[], ssl.SSLContext],
     ) -> None:
         self.size = max(1, size)
         self.connect_timeout = connect_timeout
-        self.read_timeout = read_timeout
         self._tls_factory = tls
         self._tls: ssl.SSLContext | None = None
-        self._proxies = _environment_proxies()
+        self._proxies = environment_proxies()
         self._idle: list[Conn] = []  # most recently used last
         self._open: set[Conn] = set()
         self._ready = threading.Condition()
@@ -380,7 +384,7 @@ class Pool:
                             self._open.discard(c)
                             c.conn.close()
                             continue
-                        c.busy, c.reused = True, True
+                        c.reused = True
                         return c
                 if len(self._open) >= self.size and self._idle:
                     old = self._idle.pop(0)  # kept for another origin: make room
@@ -426,7 +430,6 @@ class Pool:
                 self._open.discard(c)
                 c.conn.close()
             else:
-                c.busy = False
                 self._idle.append(c)
             self._ready.notify()
 
@@ -493,11 +496,10 @@ class Exchange:
         c, self.c = self.c, None
         if c is None:
             return
+        self.resp.close()
         if self.done and not self.resp.will_close:
-            self.resp.close()
             self.pool.release(c)
         else:
-            self.resp.close()
             self.pool.discard(c)
 
 
