@@ -202,9 +202,25 @@ class _Response(http.client.HTTPResponse):
         _skip_lines(self.fp, "trailer")
 
 
+def _create_connection(
+    address: tuple[str, int], timeout: float | None = None, source: tuple[str, int] | None = None
+) -> socket.socket:
+    """``socket.create_connection`` with an ASCII host name given as bytes: the resolver
+    encodes a ``str`` host with the ``idna`` codec, whose import (with ``unicodedata`` and
+    ``stringprep``, about 5 ms) would otherwise hold up every run's first connection.  An ASCII
+    name is its own encoding; any other still goes through the codec."""
+    host, port = address
+    name: str | bytes = host.encode("ascii") if host.isascii() else host
+    return socket.create_connection((name, port), timeout, source)  # type: ignore[arg-type]
+
+
 class _HTTP(http.client.HTTPConnection):
     response_class = _Response
     auto_open = 0  # never reconnect behind the pool's back (after close(), say)
+
+    def __init__(self, host: str, port: int, *, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self._create_connection = _create_connection
 
 
 class _HTTPS(http.client.HTTPSConnection):
