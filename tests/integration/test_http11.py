@@ -306,6 +306,60 @@ def test_close_ends_a_read_blocked_in_another_thread() -> None:
     assert len(caught) == 1
 
 
+def test_a_fast_body_comes_in_few_pieces_and_whole() -> None:
+    """Each piece costs a download a write and two hash updates, each a wait for the GIL in a
+    busy run: a body that comes fast is read in pieces of many ``recv`` (issue 14).  Sent in
+    256 blocks about 2 ms apart, it came in about one piece a block before."""
+    block = bytes(range(256)) * 128  # 32 KiB
+    blocks = 256
+
+    def paced(_req: RawRequest, conn: socket.socket) -> None:
+        send_head(conn, "200 OK", {"Content-Length": str(len(block) * blocks)})
+        for _ in range(blocks):
+            conn.sendall(block)
+            time.sleep(0.002)
+
+    with RawServer() as server:
+        server.routes["/paced"] = paced
+        http = Http()
+        try:
+            with http.stream(server.url + "/paced", {}) as s:
+                pieces = list(s.chunks)
+        finally:
+            http.close()
+    assert b"".join(pieces) == block * blocks
+    assert len(pieces) < blocks // 4
+
+
+def test_a_body_that_slows_to_a_trickle_still_comes_piece_by_piece() -> None:
+    """A fast start makes pieces gather, but never past a deadline: bytes that trickle in
+    after it come out as they arrive (progress and the stall check go on), not in one piece
+    when the trickle ends, as a read of a set size would give them."""
+    fast, drops = 2 * MIB, 10
+    trickle_ended: list[float] = []
+
+    def fast_then_trickle(_req: RawRequest, conn: socket.socket) -> None:
+        send_head(conn, "200 OK", {"Content-Length": str(fast + 10 * drops)})
+        conn.sendall(b"x" * fast)
+        for _ in range(drops):
+            time.sleep(0.1)
+            conn.sendall(b"y" * 10)
+        trickle_ended.append(time.monotonic())
+
+    with RawServer() as server:
+        server.routes["/trickle"] = fast_then_trickle
+        http = Http()
+        arrived: list[tuple[float, bytes]] = []
+        try:
+            with http.stream(server.url + "/trickle", {}) as s:
+                arrived += [(time.monotonic(), piece) for piece in s.chunks]
+        finally:
+            http.close()
+    assert b"".join(p for _, p in arrived) == b"x" * fast + b"y" * 10 * drops
+    early = [p for t, p in arrived if b"y" in p and t < trickle_ended[0] - 0.3]
+    assert early, "the trickled bytes were held back until the trickle ended"
+
+
 @pytest.mark.parametrize(
     ("host", "no_proxy", "bypassed"),
     [
