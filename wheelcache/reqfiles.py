@@ -20,8 +20,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-from packaging.pylock import Pylock, is_valid_pylock_path
+from typing import TYPE_CHECKING
 
 from wheelcache.core.lockfile import parse_pylock
 from wheelcache.core.requirements_file import (
@@ -33,6 +32,9 @@ from wheelcache.core.requirements_file import (
     parse_requirements_text,
 )
 from wheelcache.errors import LockFileError, RequirementsFileError
+
+if TYPE_CHECKING:  # packaging.pylock (about 15 ms to import) is loaded where a lock is
+    from packaging.pylock import Pylock
 
 __all__ = [
     "MAX_FILE_BYTES",
@@ -58,6 +60,8 @@ _BOMS = (  # UTF-32 before UTF-16: the UTF-32-LE BOM starts with the UTF-16-LE o
 
 def is_lock_file(path: Path) -> bool:
     """Whether *path* names a PEP 751 lock (``pylock.toml`` or ``pylock.<name>.toml``)."""
+    from packaging.pylock import is_valid_pylock_path
+
     return is_valid_pylock_path(path)
 
 

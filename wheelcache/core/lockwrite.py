@@ -14,15 +14,17 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from packaging.markers import Marker
-from packaging.pylock import Pylock, PylockValidationError
 from packaging.utils import NormalizedName
 
 from wheelcache.core.lockfile import LockedWheel, lock_filename
 from wheelcache.core.target import Target
 from wheelcache.errors import LockFileError
+
+if TYPE_CHECKING:  # packaging.pylock (about 15 ms to import) is loaded when a lock is made
+    from packaging.pylock import Pylock
 
 __all__ = [
     "CREATED_BY",
@@ -131,6 +133,8 @@ def lock_document(wheels: Sequence[LockedWheel], target: Target) -> dict[str, An
 
 
 def _validated(document: Mapping[str, Any], target: Target) -> Pylock:
+    from packaging.pylock import Pylock, PylockValidationError
+
     try:
         return Pylock.from_dict(document)
     except PylockValidationError as exc:  # our own data: a bug, but say what

@@ -552,6 +552,10 @@ def _download(
                 "run once without --offline"
             )
         return [w for w in found if w is not None]
+    # The lock's validator (packaging.pylock, about 15 ms of imports) loads while the
+    # transfers run: this thread would only wait for them, and the lock is written after.
+    import packaging.pylock  # noqa: F401
+
     return early.finish(resolution, finder.metadata.sizes)
 
 
