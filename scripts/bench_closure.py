@@ -70,6 +70,24 @@ from tests.support import torchindex as ti  # noqa: E402
 
 VARIANT, PY, PLATFORM, TORCH = "cu118", "cp310", "linux_x86_64", "2.4.0"
 PIN = ("torch==2.4.0", "torchvision==0.19.0", "torchaudio==2.4.0")
+#: What a fetch imports that is not wheelcache's own: its start costs any Python tool for
+#: this job, and is printed beside the others as the floor under wheelcache's times.
+FLOOR = (
+    "click",
+    "packaging.requirements",
+    "packaging.tags",
+    "resolvelib",
+    "http.client",
+    "html.parser",
+    "email.parser",
+    "sqlite3",
+    "hashlib",
+    "blake3",
+    "json",
+    "logging",
+    "concurrent.futures",
+    "platformdirs",
+)
 PIP_PLATFORMS = (
     "manylinux_2_28_x86_64",
     "manylinux_2_17_x86_64",
@@ -448,6 +466,13 @@ def main() -> None:
                     f"wheelcache {flag}: {wall * 1000:.0f} ms, CPU {cpu * 1000:.0f} ms "
                     f"(medians of {args.startup_runs})"
                 )
+            python = str(Path(wc[0]).parent / "python")
+            wall, cpu = startup([python, "-c", f"import {', '.join(FLOOR)}"], args.startup_runs)
+            extra.append(
+                f"the floor of a Python tool for this job — the interpreter starting and "
+                f"importing the libraries a fetch uses, none of wheelcache ({', '.join(FLOOR)}): "
+                f"{wall * 1000:.0f} ms, CPU {cpu * 1000:.0f} ms (medians of {args.startup_runs})"
+            )
     finally:
         server.stop()
     size = f"closure {len(closure.files)} files, {total / MiB:.1f} MiB"
