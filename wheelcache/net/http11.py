@@ -498,18 +498,18 @@ class Exchange:
         its reader a write and two hash updates, and each of those gives up the GIL and waits
         to get it back from the run's other threads (a 33 MiB wheel came in ~170 pieces of one
         ``recv`` on loopback, and took 2.4 times as long beside a resolution as alone).  A
-        piece stops gathering at twice that time whatever has come, so a body that slows
-        down, or a server that trickles on purpose, keeps progress, stall checks and a kill's
-        loss (a piece not yet written) as they were: one ``recv`` after the deadline at most.
+        piece stops gathering after that time whatever has come, so a body that slows down,
+        or a server that trickles on purpose, keeps progress, stall checks and a kill's loss
+        (a piece not yet written) as they were: one ``recv`` after the deadline at most.
         """
         resp = self.resp
         want = 0  # bytes a piece gathers; below _COALESCE_FROM, one recv
         failed: Exception | None = None  # raised once the bytes that came before it are out
+        started, total = time.monotonic(), 0
         while not self.done:
             with translated(self.url):
                 if failed is not None:
                     raise failed
-                began = time.monotonic()
                 data = resp.read1(size)
                 if not data:
                     if resp.length:  # http.client says nothing when a length was not met
@@ -517,9 +517,12 @@ class Exchange:
                     self.done = True
                     return
                 if len(data) < want:
-                    data, failed = self._gather(data, want, began + 2 * _COALESCE)
-            rate = len(data) / max(time.monotonic() - began, 1e-4)
-            want = min(size, int(rate * _COALESCE))
+                    data, failed = self._gather(data, want, time.monotonic() + _COALESCE)
+            # The body's rate so far, not the last read's: one recv that empties a full
+            # socket buffer looks fast on any link, and a throttled link's bursts would make
+            # pieces that a kill loses whole.
+            total += len(data)
+            want = min(size, int(total / max(time.monotonic() - started, 1e-3) * _COALESCE))
             if want < _COALESCE_FROM:
                 want = 0
             yield data
