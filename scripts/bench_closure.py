@@ -54,7 +54,7 @@ from benchlib import (  # noqa: E402
     MiB,
     Peers,
     clean_env,
-    free_port,
+    free_ports,
     fresh_dir,
     install_peers,
     install_wheelcache,
@@ -198,9 +198,10 @@ class Servers:
     def __init__(self, uni: ti.Universe, work: Path, rate: str) -> None:
         self.prefix = work / "nginx"
         (self.prefix / "tmp").mkdir(parents=True, exist_ok=True)
-        self.fast = Origins(free_port(), free_port(), free_port())
-        self.slow = Origins(free_port(), free_port(), free_port())  # the proxy's ports
-        behind = Origins(free_port(), free_port(), free_port())  # nginx behind the proxy
+        ports = free_ports(9)
+        self.fast = Origins(*ports[0:3])
+        self.slow = Origins(*ports[3:6])  # the proxy's ports
+        behind = Origins(*ports[6:9])  # nginx behind the proxy
         blocks = []
         for name, pages_for, ports in (
             ("fast", self.fast, self.fast),

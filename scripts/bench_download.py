@@ -45,7 +45,7 @@ from benchlib import (  # noqa: E402
     MiB,
     Peers,
     clean_env,
-    free_port,
+    free_ports,
     install_peers,
     install_wheelcache,
     interleaved,
@@ -137,7 +137,7 @@ class Nginx:
     def __init__(self, root: Path, prefix: Path, rate: str) -> None:
         self.prefix = prefix
         (prefix / "tmp").mkdir(parents=True, exist_ok=True)
-        self.fast, self.slow = free_port(), free_port()
+        self.fast, self.slow = free_ports(2)
         conf = prefix / "nginx.conf"
         conf.write_text(
             NGINX_CONF.format(prefix=prefix, root=root, fast=self.fast, slow=self.slow, rate=rate)

@@ -22,10 +22,20 @@ from pathlib import Path
 MiB = 1 << 20
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def free_ports(n: int) -> list[int]:
+    """*n* distinct free ports on 127.0.0.1.  Each socket is held until all are chosen: a
+    port whose socket was closed can be handed out again at once, and two servers given one
+    port left a benchmark's dependency origin unreachable."""
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            socks.append(s)
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def wait_for_port(port: int, what: str, proc: subprocess.Popen[bytes] | None = None) -> None:
