@@ -210,10 +210,13 @@ def _create_connection(
 ) -> socket.socket:
     """``socket.create_connection`` with an ASCII host name given as bytes: the resolver
     encodes a ``str`` host with the ``idna`` codec, whose import (with ``unicodedata`` and
-    ``stringprep``, about 5 ms) would otherwise hold up every run's first connection.  An ASCII
-    name is its own encoding; any other still goes through the codec."""
+    ``stringprep``, about 5 ms) would otherwise hold up a plain-http run's first connection
+    (TLS encodes the name with it anyway).  An ASCII name whose labels the codec would take
+    is its own encoding; any other still goes through the codec, which refuses it as before."""
     host, port = address
-    name: str | bytes = host.encode("ascii") if host.isascii() else host
+    labels = host.rstrip(".").split(".")
+    plain = host.isascii() and all(0 < len(label) < 64 for label in labels)
+    name: str | bytes = host.encode("ascii") if plain else host
     return socket.create_connection((name, port), timeout, source)  # type: ignore[arg-type]
 
 
@@ -279,15 +282,20 @@ def _reusable(c: Conn) -> bool:
     """An idle connection with something to read was closed by its server, or holds bytes no
     answer framed (a body on a 204, more than a Content-Length said): not to be reused."""
     sock = c.conn.sock
-    if sock is None:
-        return False
+    return sock is not None and not _has_bytes(sock)
+
+
+def _has_bytes(sock: socket.socket, wait: float = 0.0) -> bool:
+    """Whether *sock* has something to read now or within *wait* seconds: decrypted bytes a
+    TLS socket holds, or what ``select`` sees (a socket it cannot watch counts as having
+    something, which the next read will say)."""
     if isinstance(sock, ssl.SSLSocket) and sock.pending():
-        return False
+        return True
     try:
-        readable, _, _ = select.select([sock], [], [], 0)
+        readable, _, _ = select.select([sock], [], [], max(0.0, wait))
     except (OSError, ValueError):
-        return False
-    return not readable
+        return True
+    return bool(readable)
 
 
 def without_credentials(url: str) -> str:
@@ -477,9 +485,19 @@ class Exchange:
     """One request and its answer, with the body still to read; :meth:`finish` frees the
     connection (back to the pool when the body was read to the end)."""
 
-    def __init__(self, pool: Pool, c: Conn, url: str, resp: http.client.HTTPResponse) -> None:
+    def __init__(
+        self,
+        pool: Pool,
+        c: Conn,
+        url: str,
+        resp: http.client.HTTPResponse,
+        sock: socket.socket,
+    ) -> None:
         self.pool = pool
         self.c: Conn | None = c
+        #: The answer's socket, watched while a piece gathers: ``http.client`` lets go of it
+        #: (``conn.sock`` is None) when the answer closes the connection.
+        self.sock = sock
         self.url = url
         self.resp = resp
         self.status = resp.status
@@ -493,14 +511,15 @@ class Exchange:
     def pieces(self, size: int = PIECE) -> Iterator[bytes]:
         """The raw body as it arrives, at most *size* bytes a piece; a short body is a fault.
 
-        A piece is one ``recv`` while the body comes slowly.  Once it comes fast, a piece
-        gathers what the last one's rate brings in :data:`_COALESCE` seconds: each piece costs
-        its reader a write and two hash updates, and each of those gives up the GIL and waits
-        to get it back from the run's other threads (a 33 MiB wheel came in ~170 pieces of one
-        ``recv`` on loopback, and took 2.4 times as long beside a resolution as alone).  A
-        piece stops gathering after that time whatever has come, so a body that slows down,
-        or a server that trickles on purpose, keeps progress, stall checks and a kill's loss
-        (a piece not yet written) as they were: one ``recv`` after the deadline at most.
+        A piece is one ``recv`` while the body comes slowly.  Once it has come fast for
+        :data:`_COALESCE` seconds, a piece gathers what the body's rate so far brings in that
+        time: each piece costs its reader a write and two hash updates, and each of those gives
+        up the GIL and waits to get it back from the run's other threads (a 33 MiB wheel came
+        in ~170 pieces of one ``recv`` on loopback, and took 2.4 times as long beside a
+        resolution as alone).  A piece gathers only bytes that arrive before its deadline (it
+        never waits in a ``recv`` past it), so a body that slows down, or a server that
+        trickles on purpose, keeps progress, stall checks and a kill's loss (a piece not yet
+        written) as they were.
         """
         resp = self.resp
         want = 0  # bytes a piece gathers; below _COALESCE_FROM, one recv
@@ -520,20 +539,23 @@ class Exchange:
                     data, failed = self._gather(data, want, time.monotonic() + _COALESCE)
             # The body's rate so far, not the last read's: one recv that empties a full
             # socket buffer looks fast on any link, and a throttled link's bursts would make
-            # pieces that a kill loses whole.
+            # pieces that a kill loses whole.  Nothing gathers before there is a rate to go by.
             total += len(data)
-            want = min(size, int(total / max(time.monotonic() - started, 1e-3) * _COALESCE))
+            elapsed = time.monotonic() - started
+            want = min(size, int(total / elapsed * _COALESCE)) if elapsed >= _COALESCE else 0
             if want < _COALESCE_FROM:
                 want = 0
             yield data
 
     def _gather(self, first: bytes, want: int, deadline: float) -> tuple[bytes, Exception | None]:
-        """*first* and what more comes, one ``recv`` at a time, until *want* bytes, the end of
-        the body or *deadline*; a failure on the way comes back beside the bytes before it,
-        which are written before it is raised (a resume starts after them, as before)."""
+        """*first* and what more arrives before *deadline*, one ``recv`` at a time, up to
+        *want* bytes or the end of the body; a failure on the way comes back beside the bytes
+        before it, which are written before it is raised (a resume starts after them)."""
         parts, got = [first], len(first)
         try:
-            while got < want and time.monotonic() < deadline:
+            while got < want:
+                if not _has_bytes(self.sock, deadline - time.monotonic()):
+                    break  # nothing more in time: what came goes out now
                 more = self.resp.read1(want - got)
                 if not more:
                     break  # the end (or a short body: the next read says which)
@@ -571,7 +593,8 @@ def _send(pool: Pool, t: _Target, method: str, headers: dict[str, str], timeout:
             conn = c.conn
             if conn.sock is None:  # closed by Pool.close() in another thread
                 raise ConnectionFault(t.url, "the client is closed", retryable=False)
-            conn.sock.settimeout(timeout)
+            sock = conn.sock
+            sock.settimeout(timeout)
             try:
                 conn.request(method, path, headers={**headers, **extra})
                 resp = conn.getresponse()
@@ -581,7 +604,7 @@ def _send(pool: Pool, t: _Target, method: str, headers: dict[str, str], timeout:
                 pool.discard(c)  # the server closed it while idle: once more on a new one
                 fresh = True
                 continue
-            return Exchange(pool, c, t.url, resp)
+            return Exchange(pool, c, t.url, resp, sock)
         except BaseException as exc:
             pool.discard(c)
             with translated(t.url):
