@@ -485,19 +485,9 @@ class Exchange:
     """One request and its answer, with the body still to read; :meth:`finish` frees the
     connection (back to the pool when the body was read to the end)."""
 
-    def __init__(
-        self,
-        pool: Pool,
-        c: Conn,
-        url: str,
-        resp: http.client.HTTPResponse,
-        sock: socket.socket,
-    ) -> None:
+    def __init__(self, pool: Pool, c: Conn, url: str, resp: http.client.HTTPResponse) -> None:
         self.pool = pool
         self.c: Conn | None = c
-        #: The answer's socket, watched while a piece gathers: ``http.client`` lets go of it
-        #: (``conn.sock`` is None) when the answer closes the connection.
-        self.sock = sock
         self.url = url
         self.resp = resp
         self.status = resp.status
@@ -552,9 +542,10 @@ class Exchange:
         *want* bytes or the end of the body; a failure on the way comes back beside the bytes
         before it, which are written before it is raised (a resume starts after them)."""
         parts, got = [first], len(first)
+        sock = self.c.sock if self.c is not None else None  # kept if the answer closes it
         try:
-            while got < want:
-                if not _has_bytes(self.sock, deadline - time.monotonic()):
+            while got < want and sock is not None:
+                if not _has_bytes(sock, deadline - time.monotonic()):
                     break  # nothing more in time: what came goes out now
                 more = self.resp.read1(want - got)
                 if not more:
@@ -593,8 +584,7 @@ def _send(pool: Pool, t: _Target, method: str, headers: dict[str, str], timeout:
             conn = c.conn
             if conn.sock is None:  # closed by Pool.close() in another thread
                 raise ConnectionFault(t.url, "the client is closed", retryable=False)
-            sock = conn.sock
-            sock.settimeout(timeout)
+            conn.sock.settimeout(timeout)
             try:
                 conn.request(method, path, headers={**headers, **extra})
                 resp = conn.getresponse()
@@ -604,7 +594,7 @@ def _send(pool: Pool, t: _Target, method: str, headers: dict[str, str], timeout:
                 pool.discard(c)  # the server closed it while idle: once more on a new one
                 fresh = True
                 continue
-            return Exchange(pool, c, t.url, resp, sock)
+            return Exchange(pool, c, t.url, resp)
         except BaseException as exc:
             pool.discard(c)
             with translated(t.url):
@@ -646,9 +636,10 @@ def open_exchange(
             nxt = _target(urljoin(t.url, location))
             if t.scheme == "https" and nxt.scheme == "http":
                 raise ConnectionFault(
-                    t.url, f"redirected from https to plain http ({nxt.url}); refused",
+                    t.url,
+                    f"redirected from https to plain http ({nxt.url}); refused",
                     retryable=False,
-                )  # fmt: skip
+                )
             ex.drain()
         finally:
             ex.finish()
