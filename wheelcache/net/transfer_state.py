@@ -6,6 +6,7 @@ has it (the segment list as of the last fsync, kept with the boot it belongs to)
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import time
@@ -20,6 +21,7 @@ __all__ = ["Checkpoints", "boot_marker"]
 log = logging.getLogger(__name__)
 
 
+@functools.cache  # one boot per process: read once, not once per file (nine system calls)
 def boot_marker() -> str:
     """Which boot of this machine we are in: Linux's boot id, elsewhere the boot time.
 

@@ -110,8 +110,11 @@ class FileLock:
         self._fd: int | None = None
 
     def acquire(self, timeout: float | None = None, poll: float = 0.1) -> bool:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:  # the folder went (a cache emptied by hand): make it again
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             try:
@@ -168,6 +171,14 @@ class _NoLock(FileLock):
         pass
 
 
+def _size(path: Path) -> int | None:
+    """*path*'s size, None when nothing is there (one ``stat``, not ``exists()`` and a second)."""
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return None
+
+
 def _replace(src: Path, dest: Path) -> None:
     """``os.replace``, retried briefly on Windows, where a reader holding *dest* open (a
     virus scanner, ``serve``, another process) makes it fail for a moment."""
@@ -193,8 +204,14 @@ def link_or_copy(
     hint of a disk error (see :func:`describe_os_error`).
     """
     try:
-        if not force and dest.exists() and dest.stat().st_size == src.stat().st_size:
-            return dest
+        if not force:
+            have = _size(dest)
+            if have is None:
+                with contextlib.suppress(OSError):  # raced by another process, or no links
+                    os.link(src, dest)  # nothing there: the link appears whole, at once
+                    return dest
+            elif have == src.stat().st_size:
+                return dest
         try:
             os.link(src, tmp)
         except OSError:
@@ -325,38 +342,50 @@ class Cache:
         Its mode follows the umask, as every file the user makes: ``mkstemp``'s 0600 would
         make requirements files, pages and imported wheels private in a shared cache.
         """
+        fd, path = self._temp_fd(suffix)
+        os.close(fd)
+        return path
+
+    def _temp_fd(self, suffix: str) -> tuple[int, Path]:
+        """:meth:`temp_path`, open for writing (binary on Windows too)."""
         self.require_writable("writing a temporary file")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
         while True:
             path = Path(self.layout.tmp) / f"tmp{os.getpid()}-{secrets.token_hex(6)}{suffix}"
             try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+                return os.open(path, flags, 0o666), path
             except FileExistsError:
                 continue
             except OSError as exc:
                 raise CacheError(describe_os_error(exc, path.parent)) from exc
-            os.close(fd)
-            return path
 
     def write_atomic(self, path: Path, data: bytes, *, durable: bool = True) -> None:
         """Write *data* to *path* so that readers see the old file or the new one, whole.
 
         *durable* fsyncs the data first (survives a power loss); without it the write is
-        still atomic for every reader and for a crashed process.
+        still atomic for every reader and for a crashed process.  The temp file is written
+        through the descriptor that created it, and *path*'s folder is made only when the
+        rename finds it missing: a page costs two files, each once per fetch, so every
+        system call here counts (see scripts/bench_download.py).
         """
         self.require_writable(f"writing {path.name}")
+        fd, tmp = self._temp_fd(".tmp")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.temp_path()
             try:
-                with open(tmp, "wb") as fh:
+                with open(fd, "wb") as fh:
                     fh.write(data)
                     if durable:
                         fh.flush()
                         os.fsync(fh.fileno())
-                _replace(tmp, path)
-            finally:
-                with contextlib.suppress(FileNotFoundError):
+                try:
+                    _replace(tmp, path)
+                except FileNotFoundError:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    _replace(tmp, path)
+            except BaseException:
+                with contextlib.suppress(OSError):
                     tmp.unlink()
+                raise
         except OSError as exc:
             raise CacheError(describe_os_error(exc, path)) from exc
 
@@ -446,11 +475,14 @@ class Cache:
             raise CacheError(f"refusing to store {filename!r:.120}: {exc}") from None
         blob = Path(self.layout.blob(blake3))
         try:
-            blob.parent.mkdir(parents=True, exist_ok=True)
-            if blob.exists() and blob.stat().st_size == size:
+            if _size(blob) == size:
                 tmp.unlink()  # same content already stored (content addressing)
             else:
-                os.replace(tmp, blob)
+                try:
+                    os.replace(tmp, blob)
+                except FileNotFoundError:  # the blob's bucket folders are made on first use
+                    blob.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(tmp, blob)
                 fsync_dir(blob.parent)
         except OSError as exc:
             raise CacheError(describe_os_error(exc, blob)) from exc
