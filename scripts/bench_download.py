@@ -400,7 +400,7 @@ def main() -> None:
     peers = install_peers(work)
     tools = Tools(work / "out", server, digests, args.connections, peers)
     small = [f"small{i}" for i in range(args.small)]
-    peers: dict[str, Callable[[list[str], bool], Measure]] = {
+    contenders: dict[str, Callable[[list[str], bool], Measure]] = {
         "wheelcache": tools.wheelcache,
         "curl+sha256sum": tools.curl,
         f"aria2c -x{args.connections}": tools.aria2c,
@@ -426,15 +426,16 @@ def main() -> None:
             "small-throttled",
         ),
     ]
-    scenarios = [s[:4] for s in scenarios if s[4] in only]
     rows: list[tuple[str, str, Measure, float, float]] = []
     try:
-        for title, projects, slow, nbytes in scenarios:
+        for title, projects, slow, nbytes, key in scenarios:
+            if key not in only:
+                continue
             print(f"  {title} …", file=sys.stderr)
             results = interleaved(
                 {
                     name: partial(fn, projects, slow)
-                    for name, fn in peers.items()
+                    for name, fn in contenders.items()
                     if not (args.skip_pip_throttled and name.startswith("pip") and slow and nbytes)
                 },
                 args.runs,
