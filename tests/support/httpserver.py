@@ -479,11 +479,11 @@ class FileServer:
             headers["Content-Type"] = route.content_type
         try:
             size, digest = self._entity_tag(body)
-            lm = (
-                route.last_modified
-                if route.last_modified is not None
-                else Path(body).stat().st_mtime
-            )  # type: ignore[arg-type]
+            if route.last_modified is not None:
+                lm = route.last_modified
+            else:
+                assert isinstance(body, Path), "add() dates every bytes body"
+                lm = body.stat().st_mtime
         except FileNotFoundError:
             return self._simple(h, rec, 404, b"Not Found\n")
         etag = f'"{digest}"'
