@@ -113,8 +113,7 @@ def build(root: Path, torch_size: int) -> torchindex.Universe:
 @contextmanager
 def upstream(uni: torchindex.Universe, rate: int) -> Iterator[torchindex.TorchIndex]:
     LinkServer.link = Link(rate)
-    torchindex.FileServer = LinkServer  # type: ignore[misc]  # serve_universe builds three
-    with torchindex.serve_universe(uni) as ti:
+    with torchindex.serve_universe(uni, LinkServer) as ti:
         yield ti
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import html
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -777,10 +777,16 @@ class TorchIndex:
 
 
 @contextmanager
-def serve_universe(universe: Universe) -> Iterator[TorchIndex]:
-    """Start index, cdn and deps servers for ``universe`` and register every route."""
+def serve_universe(
+    universe: Universe, server: Callable[[], FileServer] = FileServer
+) -> Iterator[TorchIndex]:
+    """Start index, cdn and deps servers for ``universe`` and register every route.
+
+    *server* makes each of the three origins: a benchmark passes a ``FileServer`` subclass
+    (``scripts/bench_pull.py`` sends every body through one shared, throttled link).
+    """
     with ExitStack() as stack:
-        index, cdn, deps = (stack.enter_context(FileServer()) for _ in range(3))
+        index, cdn, deps = (stack.enter_context(server()) for _ in range(3))
         for b in universe.files.values():
             srv = cdn if b.spec.origin == "cdn" else deps
             srv.add(b.spec.url_path, b.path)
