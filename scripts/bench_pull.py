@@ -246,7 +246,11 @@ def start_devpi(ti: torchindex.TorchIndex, work: Path, venv: Path) -> Server:
     base = f"http://127.0.0.1:{port}"
     wait_http(base + "/+api", proc, log, accept="application/json")
     login = _devpi_json(base + "/+login", {"user": "root", "password": ""}, None, "POST")
-    auth = f"root:{login['result']['password']}"
+    result = login.get("result")  # {"result": {"password": <session token>, ...}, ...}
+    token = result.get("password") if isinstance(result, dict) else None
+    if not isinstance(token, str):
+        raise SystemExit(f"devpi login: no session token in {login!r:.200}")
+    auth = f"root:{token}"
     for name, url in (("torch", ti.variant_url("cu118") + "/"), ("deps", ti.deps_index_url + "/")):
         _devpi_json(f"{base}/root/{name}", {"type": "mirror", "mirror_url": url}, auth, "PUT")
     _devpi_json(
@@ -268,7 +272,10 @@ def _devpi_json(
         headers["X-Devpi-Auth"] = base64.b64encode(auth.encode()).decode()
     req = urllib.request.Request(url, json.dumps(data).encode(), headers, method=method)
     with urllib.request.urlopen(req, timeout=30) as r:
-        return json.loads(r.read() or b"{}")  # type: ignore[no-any-return]
+        answer = json.loads(r.read() or b"{}")
+    if not isinstance(answer, dict):
+        raise SystemExit(f"devpi {method} {url}: not a JSON object: {answer!r:.200}")
+    return answer
 
 
 def ensure_peer(name: str, peer_dir: Path) -> Path | str:
@@ -379,6 +386,7 @@ def measure(
     work.mkdir(parents=True)
     before = LinkServer.sent
     server = None
+    extra: tuple[str, ...]
     if start is None:
         index, extra = ti.variant_url("cu118") + "/", (ti.deps_index_url + "/",)
     else:
