@@ -203,7 +203,7 @@ class Servers:
         self.slow = Origins(*ports[3:6])  # the proxy's ports
         behind = Origins(*ports[6:9])  # nginx behind the proxy
         blocks = []
-        for name, pages_for, ports in (
+        for name, pages_for, listen in (
             ("fast", self.fast, self.fast),
             ("slow", self.slow, behind),
         ):
@@ -211,7 +211,7 @@ class Servers:
             write_site(uni, site, pages_for)
             blocks.append(
                 SERVERS.format(
-                    index=ports.index, cdn=ports.cdn, deps=ports.deps, site=site, uni=uni.root
+                    index=listen.index, cdn=listen.cdn, deps=listen.deps, site=site, uni=uni.root
                 )
             )
         conf = self.prefix / "nginx.conf"
