@@ -41,12 +41,14 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.support import torchindex  # noqa: E402
-from tests.support.httpserver import CHUNK, FileServer  # noqa: E402
+from tests.support.httpserver import CHUNK, Fault, FileServer, RequestRecord  # noqa: E402
 
 MiB = 1024 * 1024
 PY = f"cp{sys.version_info[0]}{sys.version_info[1]}"
@@ -88,7 +90,15 @@ class LinkServer(FileServer):
     sent = 0
     _sent_lock = threading.Lock()
 
-    def _send_body(self, h, rec, body, start, length, flt):  # type: ignore[no-untyped-def]
+    def _send_body(
+        self,
+        h: BaseHTTPRequestHandler,
+        rec: RequestRecord,
+        body: bytes | Path,
+        start: int,
+        length: int,
+        flt: Fault | None,
+    ) -> None:
         for chunk in self._chunks(body, start, length):
             for i in range(0, len(chunk), CHUNK // 4):
                 piece = chunk[i : i + CHUNK // 4]
@@ -442,9 +452,8 @@ def main() -> None:
         ways = [w for w in ways if w[0] in args.ways.split(",")]
         for name, where in peers.items():
             if isinstance(where, Path) and name in args.ways.split(","):
-                venv = where
                 starter = start_proxpi if name == "proxpi" else start_devpi
-                ways.append((name, lambda w, s=starter, v=venv: s(ti, w, v)))  # type: ignore[misc]
+                ways.append((name, partial(starter, ti, venv=where)))
         for n in counts:
             for way, start in ways:
                 try:

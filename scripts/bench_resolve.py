@@ -23,6 +23,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from wheelcache.config import pip_index_urls
@@ -106,11 +108,13 @@ def _uv(args: argparse.Namespace, cache: Path) -> list[str]:
     ]
 
 
-def _measure(cmd_for: object, stdin: str | None, repeat: int) -> tuple[float, float, int, str]:
+def _measure(
+    cmd_for: Callable[[Path], list[str]], stdin: str | None, repeat: int
+) -> tuple[float, float, int, str]:
     runs = []
     for _ in range(repeat):
         with tempfile.TemporaryDirectory(prefix="bench-resolve-") as tmp:
-            runs.append(_run(cmd_for(Path(tmp)), stdin))  # type: ignore[operator]
+            runs.append(_run(cmd_for(Path(tmp)), stdin))
     secs = statistics.median(r[0] for r in runs)
     return secs, max(r[1] for r in runs), runs[-1][2], runs[-1][3]
 
@@ -129,7 +133,7 @@ def main() -> int:
     print(header + f"{'wc MiB':>8} {'uv MiB':>8}")
     worst = 0.0
     for req in args.only or REQUIREMENTS:
-        wc = _measure(lambda c, r=req: _wheelcache(r, args, c), None, args.repeat)
+        wc = _measure(partial(_wheelcache, req, args), None, args.repeat)
         uv = _measure(lambda c: _uv(args, c), req + "\n", args.repeat)
         if wc[2] or uv[2]:
             print(f"{req}: wheelcache exit {wc[2]}, uv exit {uv[2]}\n{wc[3]}{uv[3]}")

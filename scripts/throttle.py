@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 
 BURST = 64 * 1024
 CHUNK = 64 * 1024
@@ -49,7 +50,9 @@ async def _pump(
             pass
 
 
-def _handler(upstream: int, rate: float) -> object:
+def _handler(
+    upstream: int, rate: float
+) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
     async def handle(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         try:
             up_r, up_w = await asyncio.open_connection("127.0.0.1", upstream)
@@ -63,8 +66,7 @@ def _handler(upstream: int, rate: float) -> object:
 
 async def serve(pairs: list[tuple[int, int]], rate: float) -> None:
     servers = [
-        await asyncio.start_server(_handler(up, rate), "127.0.0.1", listen)  # type: ignore[arg-type]
-        for listen, up in pairs
+        await asyncio.start_server(_handler(up, rate), "127.0.0.1", listen) for listen, up in pairs
     ]
     print("ready", flush=True)
     await asyncio.gather(*(s.serve_forever() for s in servers))
