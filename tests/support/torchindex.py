@@ -429,44 +429,37 @@ def _deps_specs() -> list[FileSpec]:
     out: list[FileSpec] = []
     for proj in DEPS:
         for rel in proj.releases:
+            # What a release's files share; each wheel adds its own fields to it.
+            release = FileSpec(
+                "deps",
+                proj.name,
+                rel.version,
+                None,
+                "",
+                requires_dist=rel.requires_dist,
+                requires_python=rel.requires_python,
+                legacy_case=proj.legacy_case,
+                yanked=rel.yanked,
+                relative_link=proj.relative_links,
+            )
             for tag in rel.tags:
                 fn = wheel_filename(
                     proj.name, rel.version, tag, rel.build, legacy_case=proj.legacy_case
                 )
                 out.append(
-                    FileSpec(
-                        "deps",
-                        proj.name,
-                        rel.version,
-                        tag,
-                        f"/files/{fn}",
-                        requires_dist=rel.requires_dist,
-                        requires_python=rel.requires_python,
+                    replace(
+                        release,
+                        tag=tag,
+                        url_path=f"/files/{fn}",
                         provides_extra=proj.provides_extra,
                         build=rel.build,
                         payload_size=MEDIUM_PAYLOAD if fn in MEDIUM_DEPS else 0,
-                        legacy_case=proj.legacy_case,
                         pep658=proj.pep658,
-                        yanked=rel.yanked,
-                        relative_link=proj.relative_links,
                     )
                 )
             if rel.sdist:
                 fn = sdist_filename(proj.name, rel.version, legacy_case=proj.legacy_case)
-                out.append(
-                    FileSpec(
-                        "deps",
-                        proj.name,
-                        rel.version,
-                        None,
-                        f"/files/{fn}",
-                        requires_dist=rel.requires_dist,
-                        requires_python=rel.requires_python,
-                        legacy_case=proj.legacy_case,
-                        yanked=rel.yanked,
-                        relative_link=proj.relative_links,
-                    )
-                )
+                out.append(replace(release, url_path=f"/files/{fn}"))
     return out
 
 
