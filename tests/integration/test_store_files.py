@@ -20,10 +20,11 @@ from blake3 import blake3
 from wheelcache.core.models import Blake3, Sha256
 from wheelcache.errors import CacheError
 from wheelcache.net.transfer_state import boot_marker
-from wheelcache.store.cache import Cache
+from wheelcache.store.cache import Cache, CachedWheel
 
 _WATCHED = {"open", "os.mkdir", "os.rename", "os.link", "os.remove"}
-_seen: list[tuple[str, str]] | None = None
+Watched = list[tuple[str, str]]  # (event, path)
+_seen: Watched | None = None
 
 
 def _audit(event: str, args: tuple[object, ...]) -> None:
@@ -40,7 +41,7 @@ sys.addaudithook(_audit)  # a hook cannot be removed: it records only inside ``w
 
 
 @pytest.fixture
-def watch() -> Iterator[list[tuple[str, str]]]:
+def watch() -> Iterator[Watched]:
     global _seen
     _seen = []
     try:
@@ -55,7 +56,9 @@ def _partial(cache: Cache, data: bytes) -> Path:
     return part
 
 
-def _ingest(cache: Cache, part: Path, data: bytes, filename: str = "demo-1.0-py3-none-any.whl"):
+def _ingest(
+    cache: Cache, part: Path, data: bytes, filename: str = "demo-1.0-py3-none-any.whl"
+) -> CachedWheel:
     return cache.ingest(
         part,
         sha256=Sha256(hashlib.sha256(data).hexdigest()),
@@ -69,7 +72,7 @@ def _ingest(cache: Cache, part: Path, data: bytes, filename: str = "demo-1.0-py3
     )
 
 
-def test_a_small_file_is_one_new_file_and_one_rename(tmp_path: Path, watch: list) -> None:
+def test_a_small_file_is_one_new_file_and_one_rename(tmp_path: Path, watch: Watched) -> None:
     cache = Cache(tmp_path / "c")
     page = Path(cache.layout.pages) / "p.html"
     cache.write_atomic(page, b"<html>1</html>", durable=False)
@@ -98,7 +101,7 @@ def test_a_small_file_that_cannot_be_placed_leaves_no_temp_file(tmp_path: Path) 
     assert (taken / "inside").is_dir()
 
 
-def test_a_stored_wheel_moves_and_links_once(tmp_path: Path, watch: list) -> None:
+def test_a_stored_wheel_moves_and_links_once(tmp_path: Path, watch: Watched) -> None:
     cache = Cache(tmp_path / "c")
     data = b"PK" + os.urandom(5000)
     part = _partial(cache, data)
@@ -138,7 +141,7 @@ def test_a_lock_remakes_its_folder(tmp_path: Path) -> None:
     assert Path(cache.layout.lock("a" * 64)).is_file()
 
 
-def test_the_boot_is_read_once_per_process(watch: list) -> None:
+def test_the_boot_is_read_once_per_process(watch: Watched) -> None:
     boot_marker()
     watch.clear()
     first = boot_marker()
