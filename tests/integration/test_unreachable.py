@@ -16,6 +16,7 @@ from click.testing import CliRunner, Result
 
 from tests.integration._serve_wheels import serve
 from tests.support.cachefill import add_wheel
+from tests.support.httpserver import FileServer
 from tests.support.torchindex import TorchIndex
 from tests.support.wheels import build_wheel
 from wheelcache.cli.main import main
@@ -64,13 +65,16 @@ def test_a_port_where_nothing_listens(tmp_path: Path, command: str) -> None:
     )
 
 
-def test_a_tls_failure(torch_index: TorchIndex, tmp_path: Path) -> None:
-    plain_http = torch_index.torch_index_url.replace("http://", "https://")
-    err = _one_line(_cli(tmp_path, "fetch", *TARGET, "--torch-index", plain_http))
-    host = plain_http.split("/")[2]
-    assert err.startswith(f"wheelcache: error: cannot reach {host}: TLS failure (")
-    assert err.endswith(f"; {TORCH_HINT}\n")
-    assert not torch_index.index.count("/whl/")  # nothing but a failed handshake
+def test_a_tls_failure(tmp_path: Path) -> None:
+    # A server of its own: the shared index can still be answering the test before's
+    # prefetches (a failed run does not wait for requests already sent).
+    with FileServer() as plain:
+        plain_http = f"{plain.url.replace('http://', 'https://')}/whl/{{variant}}"
+        err = _one_line(_cli(tmp_path, "fetch", *TARGET, "--torch-index", plain_http))
+        host = plain_http.split("/")[2]
+        assert err.startswith(f"wheelcache: error: cannot reach {host}: TLS failure (")
+        assert err.endswith(f"; {TORCH_HINT}\n")
+        assert plain.requests == []  # nothing but a failed handshake
 
 
 def test_the_other_index_says_which_option_names_it(
@@ -153,14 +157,15 @@ def test_a_trust_store_that_cannot_be_read(
     see test_cli_start); one that cannot be read fails that connection, saying which."""
     missing = tmp_path / "no-such-bundle.pem"
     monkeypatch.setenv("SSL_CERT_FILE", str(missing))
-    https = torch_index.torch_index_url.replace("http://", "https://")
-    err = _one_line(_cli(tmp_path, "fetch", *TARGET, "--torch-index", https))
-    host = https.split("/")[2]
-    assert err.startswith(
-        f"wheelcache: error: cannot reach {host}: TLS failure (cannot read the trust store "
-        f"{missing} (No such file or directory); check SSL_CERT_FILE)"
-    )
-    assert not torch_index.index.count("/whl/")  # no byte sent
+    with FileServer() as untouched:  # its own: see test_a_tls_failure
+        https = f"{untouched.url.replace('http://', 'https://')}/whl/{{variant}}"
+        err = _one_line(_cli(tmp_path, "fetch", *TARGET, "--torch-index", https))
+        host = https.split("/")[2]
+        assert err.startswith(
+            f"wheelcache: error: cannot reach {host}: TLS failure (cannot read the trust store "
+            f"{missing} (No such file or directory); check SSL_CERT_FILE)"
+        )
+        assert untouched.requests == []  # no byte sent
     plain = _cli(
         tmp_path,
         "fetch",
