@@ -22,9 +22,10 @@ import secrets
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from wheelcache.core.layout import CACHEDIR_TAG, CacheLayout
 from wheelcache.core.models import Blake3, Sha256
@@ -110,11 +111,8 @@ class FileLock:
         self._fd: int | None = None
 
     def acquire(self, timeout: float | None = None, poll: float = 0.1) -> bool:
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        except FileNotFoundError:  # the folder went (a cache emptied by hand): make it again
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        # The folder is made again if it went (a cache emptied by hand).
+        fd = _in_folder(self.path, lambda: os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644))
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             try:
@@ -169,6 +167,20 @@ class _NoLock(FileLock):
 
     def release(self) -> None:
         pass
+
+
+_T = TypeVar("_T")
+
+
+def _in_folder(path: Path, make: Callable[[], _T]) -> _T:
+    """``make()``, which creates *path*; when *path*'s folder is missing, the folder is made
+    and ``make()`` runs once more.  Folders exist on almost every call, so asking first
+    (``mkdir`` and a ``stat``) would cost two system calls each time for nothing."""
+    try:
+        return make()
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return make()
 
 
 def _size(path: Path) -> int | None:
@@ -365,8 +377,8 @@ class Cache:
         *durable* fsyncs the data first (survives a power loss); without it the write is
         still atomic for every reader and for a crashed process.  The temp file is written
         through the descriptor that created it, and *path*'s folder is made only when the
-        rename finds it missing: a page costs two files, each once per fetch, so every
-        system call here counts (see scripts/bench_download.py).
+        rename finds it missing (:func:`_in_folder`): a page costs two files, each once per
+        fetch, so every system call here counts (see scripts/bench_download.py).
         """
         self.require_writable(f"writing {path.name}")
         fd, tmp = self._temp_fd(".tmp")
@@ -377,11 +389,7 @@ class Cache:
                     if durable:
                         fh.flush()
                         os.fsync(fh.fileno())
-                try:
-                    _replace(tmp, path)
-                except FileNotFoundError:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    _replace(tmp, path)
+                _in_folder(path, lambda: _replace(tmp, path))
             except BaseException:
                 with contextlib.suppress(OSError):
                     tmp.unlink()
@@ -478,11 +486,7 @@ class Cache:
             if _size(blob) == size:
                 tmp.unlink()  # same content already stored (content addressing)
             else:
-                try:
-                    os.replace(tmp, blob)
-                except FileNotFoundError:  # the blob's bucket folders are made on first use
-                    blob.parent.mkdir(parents=True, exist_ok=True)
-                    os.replace(tmp, blob)
+                _in_folder(blob, lambda: os.replace(tmp, blob))  # buckets: made on first use
                 fsync_dir(blob.parent)
         except OSError as exc:
             raise CacheError(describe_os_error(exc, blob)) from exc
