@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -78,3 +81,23 @@ def torch_index(_torch_index_session: TorchIndex) -> Iterator[TorchIndex]:
     _torch_index_session.clear()
     yield _torch_index_session
     _torch_index_session.clear()
+
+
+@pytest.fixture
+def unlinkable_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A folder no hard link from ``tmp_path`` can reach: on a real second filesystem (tmpfs)
+    where there is one, else with ``os.link`` failing as it does across devices."""
+    shm = Path("/dev/shm")
+    if shm.is_dir() and shm.stat().st_dev != tmp_path.stat().st_dev:
+        base = Path(tempfile.mkdtemp(dir=shm))
+    else:
+
+        def no_link(src: object, dst: object) -> None:
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+        monkeypatch.setattr(os, "link", no_link)
+        base = Path(tempfile.mkdtemp(dir=tmp_path))
+    try:
+        yield base
+    finally:
+        shutil.rmtree(base)

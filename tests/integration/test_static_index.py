@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import http.client
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -148,30 +145,17 @@ def test_two_exports_are_byte_identical(demo_cache: Cache, tmp_path: Path) -> No
 
 
 def test_another_filesystem_gets_copies_that_are_not_copied_twice(
-    demo_cache: Cache, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    demo_cache: Cache, unlinkable_dir: Path
 ) -> None:
-    shm = Path("/dev/shm")
-    if shm.is_dir() and shm.stat().st_dev != tmp_path.stat().st_dev:
-        base = Path(tempfile.mkdtemp(dir=shm))  # a real second filesystem (tmpfs)
-    else:  # no second filesystem here: make hard links fail as they do across devices
-
-        def no_link(src: object, dst: object) -> None:
-            raise OSError(errno.EXDEV, "Invalid cross-device link")
-
-        monkeypatch.setattr(os, "link", no_link)
-        base = Path(tempfile.mkdtemp(dir=tmp_path))
-    try:
-        out = base / "out"
-        first = write_static_index(CacheView(demo_cache).snapshot(), out)
-        assert first.linked == 0 and first.copied == 2 * len(demo_cache.catalog.all())
-        for row in demo_cache.catalog.all():
-            exported = out / "wheels" / row.filename
-            assert hashlib.sha256(exported.read_bytes()).hexdigest() == row.sha256
-            assert exported.stat().st_mode & 0o044 == 0o044
-        again = write_static_index(CacheView(demo_cache).snapshot(), out)
-        assert again.copied == again.linked == 0
-    finally:
-        shutil.rmtree(base)
+    out = unlinkable_dir / "out"
+    first = write_static_index(CacheView(demo_cache).snapshot(), out)
+    assert first.linked == 0 and first.copied == 2 * len(demo_cache.catalog.all())
+    for row in demo_cache.catalog.all():
+        exported = out / "wheels" / row.filename
+        assert hashlib.sha256(exported.read_bytes()).hexdigest() == row.sha256
+        assert exported.stat().st_mode & 0o044 == 0o044
+    again = write_static_index(CacheView(demo_cache).snapshot(), out)
+    assert again.copied == again.linked == 0
 
 
 def test_base_url_makes_file_links_absolute(demo_cache: Cache, tmp_path: Path) -> None:

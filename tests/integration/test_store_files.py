@@ -8,12 +8,9 @@ The operations are watched with an audit hook (``open``, ``os.mkdir``, ``os.rena
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
-import shutil
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -136,33 +133,20 @@ def test_a_dangling_link_where_the_view_goes_is_replaced_not_followed(tmp_path: 
 
 
 def test_where_hard_links_fail_the_view_is_a_whole_copy(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, unlinkable_dir: Path
 ) -> None:
     """Straight to its name when nothing is there, else through a temp name; where no hard
     link can be made (another filesystem, a FAT stick) both ways end in a copy, and the
     temp name is not left behind."""
-    shm = Path("/dev/shm")
-    if shm.is_dir() and shm.stat().st_dev != tmp_path.stat().st_dev:
-        base = Path(tempfile.mkdtemp(dir=shm))  # a real second filesystem (tmpfs)
-    else:  # no second filesystem here: make hard links fail as they do across devices
-
-        def no_link(src: object, dst: object) -> None:
-            raise OSError(errno.EXDEV, "Invalid cross-device link")
-
-        monkeypatch.setattr(os, "link", no_link)
-        base = Path(tempfile.mkdtemp(dir=tmp_path))
-    try:
-        src = tmp_path / "blob"
-        src.write_bytes(b"PK" + os.urandom(4000))
-        dest, tmp = base / "demo-1.0-py3-none-any.whl", base / "view.tmp"
-        assert link_or_copy(src, dest, tmp) == dest  # nothing there yet
-        assert dest.read_bytes() == src.read_bytes() and not os.path.samefile(src, dest)
-        dest.write_bytes(b"an older, shorter file")
-        assert link_or_copy(src, dest, tmp) == dest  # replaced through the temp name
-        assert dest.read_bytes() == src.read_bytes()
-        assert sorted(p.name for p in base.iterdir()) == [dest.name]
-    finally:
-        shutil.rmtree(base)
+    src = tmp_path / "blob"
+    src.write_bytes(b"PK" + os.urandom(4000))
+    dest, tmp = unlinkable_dir / "demo-1.0-py3-none-any.whl", unlinkable_dir / "view.tmp"
+    assert link_or_copy(src, dest, tmp) == dest  # nothing there yet
+    assert dest.read_bytes() == src.read_bytes() and not os.path.samefile(src, dest)
+    dest.write_bytes(b"an older, shorter file")
+    assert link_or_copy(src, dest, tmp) == dest  # replaced through the temp name
+    assert dest.read_bytes() == src.read_bytes()
+    assert sorted(p.name for p in unlinkable_dir.iterdir()) == [dest.name]
 
 
 def test_a_lock_remakes_its_folder(tmp_path: Path) -> None:
