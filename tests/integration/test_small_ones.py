@@ -122,9 +122,26 @@ class _Junk(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-@pytest.fixture
-def junk_site() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Junk)
+class _BusyCompanions(_Junk):
+    """The same site, busy (503) the first time each of torch's companions is asked for: their
+    prefetches are waiting to try again when the resolution fails on torch."""
+
+    asked: set[str] = set()
+
+    def do_GET(self) -> None:
+        first = self.path not in self.asked
+        self.asked.add(self.path)
+        if first and ("torchvision" in self.path or "torchaudio" in self.path):
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        super().do_GET()
+
+
+@contextlib.contextmanager
+def _site(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -132,6 +149,12 @@ def junk_site() -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def junk_site() -> Iterator[str]:
+    with _site(_Junk) as url:
+        yield url
 
 
 def test_an_index_with_none_of_the_projects_is_said_not_to_be_one(
@@ -151,4 +174,31 @@ def test_an_index_with_none_of_the_projects_is_said_not_to_be_one(
     assert _error_line(result) == (
         f"wheelcache: error: {junk_site}/whl/cpu has none of torch, torchvision, torchaudio (no "
         "page, or a page without files): is it a package index? Check --torch-index\n"
+    )
+
+
+def test_an_index_is_said_not_to_be_one_while_its_pages_are_still_coming(
+    tmp_path: Path,
+) -> None:
+    """The resolution fails on torch's page at once, while the companions' pages are still
+    to come (here: a retry after a 503; on a busy machine: still queued for the prefetch
+    threads).  They are read for the diagnosis before the failed run cancels its client;
+    read after it, they were refused, and the resolver's line about torch came instead."""
+    _BusyCompanions.asked.clear()
+    with _site(_BusyCompanions) as site:
+        result = _cli(
+            "fetch",
+            *WIN39,
+            "--torch-index",
+            f"{site}/whl/{{variant}}",
+            "--index-url",
+            f"{site}/simple",
+            "--cache-dir",
+            str(tmp_path / "c"),
+            "--dry-run",
+        )
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-1] == (  # after the companions' retry warnings
+        f"wheelcache: error: {site}/whl/cpu has none of torch, torchvision, torchaudio (no "
+        "page, or a page without files): is it a package index? Check --torch-index"
     )

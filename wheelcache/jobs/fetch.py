@@ -442,14 +442,17 @@ def _resolve(
             on_pin=early.on_pin if early is not None else None,
         )
     except BaseException as exc:
-        if isinstance(exc, ResolutionError):
-            for line in exc.details:  # every requirement chain behind the summary, for -v
-                log.info("%s", line)
-        if finder.metadata.http is not None:
-            finder.metadata.http.cancel()  # wake prefetch threads sleeping in a retry
-        finder.close(wait=False)
-        if isinstance(exc, ResolutionError):
-            _no_project_at_all(reqs, finder)
+        try:
+            if isinstance(exc, ResolutionError):
+                for line in exc.details:  # every requirement chain behind the summary, for -v
+                    log.info("%s", line)
+                # Before the client is cancelled: a root's page may still be on its way (a
+                # prefetch), and a cancelled client would refuse it.
+                _no_project_at_all(reqs, finder)
+        finally:
+            if finder.metadata.http is not None:
+                finder.metadata.http.cancel()  # wake prefetch threads sleeping in a retry
+            finder.close(wait=False)
         raise
     finder.close()
     _say(*_said(resolution))
